@@ -1,0 +1,25 @@
+"""llmops-lab: every prompt you try in a notebook, tracked in MLflow.
+
+>>> %load_ext llmops_lab                      # in a notebook; then a %%llm cell is a prompt
+>>> import llmops_lab
+>>> r = llmops_lab.run("Summarize: {{ text }}", {"text": article}, name="summarize", temperature=0)
+>>> r.text, r.run_id                                                                  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from .api import run
+from .config import configure, get_settings
+from .errors import ConfigError, LlmopsError, MissingApiKeyError, ProviderError, TemplateError
+from .results import LLMResult
+from .tracking import flush, recent_runs
+
+__version__ = "0.1.0"
+__all__ = ["run", "configure", "get_settings", "flush", "recent_runs", "LLMResult", "LlmopsError",
+           "ConfigError", "TemplateError", "ProviderError", "MissingApiKeyError", "load_ipython_extension"]
+
+
+def load_ipython_extension(shell) -> None:
+    """``%load_ext llmops_lab``."""
+    from .magics import load_ipython_extension as _load
+
+    _load(shell)

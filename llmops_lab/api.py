@@ -1,0 +1,124 @@
+"""The core call path shared by every front end: template -> render -> provider -> Completion -> record.
+
+``run`` is the single-call entry point; magics, widgets, batches and jobs all go through it (or,
+for many rows, through the same ``prepare`` / ``execute`` / ``record`` steps).
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from . import providers
+from .config import Settings, get_settings, validate_params
+from .errors import ProviderError
+from .prompts import PromptTemplate, check_name
+from .providers.base import Completion, Message, ModelId
+from .providers.pricing import cost_usd
+from .results import LLMResult
+from .tracking import context
+
+
+@dataclass
+class PromptCall:
+    """Everything needed to send one prompt, validated: nothing here can fail for user reasons later."""
+
+    template: PromptTemplate
+    name: str
+    model_id: ModelId
+    messages: list[Message]
+    params: dict[str, Any]
+    variables_logged: dict[str, str]
+    provider: providers.Provider
+
+
+def prepare(template: str, variables: Mapping[str, Any] | None, *, model: str | None, name: str | None,
+            system: str | None, params: Mapping[str, Any], settings: Settings) -> PromptCall:
+    """Validate everything and render; raises a one-line LlmopsError before any model call."""
+    generation = {**settings.generation_defaults(), **validate_params(dict(params))}
+    model_id = ModelId.parse(model or settings.model)
+    prompt = PromptTemplate(template)
+    prompt_name = check_name(name) if name else prompt.auto_name()
+    variables = variables if variables is not None else {}
+    rendered = prompt.render(variables)
+    messages: list[Message] = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": rendered})
+    provider = providers.resolve(model_id, settings)
+    return PromptCall(prompt, prompt_name, model_id, messages, generation,
+                      prompt.values_for_log(variables), provider)
+
+
+def build_record(call: PromptCall, settings: Settings, *, kind: str, start_ns: int, end_ns: int,
+                 completion: Completion | None, error: str | None) -> dict[str, Any]:
+    """The spool record of one call: everything MLflow will get, and nothing secret."""
+    notebook = context.notebook_path()
+    usage = completion.usage.as_dict() if completion else {}
+    return {
+        "id": uuid.uuid4().hex,
+        "v": 1,
+        "kind": kind,
+        "experiment": context.experiment_name(settings, notebook),
+        "notebook": notebook,
+        "cell_id": context.cell_id(),
+        "user": context.user(),
+        "project_root": str(settings.project_root),
+        "prompt": {"name": call.name, "template": call.template.text, "sha256": call.template.sha256},
+        "model": str(call.model_id),
+        "provider": call.model_id.provider,
+        "model_name": call.model_id.model,
+        "endpoint_host": call.provider.endpoint_host,
+        "params": call.params,
+        "messages": call.messages,
+        "variables": call.variables_logged,
+        "start_ns": start_ns,
+        "end_ns": end_ns,
+        "output": completion.text if completion else None,
+        "finish_reason": completion.finish_reason if completion else None,
+        "usage": usage,
+        "latency_ms": completion.latency_ms if completion else (end_ns - start_ns) / 1e6,
+        "cost_usd": cost_usd(call.model_id, completion.usage, settings.prices) if completion else None,
+        "retries": completion.retries if completion else None,
+        "error": error,
+    }
+
+
+def execute(call: PromptCall, settings: Settings, *, kind: str = "single") -> tuple[Completion, dict[str, Any]]:
+    """Send the call; a provider failure is logged as a failed run, then raised."""
+    from .tracking import submit
+
+    start_ns = time.time_ns()
+    try:
+        completion = call.provider.complete(call.model_id.model, call.messages, call.params)
+    except ProviderError as err:
+        if settings.tracking:
+            submit(build_record(call, settings, kind=kind, start_ns=start_ns, end_ns=time.time_ns(),
+                                completion=None, error=str(err)), settings)
+        raise
+    record = build_record(call, settings, kind=kind, start_ns=start_ns, end_ns=time.time_ns(),
+                          completion=completion, error=None)
+    return completion, record
+
+
+def run(template: str, variables: Mapping[str, Any] | None = None, *, model: str | None = None,
+        name: str | None = None, system: str | None = None, **params: Any) -> LLMResult:
+    """Render ``template`` with ``variables``, call the model, log the call to MLflow, return the result.
+
+    >>> r = llmops_lab.run("Summarize in one sentence: {{ article }}", {"article": text},
+    ...                    model="openai:gpt-4o-mini", name="summarize", temperature=0, max_tokens=64)
+    >>> print(r.text, r.latency_ms, r.cost_usd, r.run_id)                     # doctest: +SKIP
+
+    ``params`` are generation parameters (temperature, max_tokens, top_p, seed, stop); anything else
+    is a ConfigError. ``model`` defaults to the configured model, ``name`` to ``prompt-<hash>``.
+    """
+    from .tracking import submit
+
+    settings = get_settings()
+    call = prepare(template, variables, model=model, name=name, system=system, params=params, settings=settings)
+    completion, record = execute(call, settings)
+    ticket = submit(record, settings) if settings.tracking else None
+    return LLMResult(
+        text=completion.text, model=record["model"], usage=record["usage"], latency_ms=completion.latency_ms,
+        cost_usd=record["cost_usd"], prompt_name=call.name, messages=call.messages, params=call.params,
+        record_id=record["id"], finish_reason=completion.finish_reason, retries=completion.retries,
+        _ticket=ticket)

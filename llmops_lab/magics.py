@@ -1,0 +1,204 @@
+"""IPython magics: ``%%llm`` (a cell is a prompt) and ``%llm`` (commands). Parsing and display only;
+the work is done by the core API. User errors become ``UsageError``: one line, no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+
+from .errors import ConfigError, LlmopsError
+
+FORMATS = ("markdown", "text", "json", "code")
+HELP = """\
+%%llm [PROVIDER:MODEL] [options]      the cell body is a Jinja2 prompt template over notebook variables
+  --name NAME            prompt name in the MLflow registry (default: prompt-<hash>)
+  --temperature T  --max-tokens N  --top-p P  --seed S  --stop TEXT
+  --system TEXT          system message
+  --out VAR              store the result object in VAR (also in _)
+  --format F             markdown (default) | text | json | code (code goes into a new cell)
+%llm help                this text
+%llm models              providers, keys and endpoints configured, local model status
+%llm config [k=v ...]    show or change settings (model, temperature, max_tokens, tracking_uri, experiment …)
+%llm experiment [NAME]   show or set the MLflow experiment (default: one per notebook)
+%llm runs [N]            recent runs of this notebook's experiment, as a DataFrame
+%llm flush               write pending records to MLflow now"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse would exit the kernel
+        raise ConfigError(f"%%llm: {message} (see %llm help)")
+
+
+def _cell_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="%%llm", add_help=False, allow_abbrev=False)
+    parser.add_argument("model", nargs="?")
+    parser.add_argument("--name", "-n")
+    parser.add_argument("--temperature", "-t")
+    parser.add_argument("--max-tokens", dest="max_tokens")
+    parser.add_argument("--top-p", dest="top_p")
+    parser.add_argument("--seed")
+    parser.add_argument("--stop")
+    parser.add_argument("--system")
+    parser.add_argument("--out", "-o")
+    parser.add_argument("--format", "-f", default="markdown")
+    return parser
+
+
+def parse_cell_line(line: str) -> argparse.Namespace:
+    """Options of a ``%%llm`` line. Unknown options are named without their values (which may be keys)."""
+    try:
+        tokens = shlex.split(line)
+    except ValueError as err:
+        raise ConfigError(f"%%llm: cannot parse options: {err}") from None
+    args, unknown = _cell_parser().parse_known_args(tokens)
+    if unknown:
+        options = [t.split("=")[0] for t in unknown if t.startswith("-")] or ["an extra positional argument"]
+        raise ConfigError(f"%%llm: unknown option {', '.join(options)} (see %llm help)")
+    if args.format not in FORMATS:
+        raise ConfigError(f"--format {args.format!r} is not one of {', '.join(FORMATS)}")
+    if args.out is not None and not args.out.isidentifier():
+        raise ConfigError(f"--out {args.out!r} is not a Python variable name")
+    if args.model is not None and ":" not in args.model:
+        raise ConfigError(f"{args.model!r} is not provider:model (e.g. openai:gpt-4o-mini); options start with --")
+    return args
+
+
+class Footer:
+    """The one-line footer under an answer; re-rendered when the run id arrives."""
+
+    def __init__(self, result: Any):
+        self.text = result.footer()
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return f'<div style="color:#777;font-size:0.85em">{html.escape(self.text)}</div>'
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def show(result: Any, fmt: str, shell: Any) -> None:
+    """Display the answer in ``fmt`` and a live footer."""
+    from IPython.display import JSON, Markdown, display
+
+    from .results import strip_fences
+
+    if fmt == "markdown":
+        display(Markdown(result.text))
+    elif fmt == "json":
+        data = result.data
+        if data is None:
+            display(Markdown(result.text))
+            print("(the answer is not valid JSON; .data is None)")
+        else:
+            display(JSON(data, expanded=True))
+    elif fmt == "code":
+        code = strip_fences(result.text)
+        display(Markdown(f"```\n{code}\n```"))
+        shell.set_next_input(code, replace=False)
+    else:
+        print(result.text)
+    handle = display(Footer(result), display_id=True)
+    if handle is not None and result._ticket is not None:
+        result._ticket.on_change(lambda _ticket: handle.update(Footer(result)))
+
+
+@magics_class
+class LlmMagics(Magics):
+    """``%llm`` / ``%%llm``."""
+
+    @no_var_expand
+    @line_cell_magic
+    def llm(self, line: str, cell: str | None = None) -> Any:
+        try:
+            return self._line(line) if cell is None else self._cell(line, cell)
+        except LlmopsError as err:
+            raise UsageError(str(err)) from None
+
+    # -- %%llm ------------------------------------------------------------------------------------
+    def _cell(self, line: str, cell: str) -> None:
+        from .api import run
+
+        args = parse_cell_line(line)
+        params = {"temperature": args.temperature, "max_tokens": args.max_tokens, "top_p": args.top_p,
+                  "seed": args.seed, "stop": args.stop}
+        result = run(cell, self.shell.user_ns, model=args.model, name=args.name, system=args.system, **params)
+        if args.out:
+            self.shell.user_ns[args.out] = result
+        self.shell.user_ns["_"] = result
+        show(result, args.format, self.shell)
+
+    # -- %llm ---------------------------------------------------------------------------------------
+    def _line(self, line: str) -> Any:
+        command, _, rest = line.strip().partition(" ")
+        rest = rest.strip()
+        handler = {"": self._help, "help": self._help, "models": self._models, "config": self._config,
+                   "experiment": self._experiment, "runs": self._runs, "flush": self._flush}.get(command)
+        if handler is None:
+            raise ConfigError(f"%llm: unknown command {command!r}: use help, models, config, experiment, runs or "
+                              "flush (a prompt goes in a %%llm cell)")
+        return handler(rest)
+
+    def _help(self, _rest: str) -> None:
+        print(HELP)
+
+    def _models(self, _rest: str) -> Any:
+        import pandas as pd
+
+        from .config import get_settings
+        from .providers import describe_providers
+
+        settings = get_settings()
+        print(f"default model: {settings.model}")
+        return pd.DataFrame(describe_providers(settings))
+
+    def _config(self, rest: str) -> None:
+        from .config import configure, get_settings
+
+        if rest:
+            values = {}
+            for token in shlex.split(rest):
+                key, sep, value = token.partition("=")
+                if not sep:
+                    raise ConfigError(f"%llm config: {token!r} is not key=value (e.g. %llm config temperature=0)")
+                values[key.strip().replace("-", "_")] = value
+            configure(**values)
+        for key, value in get_settings().public_view().items():
+            print(f"{key:>12} = {value}")
+
+    def _experiment(self, rest: str) -> None:
+        from .config import configure, get_settings
+        from .tracking import context
+
+        if rest:
+            configure(experiment=rest)
+        print(context.experiment_name(get_settings(), context.notebook_path()))
+
+    def _runs(self, rest: str) -> Any:
+        from .tracking import recent_runs
+
+        try:
+            limit = int(rest) if rest else 20
+        except ValueError:
+            raise ConfigError(f"%llm runs: {rest!r} is not a number of runs") from None
+        return recent_runs(limit)
+
+    def _flush(self, _rest: str) -> None:
+        from .tracking import flush
+
+        left = flush()
+        print("all records written to MLflow" if not left else
+              f"{left} record(s) still queued in the spool (MLflow unreachable?); they are retried")
+
+
+def load_ipython_extension(shell: Any) -> None:
+    """``%load_ext llmops_lab``: register the magics; replay an earlier kernel's spool in the background."""
+    shell.register_magics(LlmMagics)
+    from .tracking import replay_if_needed
+
+    replay_if_needed()

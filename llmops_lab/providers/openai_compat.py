@@ -1,0 +1,95 @@
+"""OpenAI and every OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp server, Azure via base_url).
+
+The SDK's own retries are off (max_retries=0) so that retries are counted here, honour Retry-After,
+and end in one clear error.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import urlparse
+
+from ..errors import ProviderError
+from .base import Completion, Message, ModelId, RetryPolicy, Usage, parse_retry_after
+
+RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+class OpenAICompatProvider:
+    """Chat completions through the ``openai`` SDK against ``base_url``."""
+
+    def __init__(self, name: str, base_url: str | None, api_key: str, timeout: float, max_retries: int,
+                 key_source: str = "the API key"):
+        import openai
+
+        self.name = name
+        self.base_url = base_url
+        self.endpoint_host = urlparse(base_url).netloc if base_url else "api.openai.com"
+        self.policy = RetryPolicy(max_retries=max_retries)
+        self._key_source = key_source  # the variable's name, for messages; never the key
+        self._client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0)
+        self._openai = openai
+
+    def complete(self, model: str, messages: list[Message], params: dict[str, Any]) -> Completion:
+        openai = self._openai
+        request = {"model": model, "messages": messages, **_sdk_params(params)}
+        attempt = 0
+        start = time.perf_counter()
+        while True:
+            try:
+                response = self._client.chat.completions.create(**request)
+                break
+            except openai.APIStatusError as err:
+                if err.status_code in RETRY_STATUS and attempt < self.policy.max_retries:
+                    time.sleep(self.policy.delay(attempt, parse_retry_after(err.response.headers)))
+                    attempt += 1
+                    continue
+                raise ProviderError(self._status_message(model, err, attempt)) from None
+            except openai.APIConnectionError as err:  # includes APITimeoutError
+                if attempt < self.policy.max_retries:
+                    time.sleep(self.policy.delay(attempt))
+                    attempt += 1
+                    continue
+                what = "timed out" if isinstance(err, openai.APITimeoutError) else "could not connect"
+                raise ProviderError(f"{self.name}:{model} {what} ({self.endpoint_host}) after {attempt + 1} "
+                                    f"tries: check the endpoint is up, or raise timeout= / max_retries=") from None
+        latency_ms = (time.perf_counter() - start) * 1000
+        choice = response.choices[0] if response.choices else None
+        usage = response.usage
+        return Completion(
+            text=(choice.message.content or "") if choice else "",
+            model_id=ModelId(self.name, model),
+            usage=Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0) if usage else Usage(),
+            latency_ms=latency_ms,
+            finish_reason=choice.finish_reason if choice else None,
+            retries=attempt,
+            endpoint_host=self.endpoint_host,
+            response_model=response.model,
+        )
+
+    def _status_message(self, model: str, err: Any, attempt: int) -> str:
+        status = err.status_code
+        detail = _error_detail(err)
+        where = f"{self.name}:{model} ({self.endpoint_host})"
+        if status == 401:
+            return f"{where} rejected {self._key_source} (401 unauthorized): check the key"
+        if status == 403:
+            return f"{where} refused access (403): the key lacks permission for this model"
+        if status == 404:
+            return f"{where}: model or endpoint not found (404): check the model name and base_url"
+        if status in RETRY_STATUS:
+            return (f"{where} failed after {attempt + 1} tries: HTTP {status} {detail}: "
+                    "try again later, lower the concurrency, or raise max_retries=")
+        return f"{where} rejected the request (HTTP {status}): {detail}"
+
+
+def _sdk_params(params: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in params.items() if v is not None}
+    if isinstance(out.get("stop"), str):
+        out["stop"] = [out["stop"]]
+    return out
+
+
+def _error_detail(err: Any) -> str:
+    """The server's own message (the SDK extracts ``error.message``), on one short line."""
+    return " ".join(str(getattr(err, "message", err)).split())[:300]

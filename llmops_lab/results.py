@@ -1,0 +1,93 @@
+"""What a call returns: the answer plus where it was logged."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+_FENCE = re.compile(r"^\s*```[\w+-]*\s*\n(.*?)\n?```\s*$", re.DOTALL)
+
+
+def strip_fences(text: str) -> str:
+    """The body of a single fenced code block, or the text unchanged."""
+    match = _FENCE.match(text)
+    return match.group(1) if match else text
+
+
+def format_cost(cost: float | None) -> str | None:
+    if cost is None:
+        return None
+    return "$0" if cost == 0 else f"${cost:.6f}".rstrip("0") if cost < 0.01 else f"${cost:.4f}"
+
+
+@dataclass
+class LLMResult:
+    """One ``%%llm`` cell or :func:`llmops_lab.run` call.
+
+    >>> r = llmops_lab.run("Say hi to {{ who }}", {"who": "Ada"})   # doctest: +SKIP
+    >>> r.text, r.usage["total_tokens"], r.run_id                     # doctest: +SKIP
+    """
+
+    text: str
+    model: str
+    usage: dict[str, int]
+    latency_ms: float
+    cost_usd: float | None
+    prompt_name: str
+    messages: list[dict[str, str]]
+    params: dict[str, Any]
+    record_id: str
+    finish_reason: str | None = None
+    retries: int = 0
+    _ticket: Any = field(default=None, repr=False)
+
+    @property
+    def run_id(self) -> str | None:
+        """The MLflow run id; waits (a few seconds at most) for the background writer. None: still queued."""
+        return self._ticket.wait() if self._ticket is not None else None
+
+    @property
+    def prompt_uri(self) -> str | None:
+        """``prompts:/NAME/VERSION`` of the registered prompt this call used."""
+        if self._ticket is None or self._ticket.wait() is None:
+            return None
+        return self._ticket.prompt_uri
+
+    @property
+    def tracking_status(self) -> str:
+        """``logged``, ``pending`` (writer busy), ``queued`` (MLflow unreachable; kept in the spool) or ``off``."""
+        return self._ticket.status if self._ticket is not None else "off"
+
+    @property
+    def data(self) -> Any:
+        """The answer parsed as JSON (code fences removed); None if it is not JSON."""
+        try:
+            return json.loads(strip_fences(self.text))
+        except (json.JSONDecodeError, TypeError):
+            return None
+
+    def footer(self) -> str:
+        """``model · 412 ms · 96 tokens · $0.00002 · run 1a2b3c4d`` (run id when already known)."""
+        parts = [self.model, f"{self.latency_ms:,.0f} ms", f"{self.usage.get('total_tokens', 0)} tokens"]
+        cost = format_cost(self.cost_usd)
+        if cost is not None:
+            parts.append(cost)
+        if self.retries:
+            parts.append(f"{self.retries} retr{'y' if self.retries == 1 else 'ies'}")
+        parts.append(self._tracking_label())
+        return " · ".join(parts)
+
+    def _tracking_label(self) -> str:
+        ticket = self._ticket
+        if ticket is None:
+            return "not tracked"
+        if ticket.run_id:
+            return f"run {ticket.run_id[:8]}"
+        return "logging…" if ticket.status == "pending" else "queued (MLflow unreachable, kept in spool)"
+
+    def __str__(self) -> str:
+        return self.text
+
+    def _repr_markdown_(self) -> str:
+        return f"{self.text}\n\n<sub>{self.footer()}</sub>"

@@ -1,0 +1,95 @@
+"""Tracking front door: ``submit`` a record, ``flush``, read back ``recent_runs``.
+
+One :class:`Tracker` per process (spool under ``<home>/spool``); it writes through ``MlflowSink``.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from typing import Any
+
+from ..config import Settings, get_settings
+from . import context
+from .spool import has_orphans
+from .tracker import Ticket, Tracker
+
+__all__ = ["Ticket", "Tracker", "submit", "flush", "recent_runs", "replay_if_needed", "shutdown", "get_tracker"]
+
+EXIT_FLUSH_S = float(os.environ.get("LLMOPS_EXIT_FLUSH_S", "3"))
+_tracker: Tracker | None = None
+_lock = threading.Lock()
+
+
+def get_tracker(settings: Settings | None = None) -> Tracker:
+    global _tracker
+    with _lock:
+        if _tracker is None:
+            settings = settings or get_settings()
+
+            def sink_factory():
+                from .mlflow_sink import MlflowSink
+
+                return MlflowSink(get_settings)
+
+            _tracker = Tracker(settings.home / "spool", sink_factory)
+        return _tracker
+
+
+def submit(record: dict[str, Any], settings: Settings | None = None) -> Ticket:
+    """Spool ``record`` (durable at return) and queue it for MLflow."""
+    return get_tracker(settings).submit(record)
+
+
+def flush(timeout: float = 30.0) -> int:
+    """Write everything pending to MLflow; returns how many records still wait (0 when all written)."""
+    return get_tracker().flush(timeout)
+
+
+def replay_if_needed(settings: Settings | None = None) -> None:
+    """At load: if an earlier process left records in the spool, start writing them in the background."""
+    settings = settings or get_settings()
+    if settings.tracking and has_orphans(settings.home / "spool"):
+        get_tracker(settings).start()
+
+
+def shutdown(timeout: float = EXIT_FLUSH_S) -> int:
+    """Flush (bounded), stop the writer, forget the tracker. What is left stays in the spool."""
+    global _tracker
+    with _lock:
+        tracker, _tracker = _tracker, None
+    return tracker.close(timeout) if tracker is not None else 0
+
+
+atexit.register(shutdown)
+
+
+def recent_runs(limit: int = 20, experiment: str | None = None):
+    """The newest runs of this notebook's experiment (after a flush) as a DataFrame."""
+    import pandas as pd
+
+    flush(10.0)
+    settings = get_settings()
+    from .mlflow_sink import client_for
+
+    name = experiment or context.experiment_name(settings, context.notebook_path())
+    client = client_for(settings.resolved_tracking_uri())
+    exp = client.get_experiment_by_name(name)
+    columns = ["run_id", "start", "prompt", "model", "latency_ms", "total_tokens", "cost_usd", "status", "kind"]
+    if exp is None:
+        return pd.DataFrame(columns=columns)
+    runs = client.search_runs([exp.experiment_id], max_results=limit, order_by=["attributes.start_time DESC"])
+    rows = []
+    for r in runs:
+        rows.append({
+            "run_id": r.info.run_id,
+            "start": pd.Timestamp(r.info.start_time, unit="ms"),
+            "prompt": r.data.tags.get("llmops.prompt"),
+            "model": r.data.params.get("model"),
+            "latency_ms": r.data.metrics.get("latency_ms"),
+            "total_tokens": r.data.metrics.get("total_tokens"),
+            "cost_usd": r.data.metrics.get("cost_usd"),
+            "status": r.info.status,
+            "kind": r.data.tags.get("llmops.kind"),
+        })
+    return pd.DataFrame(rows, columns=columns)

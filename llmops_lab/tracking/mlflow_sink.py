@@ -1,0 +1,191 @@
+"""The one writer to MLflow: a spool record -> run (tags, params, metrics, artifacts), registered prompt
+version linked to it, and a CHAT_MODEL trace. Runs in the tracker's thread; imports MLflow there.
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from ..config import Settings
+from . import context
+
+# The writer is already off the critical path: export traces synchronously so "logged" means logged.
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
+
+_init_lock = threading.Lock()
+_initialised: set[str] = set()
+
+
+def ensure_store(uri: str) -> None:
+    """Create/migrate a sqlite store once, under a file lock (MLflow's migrations race otherwise)."""
+    if uri in _initialised:
+        return
+    with _init_lock:
+        if uri in _initialised:
+            return
+        import mlflow
+        from mlflow import MlflowClient
+
+        if uri.startswith("sqlite:///"):
+            from filelock import FileLock
+
+            db = Path(uri[len("sqlite:///"):])
+            db.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(db) + ".lock", timeout=120):
+                MlflowClient(uri).search_experiments(max_results=1)
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        _initialised.add(uri)
+
+
+def client_for(uri: str):
+    from mlflow import MlflowClient
+
+    ensure_store(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "default"
+
+
+class MlflowSink:
+    """Writes records to the tracking store of the current settings."""
+
+    def __init__(self, settings: Callable[[], Settings]):
+        self._settings = settings
+        self._experiments: dict[tuple[str, str], str] = {}
+        self._prompts: dict[tuple[str, str, str], Any] = {}  # (uri, name, sha256) -> PromptVersion
+
+    # -- lookups, cached per process ----------------------------------------------------------------
+    def _experiment_id(self, client: Any, uri: str, name: str, settings: Settings) -> str:
+        key = (uri, name)
+        if key not in self._experiments:
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                location = None
+                if uri.startswith("sqlite:"):  # keep artifacts beside the store, not in the kernel's cwd
+                    location = (settings.home / "artifacts" / _slug(name)).resolve().as_uri()
+                try:
+                    exp_id = client.create_experiment(name, artifact_location=location)
+                except Exception:  # noqa: BLE001 - created meanwhile by another process
+                    exp = client.get_experiment_by_name(name)
+                    if exp is None:
+                        raise
+                    exp_id = exp.experiment_id
+            else:
+                exp_id = exp.experiment_id
+            self._experiments[key] = exp_id
+        return self._experiments[key]
+
+    def _prompt_version(self, client: Any, uri: str, prompt: dict[str, str]) -> Any:
+        """The registry version with this exact text; registers a new version only when the text changed."""
+        key = (uri, prompt["name"], prompt["sha256"])
+        if key not in self._prompts:
+            from mlflow.exceptions import MlflowException
+
+            existing = None
+            try:
+                for version in client.search_prompt_versions(prompt["name"], max_results=1000):
+                    if version.template == prompt["template"]:
+                        existing = version
+                        break
+            except MlflowException:
+                existing = None  # no such prompt yet
+            self._prompts[key] = existing or client.register_prompt(
+                prompt["name"], prompt["template"], commit_message="registered by llmops-lab",
+                tags={"llmops.sha256": prompt["sha256"]})
+        return self._prompts[key]
+
+    # -- the write ----------------------------------------------------------------------------------
+    def write(self, record: dict[str, Any], replay: bool = False) -> tuple[str, str | None]:
+        """Log one record; returns (run_id, prompt_uri). With ``replay``, a record MLflow already has
+        is not written twice, and a half-written run is replaced."""
+        from mlflow.entities import Metric, Param, RunTag, SpanType
+
+        settings = self._settings()
+        uri = settings.resolved_tracking_uri()
+        client = client_for(uri)
+        exp_id = self._experiment_id(client, uri, record["experiment"], settings)
+        version = self._prompt_version(client, uri, record["prompt"])
+        prompt_uri = f"prompts:/{version.name}/{version.version}"
+        if replay:
+            found = client.search_runs([exp_id], filter_string=f"tags.`llmops.record_id` = '{record['id']}'",
+                                       max_results=5)
+            for run in found:
+                if run.info.status in ("FINISHED", "FAILED"):
+                    return run.info.run_id, prompt_uri
+                client.delete_run(run.info.run_id)  # interrupted mid-write: write it again whole
+
+        start_ms, end_ms = record["start_ns"] // 1_000_000, record["end_ns"] // 1_000_000
+        run = client.create_run(exp_id, start_time=start_ms, run_name=record["prompt"]["name"],
+                                tags=self._tags(record, settings, version))
+        run_id = run.info.run_id
+        params = {"provider": record["provider"], "model": record["model_name"],
+                  "endpoint_host": record.get("endpoint_host") or "in-process",
+                  "prompt_name": version.name, "prompt_version": version.version, **record["params"]}
+        metrics = {"latency_ms": record["latency_ms"], **{k: v for k, v in (record.get("usage") or {}).items()}}
+        if record.get("cost_usd") is not None:
+            metrics["cost_usd"] = record["cost_usd"]
+        if record.get("retries") is not None:
+            metrics["retries"] = record["retries"]
+        client.log_batch(run_id, metrics=[Metric(k, float(v), end_ms, 0) for k, v in metrics.items()],
+                         params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+        client.log_text(run_id, _render_messages(record["messages"]), "prompt.txt")
+        if record.get("output") is not None:
+            client.log_text(run_id, record["output"], "output.md")
+        client.link_prompt_version_to_run(run_id, version)
+        self._trace(client, record, exp_id, run_id, version, SpanType.CHAT_MODEL)
+        client.set_terminated(run_id, status="FAILED" if record.get("error") else "FINISHED", end_time=end_ms)
+        return run_id, prompt_uri
+
+    def _tags(self, record: dict[str, Any], settings: Settings, version: Any) -> dict[str, str]:
+        tags = {
+            "llmops.record_id": record["id"],
+            "llmops.kind": record["kind"],
+            "llmops.user": record.get("user") or "unknown",
+            "mlflow.user": record.get("user") or "unknown",
+            "llmops.model": record["model"],
+            "llmops.prompt": f"{version.name}@{version.version}",
+        }
+        if record.get("notebook"):
+            tags["llmops.notebook"] = record["notebook"]
+            tags["mlflow.source.name"] = record["notebook"]
+            tags["mlflow.source.type"] = "NOTEBOOK"
+        if record.get("cell_id"):
+            tags["llmops.cell_id"] = record["cell_id"]
+        commit = context.git_commit(Path(record.get("project_root") or settings.project_root))
+        if commit:
+            tags["llmops.git_commit"] = commit
+            tags["mlflow.source.git.commit"] = commit
+        if record.get("error"):
+            tags["llmops.error"] = record["error"][:5000]
+        return tags
+
+    def _trace(self, client: Any, record: dict[str, Any], exp_id: str, run_id: str, version: Any,
+               span_type: str) -> None:
+        usage = record.get("usage") or {}
+        attributes = {"model": record["model"], **record["params"], "llmops.record_id": record["id"],
+                      "mlflow.chat.tokenUsage": {"input_tokens": usage.get("prompt_tokens", 0),
+                                                 "output_tokens": usage.get("completion_tokens", 0),
+                                                 "total_tokens": usage.get("total_tokens", 0)}}
+        span = client.start_trace(record["prompt"]["name"], span_type=span_type,
+                                  inputs={"messages": record["messages"], "variables": record.get("variables")},
+                                  attributes=attributes, tags={"llmops.record_id": record["id"]},
+                                  experiment_id=exp_id, start_time_ns=record["start_ns"], run_id=run_id)
+        outputs = {"content": record.get("output")} if not record.get("error") else {"error": record["error"]}
+        client.end_trace(span.trace_id, outputs=outputs, status="ERROR" if record.get("error") else "OK",
+                         end_time_ns=record["end_ns"])
+        try:
+            client.link_prompt_versions_to_trace([version], span.trace_id)
+        except Exception:  # noqa: BLE001 - the run link is the contract; the trace link is a bonus
+            pass
+
+
+def _render_messages(messages: list[dict[str, str]]) -> str:
+    if len(messages) == 1:
+        return messages[0]["content"]
+    return "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)
