@@ -37,7 +37,7 @@ class Settings:
     max_tokens: int | None = None
     top_p: float | None = None
     seed: int | None = None
-    tracking_uri: str | None = None  # None: MLFLOW_TRACKING_URI, else sqlite under the project root
+    tracking_uri: str | None = None  # None: sqlite under the project root (MLFLOW_TRACKING_URI is read at load)
     experiment: str | None = None  # None: one experiment per notebook
     timeout: float = 60.0  # seconds per request
     max_retries: int = 3  # retries after the first try (429, 5xx, connection errors, timeouts)
@@ -54,8 +54,6 @@ class Settings:
     def resolved_tracking_uri(self) -> str:
         if self.tracking_uri:
             return self.tracking_uri
-        if os.environ.get("MLFLOW_TRACKING_URI"):
-            return os.environ["MLFLOW_TRACKING_URI"]
         return f"sqlite:///{self.home / 'mlflow.db'}"
 
     def generation_defaults(self) -> dict[str, Any]:
@@ -147,6 +145,9 @@ def load_settings(start: Path | None = None, environ: dict[str, str] | None = No
     settings.prices = {name: dict(p) for name, p in table.pop("prices", {}).items()}
     for key, value in table.items():
         setattr(settings, key.replace("-", "_"), parse_value(key.replace("-", "_"), value))
+    # Read once here: MLflow's own set_tracking_uri() writes this variable later in the process.
+    if environ.get("MLFLOW_TRACKING_URI"):
+        settings.tracking_uri = environ["MLFLOW_TRACKING_URI"]
     for key in _SCALARS:
         env_value = environ.get(f"LLMOPS_{key.upper()}")
         if env_value is not None:

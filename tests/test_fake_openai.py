@@ -107,13 +107,16 @@ def test_timeout_then_recovers_and_stop_is_fast():
         assert 0.4 < time.perf_counter() - t0 < 3
         assert c.chat.completions.create(model="m", messages=MSGS).choices
         s.fail_next("timeout")  # leave a request hanging server-side; stop() must cancel it
-        threading.Thread(target=_swallow, args=(client(s, timeout=10),), daemon=True).start()
+        hung = threading.Thread(target=_swallow, args=(client(s, timeout=10),), daemon=True)
+        hung.start()
         while s.faults_served["timeout"] < 2:
             time.sleep(0.01)
     finally:
         t0 = time.perf_counter()
         s.stop()
     assert time.perf_counter() - t0 < 2.5
+    hung.join(timeout=2)  # the hanging request was cancelled and its connection dropped
+    assert not hung.is_alive()
 
 
 def test_reset_is_connection_error(srv):

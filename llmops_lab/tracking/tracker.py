@@ -70,6 +70,7 @@ class Tracker:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._replayed_once = threading.Event()  # flush() also waits for the start-up replay
         self.written = 0
         self.replayed = 0
         self.failures = 0
@@ -98,6 +99,7 @@ class Tracker:
         self.start()
         self._wake.set()
         deadline = time.monotonic() + timeout
+        self._replayed_once.wait(timeout)
         with self._cond:
             while self._busy:
                 left = deadline - time.monotonic()
@@ -125,6 +127,8 @@ class Tracker:
         except Exception as err:  # noqa: BLE001 - the store may be down; records wait in the spool
             sink = None
             self._note_failure(err)
+        finally:
+            self._replayed_once.set()
         delay = RETRY_BASE_S
         next_retry = time.monotonic() + delay
         while not self._stop.is_set():
@@ -138,12 +142,13 @@ class Tracker:
                     self._settle(record, None)
                 else:
                     self._write(sink, record, replay=False)
-            if self._retry and (time.monotonic() >= next_retry or self._wake.is_set()):
+            if (self._retry or sink is None) and (time.monotonic() >= next_retry or self._wake.is_set()):
                 self._wake.clear()
                 try:
                     if sink is None:
-                        sink = self._sink_factory()
-                        self._replay(sink)
+                        fresh = self._sink_factory()
+                        self._replay(fresh)
+                        sink = fresh
                     pending, self._retry = self._retry, []
                     for rec in pending:
                         self._write(sink, rec, replay=True)
