@@ -68,7 +68,7 @@ class FakeOpenAI:
                  seed: int | None = None, api_key: str | None = None, host: str = "127.0.0.1",
                  port: int = 0, hang_s: float = 30.0) -> None:
         self.latency_ms = latency_ms
-        self.responder = responder or default_responder
+        self.responder = responder  # None (also settable later) -> default_responder
         self.fault_rate = fault_rate
         self.faults = tuple(faults)
         if bad := set(self.faults) - set(FAULT_KINDS):
@@ -287,7 +287,7 @@ class FakeOpenAI:
             return self._json(400, error_body("Streaming is not supported by the fake server.",
                                               "invalid_request_error", "unsupported_parameter"))
         try:
-            content = str(self.responder(req))
+            content = str((self.responder or default_responder)(req))
         except Exception as e:  # noqa: BLE001 - surface responder bugs as 500
             return self._json(500, error_body(f"responder failed: {e!r}", "server_error"))
         limit = req.get("max_tokens") or req.get("max_completion_tokens")

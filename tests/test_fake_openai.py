@@ -44,6 +44,9 @@ def test_max_tokens_truncates_and_custom_responder():
         assert r.choices[0].message.content == "one two three" and r.usage.completion_tokens == 3
         r = c.chat.completions.create(model="m", messages=MSGS)
         assert r.choices[0].message.content == "one two three four m"
+        s.responder = None  # back to the default echo
+        r = c.chat.completions.create(model="m", messages=MSGS)
+        assert r.choices[0].message.content == "echo: hello big world"
 
 
 def test_keep_alive_reuses_one_connection(srv):

@@ -26,9 +26,13 @@ def ensure_store(uri: str) -> None:
     with _init_lock:
         if uri in _initialised:
             return
+        import logging
+
         import mlflow
         from mlflow import MlflowClient
 
+        for noisy in ("mlflow.store.db.utils", "alembic"):  # schema creation chatter in the notebook
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         if uri.startswith("sqlite:///"):
             from filelock import FileLock
 
