@@ -14,8 +14,14 @@ def execute_notebook(source: Path, output: Path, settings: Settings, parameters:
     """Execute ``source`` into ``output``. The kernel learns its notebook path through ``LLMOPS_NOTEBOOK``."""
     if not source.is_file():
         raise ConfigError(f"notebook {source} not found")
+    import nbformat
     import papermill
 
+    try:
+        metadata = nbformat.read(source, as_version=4).metadata
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
+        raise ConfigError(f"{source} is not a readable notebook ({type(err).__name__}): fix or re-save it") from None
+    kernel_name = kernel_name or metadata.get("kernelspec", {}).get("name") or "python3"
     output.parent.mkdir(parents=True, exist_ok=True)
     env_before = os.environ.get("LLMOPS_NOTEBOOK")
     os.environ["LLMOPS_NOTEBOOK"] = str(source.resolve())  # the kernel inherits our environment
@@ -24,7 +30,7 @@ def execute_notebook(source: Path, output: Path, settings: Settings, parameters:
                                    cwd=str(source.parent), execution_timeout=timeout, progress_bar=False,
                                    kernel_name=kernel_name)
     except papermill.PapermillExecutionError as err:
-        raise LlmopsError(f"{source.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue} "
+        raise LlmopsError(f"{source.name} failed in cell {err.exec_count}: {_failure_reason(output, err)} "
                           f"(partial output in {output})") from None
     finally:
         if env_before is None:
@@ -32,3 +38,22 @@ def execute_notebook(source: Path, output: Path, settings: Settings, parameters:
         else:
             os.environ["LLMOPS_NOTEBOOK"] = env_before
     return output
+
+
+def _failure_reason(output: Path, err: Any) -> str:
+    """``ename: evalue``; for a UsageError (shown on stderr, not as an error output) its stderr line."""
+    if err.ename != "CellExecutionError" or err.evalue:
+        return f"{err.ename}: {err.evalue}"
+    import nbformat
+
+    try:
+        cells = nbformat.read(output, as_version=4).cells
+    except Exception:  # noqa: BLE001 - fall back to what papermill said
+        return err.ename
+    for cell in cells:
+        if cell.get("execution_count") == err.exec_count:
+            lines = [line for o in cell.get("outputs", []) if o.get("name") == "stderr"
+                     for line in o.get("text", "").splitlines() if line.strip()]
+            if lines:
+                return lines[-1]
+    return err.ename

@@ -4,6 +4,7 @@ Loaded once per process, lazily; one generation at a time (a llama.cpp context i
 """
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 import threading
@@ -105,6 +106,14 @@ class LocalProvider:
 
 
 _PROVIDER = LocalProvider()
+
+
+@atexit.register
+def _close_models() -> None:
+    # Free llama.cpp contexts while the interpreter is intact (its __del__ fails at shutdown otherwise).
+    for model in list(_PROVIDER._models.values()):
+        model.close()
+    _PROVIDER._models.clear()
 
 
 def provider() -> LocalProvider:

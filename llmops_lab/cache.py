@@ -1,0 +1,284 @@
+"""The response cache for batch evaluation: sqlite at ``.llmops/cache.db``, keyed by what is sent.
+
+>>> key = cache_key("openai", None, "gpt-4o-mini", {"temperature": 0}, [{"role": "user", "content": "Hi"}])
+>>> with ResponseCache(tmp / "cache.db") as cache:                       # doctest: +SKIP
+...     cache.put(key, CachedResponse("Hello!", 8, 2, "stop", "gpt-4o-mini", 412.0))
+...     cache.get(key).text
+'Hello!'
+
+Only successful responses are cached: :meth:`ResponseCache.put` takes a :class:`CachedResponse`
+(built from a provider's :class:`~llmops_lab.providers.base.Completion`), never an error, so a failed
+or rate-limited call is retried on the next run. Keys hash exactly what is sent (before the log-side
+redaction), so masking never merges two different prompts.
+
+Durability: the database is in WAL mode with ``synchronous=NORMAL``. A commit is appended to the WAL
+file before :meth:`put` returns, so it survives the process being killed (a notebook kernel killed
+mid-batch and re-run does not repeat paid calls); it is not fsync'ed on every commit, so the last
+commits can be lost on power loss or an OS crash, which only costs repeated calls. Several threads
+and several processes (a batch in a notebook and a scheduled job) may read and write at once.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .providers.base import Completion, ModelId
+
+KEY_VERSION = 1  # bump when the canonical form changes: old entries then simply stop matching
+BUSY_TIMEOUT_MS = 30_000  # a writer in another process holds the lock for milliseconds, not seconds
+_CHUNK = 500  # keys per IN (...) query: far under sqlite's variable limit (999 before 3.32, 32766 after)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    finish_reason TEXT,
+    response_model TEXT,
+    latency_ms REAL NOT NULL,
+    created_at REAL NOT NULL
+) WITHOUT ROWID
+"""
+_COLUMNS = "text, prompt_tokens, completion_tokens, finish_reason, response_model, latency_ms, created_at"
+_INSERT = f"INSERT OR REPLACE INTO responses (key, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def cache_key(provider: str, endpoint: str | None, model: str, params: Mapping[str, Any],
+              messages: list[dict[str, Any]]) -> str:
+    """sha256 (hex) of the canonical JSON of exactly what is sent; ``None`` params are dropped.
+
+    >>> a = cache_key("openai", None, "gpt-4o-mini", {"temperature": 0, "seed": None, "top_p": 1},
+    ...               [{"role": "user", "content": "Hi"}])
+    >>> a == cache_key("openai", None, "gpt-4o-mini", {"top_p": 1, "temperature": 0},
+    ...                [{"content": "Hi", "role": "user"}])
+    True
+
+    Values are compared as JSON: ``0`` and ``0.0`` differ, so pass params through
+    :func:`llmops_lab.config.validate_params` (which fixes their types) before hashing.
+    """
+    payload = {
+        "v": KEY_VERSION,
+        "provider": provider,
+        "endpoint": endpoint,
+        "model": model,
+        "params": {str(k): v for k, v in params.items() if v is not None},
+        "messages": messages,
+    }
+    try:
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"cannot build a cache key: params and messages must be plain JSON values ({err})") from None
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedResponse:
+    """A successful answer as stored; ``latency_ms`` is the original call's, ``created_at`` epoch seconds."""
+
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+    response_model: str | None = None
+    latency_ms: float = 0.0
+    created_at: float = field(default_factory=time.time)
+
+    @classmethod
+    def from_completion(cls, completion: "Completion") -> "CachedResponse":
+        """What to store for a provider's answer, e.g. ``cache.put(key, CachedResponse.from_completion(c))``."""
+        return cls(completion.text, completion.usage.prompt_tokens, completion.usage.completion_tokens,
+                   completion.finish_reason, completion.response_model, float(completion.latency_ms))
+
+    def to_completion(self, model_id: "ModelId", endpoint_host: str | None = None) -> "Completion":
+        """A Completion for a cache hit: ``latency_ms`` 0 (no call was made), the original in ``extra``.
+
+        >>> hit.to_completion(ModelId.parse("openai:gpt-4o-mini")).extra["cached"]   # doctest: +SKIP
+        True
+        """
+        from .providers.base import Completion, Usage
+
+        return Completion(self.text, model_id, Usage(self.prompt_tokens, self.completion_tokens), 0.0,
+                          finish_reason=self.finish_reason, endpoint_host=endpoint_host,
+                          response_model=self.response_model,
+                          extra={"cached": True, "cached_latency_ms": self.latency_ms,
+                                 "cached_at": self.created_at})
+
+
+def _row(key: str, value: CachedResponse) -> tuple:
+    if not isinstance(value, CachedResponse):
+        raise TypeError(f"the cache stores CachedResponse values (successful answers only), not {type(value).__name__}")
+    return (key, value.text, int(value.prompt_tokens), int(value.completion_tokens), value.finish_reason,
+            value.response_model, float(value.latency_ms), float(value.created_at))
+
+
+class ResponseCache:
+    """A thread- and process-safe response cache in one sqlite file.
+
+    >>> cache = ResponseCache(settings.home / "cache.db")                      # doctest: +SKIP
+    >>> hits = cache.get_many(keys)          # {key: CachedResponse} for the keys present
+    >>> cache.put_many((k, CachedResponse.from_completion(c)) for k, c in fresh.items())
+
+    One connection shared by all threads behind a lock: sqlite serialises writers anyway, and
+    measured here it beats a connection per thread for get_many/put_many (no per-thread open and
+    schema check; see tests/test_cache.py). ``close()`` releases the connection; the next use reopens it.
+    """
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        with self._lock:
+            self._connection()  # open now: an unreadable file fails here, with a clear message
+
+    @classmethod
+    def default(cls) -> "ResponseCache":
+        """The project's cache, ``<settings.home>/cache.db``."""
+        from .config import get_settings
+
+        return cls(get_settings().home / "cache.db")
+
+    # -- connection ------------------------------------------------------------------------------
+
+    def _unreadable(self, err: Exception) -> ConfigError:
+        return ConfigError(f"the response cache {self.path} is unreadable ({err}): delete it (and its -wal and "
+                           "-shm files) to start an empty cache")
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is not None:
+            return self._conn
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"cannot create the folder of the response cache {self.path}: {err}") from None
+        conn = None
+        try:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self._journal_wal(conn)
+            # NORMAL in WAL mode: durable against a killed process, not against power loss (see module doc).
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(_SCHEMA)
+            conn.execute("SELECT 1 FROM responses LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as err:
+            if conn is not None:
+                conn.close()
+            if _is_busy(err):
+                raise
+            raise self._unreadable(err) from None
+        self._conn = conn
+        return conn
+
+    @staticmethod
+    def _journal_wal(conn: sqlite3.Connection) -> None:
+        # Switching a new file to WAL needs a moment of exclusive access; another process doing the
+        # same can make it report "locked" without going through the busy handler: retry briefly.
+        for attempt in range(100):
+            try:
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if str(mode).lower() == "wal":
+                    return
+            except sqlite3.OperationalError as err:
+                if not _is_busy(err):
+                    raise
+            time.sleep(0.01 * min(attempt + 1, 10))
+        raise sqlite3.OperationalError("could not switch the database to WAL mode (database is locked)")
+
+    def _run(self, fn):
+        """Run ``fn(conn)`` under the lock; a corrupt file becomes a one-line ConfigError."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                return fn(conn)
+            except sqlite3.DatabaseError as err:
+                if conn.in_transaction:
+                    conn.rollback()
+                if _is_busy(err) or isinstance(err, sqlite3.InterfaceError):
+                    raise
+                raise self._unreadable(err) from None
+
+    # -- API -------------------------------------------------------------------------------------
+
+    def get(self, key: str) -> CachedResponse | None:
+        """The stored answer for ``key``, or None."""
+        row = self._run(lambda c: c.execute(f"SELECT {_COLUMNS} FROM responses WHERE key = ?", (key,)).fetchone())
+        return None if row is None else CachedResponse(*row)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, CachedResponse]:
+        """``{key: answer}`` for those of ``keys`` that are stored (one query per 500 keys)."""
+        unique = list(dict.fromkeys(keys))
+
+        def query(conn: sqlite3.Connection) -> dict[str, CachedResponse]:
+            found: dict[str, CachedResponse] = {}
+            for start in range(0, len(unique), _CHUNK):
+                chunk = unique[start:start + _CHUNK]
+                sql = f"SELECT key, {_COLUMNS} FROM responses WHERE key IN ({','.join('?' * len(chunk))})"
+                for key, *values in conn.execute(sql, chunk):
+                    found[key] = CachedResponse(*values)
+            return found
+
+        return self._run(query) if unique else {}
+
+    def put(self, key: str, value: CachedResponse) -> None:
+        """Store a successful answer; committed (durable against a process kill) when this returns."""
+        row = _row(key, value)
+        self._run(lambda c: c.execute(_INSERT, row))
+
+    def put_many(self, items: Iterable[tuple[str, CachedResponse]] | Mapping[str, CachedResponse]) -> int:
+        """Store many answers in one transaction; returns how many. Committed when this returns."""
+        pairs = items.items() if isinstance(items, Mapping) else items
+        rows = [_row(key, value) for key, value in pairs]
+        if not rows:
+            return 0
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")  # take the write lock up front: waits in the busy handler
+            conn.executemany(_INSERT, rows)
+            conn.execute("COMMIT")
+
+        self._run(write)
+        return len(rows)
+
+    def __len__(self) -> int:
+        return self._run(lambda c: c.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+    def clear(self) -> None:
+        """Delete every stored answer."""
+        self._run(lambda c: c.execute("DELETE FROM responses"))
+
+    def close(self) -> None:
+        """Release the connection (the next call reopens it)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> "ResponseCache":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __bool__(self) -> bool:  # an empty cache is still a cache (``cache or default`` must not replace it)
+        return True
+
+    def __repr__(self) -> str:
+        return f"ResponseCache({str(self.path)!r})"
+
+
+def _is_busy(err: Exception) -> bool:
+    text = str(err).lower()
+    return "locked" in text or "busy" in text
