@@ -23,6 +23,7 @@ Always exits 0: a benchmark reports, it does not gate.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import cProfile
 import io
@@ -172,7 +173,8 @@ def bench_calls(tmp: Path, calls: int, warmup: int, profile: bool) -> list[str]:
             tracking.shutdown(5)
         tracked = 1 + 2 * (warmup + calls) + extra
         total, finished = count_runs("overhead-bench")
-        shell.atexit_operations()  # close IPython's history db before the temp dir goes
+        shell.atexit_operations()  # close IPython's history db before the temp dir goes, once
+        atexit.unregister(shell.atexit_operations)
     bare, bare_idle = statistics.median(samples["bare sdk"]), statistics.median(idle)
     lines = [f"per call, fake server at 0 ms, {calls} calls/variant interleaved after {warmup} warm-up, "
              f"loop {loop_s:.1f} s"]

@@ -21,32 +21,70 @@ from .tracking import context
 
 
 @dataclass
-class PromptCall:
-    """Everything needed to send one prompt, validated: nothing here can fail for user reasons later."""
+class CallPlan:
+    """What every row of a call shares, validated: template, name, model, parameters, provider."""
 
     template: PromptTemplate
     name: str
     model_id: ModelId
-    messages: list[Message]
     params: dict[str, Any]
-    variables_logged: dict[str, str]
     provider: providers.Provider
+    system: str | None = None
+
+    def messages(self, variables: Mapping[str, Any]) -> list[Message]:
+        """Render for one set of variables (TemplateError if one is missing)."""
+        messages: list[Message] = [{"role": "system", "content": self.system}] if self.system else []
+        messages.append({"role": "user", "content": self.template.render(variables)})
+        return messages
+
+
+@dataclass
+class PromptCall:
+    """One rendered call: a plan plus its messages. Nothing here can fail for user reasons later."""
+
+    plan: CallPlan
+    messages: list[Message]
+    variables_logged: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        return self.plan.name
+
+    @property
+    def model_id(self) -> ModelId:
+        return self.plan.model_id
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.plan.params
+
+    @property
+    def provider(self) -> providers.Provider:
+        return self.plan.provider
+
+    @property
+    def template(self) -> PromptTemplate:
+        return self.plan.template
+
+
+def plan_call(template: str, *, model: str | None, name: str | None, system: str | None,
+              params: Mapping[str, Any], settings: Settings) -> CallPlan:
+    """Validate options and resolve the provider; raises a one-line LlmopsError before any model call."""
+    generation = {**settings.generation_defaults(), **validate_params(dict(params))}
+    model_id = ModelId.parse(model or settings.model)
+    prompt = PromptTemplate(template)
+    prompt.variables  # noqa: B018 - syntax errors surface here
+    prompt_name = check_name(name) if name else prompt.auto_name()
+    provider = providers.resolve(model_id, settings)
+    return CallPlan(prompt, prompt_name, model_id, generation, provider, system)
 
 
 def prepare(template: str, variables: Mapping[str, Any] | None, *, model: str | None, name: str | None,
             system: str | None, params: Mapping[str, Any], settings: Settings) -> PromptCall:
-    """Validate everything and render; raises a one-line LlmopsError before any model call."""
-    generation = {**settings.generation_defaults(), **validate_params(dict(params))}
-    model_id = ModelId.parse(model or settings.model)
-    prompt = PromptTemplate(template)
-    prompt_name = check_name(name) if name else prompt.auto_name()
+    """Plan and render one call."""
+    plan = plan_call(template, model=model, name=name, system=system, params=params, settings=settings)
     variables = variables if variables is not None else {}
-    rendered = prompt.render(variables)
-    messages: list[Message] = [{"role": "system", "content": system}] if system else []
-    messages.append({"role": "user", "content": rendered})
-    provider = providers.resolve(model_id, settings)
-    return PromptCall(prompt, prompt_name, model_id, messages, generation,
-                      prompt.values_for_log(variables), provider)
+    return PromptCall(plan, plan.messages(variables), plan.template.values_for_log(variables))
 
 
 def build_record(call: PromptCall, settings: Settings, *, kind: str, start_ns: int, end_ns: int,

@@ -9,7 +9,8 @@
 Only successful responses are cached: :meth:`ResponseCache.put` takes a :class:`CachedResponse`
 (built from a provider's :class:`~llmops_lab.providers.base.Completion`), never an error, so a failed
 or rate-limited call is retried on the next run. Keys hash exactly what is sent (before the log-side
-redaction), so masking never merges two different prompts.
+redaction), so masking never merges two different prompts; the text stored is what the caller passes
+(the runner applies the log-side redaction first, DESIGN §2).
 
 Durability: the database is in WAL mode with ``synchronous=NORMAL``. A commit is appended to the WAL
 file before :meth:`put` returns, so it survives the process being killed (a notebook kernel killed
@@ -47,8 +48,10 @@ CREATE TABLE IF NOT EXISTS responses (
     response_model TEXT,
     latency_ms REAL NOT NULL,
     created_at REAL NOT NULL
-) WITHOUT ROWID
+)
 """
+# A rowid table (not WITHOUT ROWID): its key index holds only keys, so lookups stay fast when answers are
+# long; measured 3.5 ms vs 5.2 ms for 2,000 keys with 300-character answers.
 _COLUMNS = "text, prompt_tokens, completion_tokens, finish_reason, response_model, latency_ms, created_at"
 _INSERT = f"INSERT OR REPLACE INTO responses (key, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
@@ -138,9 +141,10 @@ class ResponseCache:
     >>> hits = cache.get_many(keys)          # {key: CachedResponse} for the keys present
     >>> cache.put_many((k, CachedResponse.from_completion(c)) for k, c in fresh.items())
 
-    One connection shared by all threads behind a lock: sqlite serialises writers anyway, and
-    measured here it beats a connection per thread for get_many/put_many (no per-thread open and
-    schema check; see tests/test_cache.py). ``close()`` releases the connection; the next use reopens it.
+    One connection shared by all threads behind a lock: sqlite serialises writers anyway, and measured
+    on 2 cores it is as fast or faster than a connection per thread (8 threads mixing get_many and
+    put_many: 440-590 ms vs 460-820 ms; no per-thread open and schema check). ``close()`` releases
+    the connection; the next use reopens it.
     """
 
     def __init__(self, path: Path | str):
@@ -183,9 +187,9 @@ class ResponseCache:
         except sqlite3.DatabaseError as err:
             if conn is not None:
                 conn.close()
-            if _is_busy(err):
-                raise
-            raise self._unreadable(err) from None
+            if _is_damage(err):
+                raise self._unreadable(err) from None
+            raise
         self._conn = conn
         return conn
 
@@ -205,17 +209,20 @@ class ResponseCache:
         raise sqlite3.OperationalError("could not switch the database to WAL mode (database is locked)")
 
     def _run(self, fn):
-        """Run ``fn(conn)`` under the lock; a corrupt file becomes a one-line ConfigError."""
+        """Run ``fn(conn)`` under the lock; a damaged file becomes a one-line ConfigError."""
         with self._lock:
             conn = self._connection()
             try:
                 return fn(conn)
-            except sqlite3.DatabaseError as err:
-                if conn.in_transaction:
-                    conn.rollback()
-                if _is_busy(err) or isinstance(err, sqlite3.InterfaceError):
-                    raise
-                raise self._unreadable(err) from None
+            except BaseException as err:
+                if conn.in_transaction:  # also on KeyboardInterrupt: never leave the write lock held
+                    try:
+                        conn.rollback()
+                    except sqlite3.Error:
+                        pass
+                if _is_damage(err):
+                    raise self._unreadable(err) from None
+                raise
 
     # -- API -------------------------------------------------------------------------------------
 
@@ -230,11 +237,12 @@ class ResponseCache:
 
         def query(conn: sqlite3.Connection) -> dict[str, CachedResponse]:
             found: dict[str, CachedResponse] = {}
+            make = CachedResponse._from_row
             for start in range(0, len(unique), _CHUNK):
                 chunk = unique[start:start + _CHUNK]
                 sql = f"SELECT key, {_COLUMNS} FROM responses WHERE key IN ({','.join('?' * len(chunk))})"
-                for key, *values in conn.execute(sql, chunk):
-                    found[key] = CachedResponse._from_row(values)
+                for row in conn.execute(sql, chunk):
+                    found[row[0]] = make(row[1:])
             return found
 
         return self._run(query) if unique else {}
@@ -289,6 +297,16 @@ class ResponseCache:
         return f"ResponseCache({str(self.path)!r})"
 
 
-def _is_busy(err: Exception) -> bool:
+def _is_busy(err: BaseException) -> bool:
     text = str(err).lower()
     return "locked" in text or "busy" in text
+
+
+def _is_damage(err: BaseException) -> bool:
+    """A file that is not a usable cache (not a database, malformed, no table, cannot be opened).
+
+    Not: a lock held too long by another process, or a programming error (wrong bindings and such).
+    """
+    return (isinstance(err, sqlite3.DatabaseError) and not _is_busy(err)
+            and not isinstance(err, (sqlite3.ProgrammingError, sqlite3.IntegrityError, sqlite3.DataError,
+                                     sqlite3.NotSupportedError)))

@@ -20,6 +20,11 @@ HELP = """\
   --system TEXT          system message
   --out VAR              store the result object in VAR (also in _)
   --format F             markdown (default) | text | json | code (code goes into a new cell)
+  --dataset DF           run over every row of a DataFrame variable (or a .csv/.jsonl path): a batch
+    --scorer SPEC        exact:COL contains:COL regex:PAT json numeric:COL[:tol] latency_under:MS
+                         cost_under:USD judge:"rubric" (repeatable)
+    --concurrency N      parallel requests (default 8)   --no-cache / --refresh   --judge-model M
+    --trace-sample N     rows traced in MLflow (default 20)
 %llm help                this text
 %llm models              providers, keys and endpoints configured, local model status
 %llm config [k=v ...]    show or change settings (model, temperature, max_tokens, tracking_uri, experiment …)
@@ -45,7 +50,22 @@ def _cell_parser() -> argparse.ArgumentParser:
     parser.add_argument("--system")
     parser.add_argument("--out", "-o")
     parser.add_argument("--format", "-f", default="markdown")
+    # batch evaluation
+    parser.add_argument("--dataset", "-d")
+    parser.add_argument("--scorer", "-s", action="append", default=[])
+    parser.add_argument("--concurrency", "-c", type=_whole_number, default=8)
+    parser.add_argument("--no-cache", dest="cache", action="store_false")
+    parser.add_argument("--refresh", action="store_true")
+    parser.add_argument("--judge-model")
+    parser.add_argument("--trace-sample", type=_whole_number, default=20)
     return parser
+
+
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
 def parse_cell_line(line: str) -> argparse.Namespace:
@@ -62,6 +82,8 @@ def parse_cell_line(line: str) -> argparse.Namespace:
         raise ConfigError(f"--format {args.format!r} is not one of {', '.join(FORMATS)}")
     if args.out is not None and not args.out.isidentifier():
         raise ConfigError(f"--out {args.out!r} is not a Python variable name")
+    if args.dataset is None and (args.scorer or args.refresh or args.judge_model):
+        raise ConfigError("--scorer, --refresh and --judge-model go with --dataset (a batch over rows)")
     if args.model is not None and ":" not in args.model:
         raise ConfigError(f"{args.model!r} is not provider:model (e.g. openai:gpt-4o-mini); options start with --")
     return args
@@ -127,11 +149,28 @@ class LlmMagics(Magics):
         args = parse_cell_line(line)
         params = {"temperature": args.temperature, "max_tokens": args.max_tokens, "top_p": args.top_p,
                   "seed": args.seed, "stop": args.stop}
+        if args.dataset is not None:
+            return self._batch(args, cell, params)
         result = run(cell, self.shell.user_ns, model=args.model, name=args.name, system=args.system, **params)
         if args.out:
             self.shell.user_ns[args.out] = result
         self.shell.user_ns["_"] = result
         show(result, args.format, self.shell)
+
+    def _batch(self, args: argparse.Namespace, cell: str, params: dict[str, Any]) -> None:
+        from IPython.display import display
+
+        from .batch import batch
+
+        data = self.shell.user_ns.get(args.dataset, args.dataset)  # a variable, else a .csv/.jsonl path
+        results = batch(cell, data, model=args.model, name=args.name, system=args.system, scorers=args.scorer,
+                        concurrency=args.concurrency, cache=args.cache, refresh=args.refresh,
+                        variables=self.shell.user_ns, judge_model=args.judge_model,
+                        trace_sample=args.trace_sample, dataset_name=args.dataset, **params)
+        if args.out:
+            self.shell.user_ns[args.out] = results
+        self.shell.user_ns["_"] = results
+        display(results)
 
     # -- %llm ---------------------------------------------------------------------------------------
     def _line(self, line: str) -> Any:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import numbers
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,7 +28,8 @@ from typing import Any, Callable, Iterable, Mapping, Union
 from .errors import ConfigError
 
 __all__ = ["ScoreResult", "Scorer", "SCORERS", "register_scorer", "parse_scorer", "parse_scorers",
-           "summarize_scores", "to_mlflow_scorer", "JUDGE_TEMPLATE"]
+           "summarize_scores", "to_mlflow_scorer", "to_result", "parse_verdict", "known_forms",
+           "strip_fences", "first_number", "JUDGE_TEMPLATE"]
 
 # What a scorer function may return: bool (pass/fail), a number (score), a dict, or None (abstain).
 RawScore = Union[bool, float, int, Mapping[str, Any], None]
@@ -110,7 +112,7 @@ def to_result(raw: RawScore) -> ScoreResult:
         return ScoreResult(None, None, None)
     if _is_bool(raw):
         return ScoreResult(1.0 if raw else 0.0, bool(raw), None)
-    if isinstance(raw, (int, float)) or _is_number(raw):
+    if isinstance(raw, numbers.Real):
         return ScoreResult(float(raw), None, None)  # type: ignore[arg-type]
     if isinstance(raw, Mapping):
         unknown = set(raw) - {"score", "value", "passed", "rationale"}
@@ -130,14 +132,10 @@ def to_result(raw: RawScore) -> ScoreResult:
 
 # ---- registry ------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Entry:
-    factory: ScorerFactory
-    form: str  # how the spec is written, for error messages, e.g. "exact:COL[:case]"
-    takes_arg: bool | None  # True: argument required, False: none allowed, None: optional
-
-
-SCORERS: dict[str, _Entry] = {}
+# prefix -> factory(arg, **options) returning a Scorer or a plain callable.
+SCORERS: dict[str, ScorerFactory] = {}
+# prefix -> (how the spec is written, e.g. "exact:COL[:case]"; argument: True required, False none, None optional)
+_FORMS: dict[str, tuple[str, bool | None]] = {}
 _entry_points_loaded = False
 
 
@@ -159,7 +157,8 @@ def register_scorer(prefix: str, *, form: str | None = None, takes_arg: bool | N
     prefix = _check_prefix(prefix)
 
     def decorate(factory: ScorerFactory) -> ScorerFactory:
-        SCORERS[prefix] = _Entry(factory, form or (f"{prefix}:ARG" if takes_arg else prefix), takes_arg)
+        SCORERS[prefix] = factory
+        _FORMS[prefix] = (form or (f"{prefix}:ARG" if takes_arg else prefix), takes_arg)
         return factory
 
     return decorate
@@ -180,7 +179,7 @@ def _load_entry_points() -> None:
 
     for ep in entry_points(group="llmops_lab.scorers"):
         if ep.name not in SCORERS:
-            SCORERS[_check_prefix(ep.name)] = _Entry(_lazy(ep), f"{ep.name}:ARG", None)
+            SCORERS[_check_prefix(ep.name)] = _lazy(ep)
 
 
 def _lazy(ep: Any) -> ScorerFactory:
@@ -202,7 +201,11 @@ def _call_factory(factory: ScorerFactory, arg: str | None, options: Mapping[str,
 
 def known_forms() -> str:
     """``contains:COL, cost_under:USD, ...``: what a spec may look like, for error messages."""
-    return ", ".join(SCORERS[p].form for p in sorted(SCORERS)) + ", or a Python function"
+    return ", ".join(_form(p)[0] for p in sorted(SCORERS)) + ", or a Python function"
+
+
+def _form(prefix: str) -> tuple[str, bool | None]:
+    return _FORMS.get(prefix, (f"{prefix}[:ARG]", None))  # SCORERS set directly: argument optional
 
 
 def parse_scorer(spec: "str | Callable[..., RawScore] | Scorer", *, judge_model: str | None = None) -> Scorer:
@@ -226,15 +229,16 @@ def parse_scorer(spec: "str | Callable[..., RawScore] | Scorer", *, judge_model:
     prefix = prefix.strip().lower()
     if prefix not in SCORERS:
         _load_entry_points()
-    entry = SCORERS.get(prefix)
-    if entry is None:
+    factory = SCORERS.get(prefix)
+    if factory is None:
         raise ConfigError(f"unknown scorer {prefix!r} in {text!r}: use one of {known_forms()}")
+    form, takes_arg = _form(prefix)
     argument: str | None = arg if sep else None
-    if entry.takes_arg and not (argument or "").strip():
-        raise ConfigError(f"scorer {text!r} needs an argument: write {entry.form}")
-    if entry.takes_arg is False and argument is not None:
-        raise ConfigError(f"scorer {prefix!r} takes no argument: write {entry.form}")
-    made = _call_factory(entry.factory, argument, {"judge_model": judge_model})
+    if takes_arg and not (argument or "").strip():
+        raise ConfigError(f"scorer {text!r} needs an argument: write {form}")
+    if takes_arg is False and argument is not None:
+        raise ConfigError(f"scorer {prefix!r} takes no argument: write {form}")
+    made = _call_factory(factory, argument, {"judge_model": judge_model})
     scorer = made if isinstance(made, Scorer) else Scorer.from_callable(made, name=prefix)
     return replace(scorer, spec=text)
 
@@ -659,12 +663,6 @@ def _callable_name(fn: Callable[..., Any]) -> str:
 
 def _is_bool(value: Any) -> bool:
     return isinstance(value, bool) or type(value).__name__ == "bool_"  # numpy.bool_ without importing numpy
-
-
-def _is_number(value: Any) -> bool:
-    import numbers
-
-    return isinstance(value, numbers.Real)
 
 
 def _short(text: str, limit: int = 80) -> str:

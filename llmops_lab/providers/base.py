@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from ..errors import ConfigError
 
@@ -65,6 +65,12 @@ class Provider(Protocol):
     endpoint_host: str | None
 
     def complete(self, model: str, messages: list[Message], params: dict[str, Any]) -> Completion: ...
+
+    def async_client(self) -> Any:
+        """A client for one event loop (or None), passed back to ``acomplete``."""
+
+    async def acomplete(self, client: Any, model: str, messages: list[Message], params: dict[str, Any],
+                        on_rate_limit: Callable[[], None] | None = None) -> Completion: ...
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ Loaded once per process, lazily; one generation at a time (a llama.cpp context i
 """
 from __future__ import annotations
 
+import asyncio
 import atexit
 import importlib.util
 import os
@@ -103,6 +104,15 @@ class LocalProvider:
             finish_reason=choice.get("finish_reason"),
             response_model=model,
         )
+
+
+    def async_client(self) -> None:
+        return None
+
+    async def acomplete(self, client: Any, model: str, messages: list[Message], params: dict[str, Any],
+                        on_rate_limit: Any = None) -> Completion:
+        """Batches: generation runs in a thread (one at a time, under the model lock)."""
+        return await asyncio.to_thread(self.complete, model, messages, params)
 
 
 _PROVIDER = LocalProvider()

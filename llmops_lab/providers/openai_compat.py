@@ -1,12 +1,14 @@
 """OpenAI and every OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp server, Azure via base_url).
 
 The SDK's own retries are off (max_retries=0) so that retries are counted here, honour Retry-After,
-and end in one clear error.
+tell the batch runner about rate limits, and end in one clear error. ``complete`` is the sync path
+(single calls); ``acomplete`` the async one (batches, on an ``AsyncOpenAI`` owned by the batch's loop).
 """
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlparse
 
 from ..errors import ProviderError
@@ -27,40 +29,66 @@ class OpenAICompatProvider:
         self.endpoint_host = urlparse(base_url).netloc if base_url else "api.openai.com"
         self.policy = RetryPolicy(max_retries=max_retries)
         self._key_source = key_source  # the variable's name, for messages; never the key
-        self._client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0)
+        self._client_args = {"base_url": base_url, "api_key": api_key, "timeout": timeout, "max_retries": 0}
+        self._client = openai.OpenAI(**self._client_args)
         self._openai = openai
 
+    # -- the two call loops ---------------------------------------------------------------------------
     def complete(self, model: str, messages: list[Message], params: dict[str, Any]) -> Completion:
-        openai = self._openai
         request = {"model": model, "messages": messages, **_sdk_params(params)}
-        attempt = 0
-        start = time.perf_counter()
+        attempt, start = 0, time.perf_counter()
         while True:
             try:
                 response = self._client.chat.completions.create(**request)
-                break
-            except openai.APIStatusError as err:
-                if err.status_code in RETRY_STATUS and attempt < self.policy.max_retries:
-                    time.sleep(self.policy.delay(attempt, parse_retry_after(err.response.headers)))
-                    attempt += 1
-                    continue
-                raise ProviderError(self._status_message(model, err, attempt)) from None
-            except openai.APIConnectionError as err:  # includes APITimeoutError
-                if attempt < self.policy.max_retries:
-                    time.sleep(self.policy.delay(attempt))
-                    attempt += 1
-                    continue
-                what = "timed out" if isinstance(err, openai.APITimeoutError) else "could not connect"
-                raise ProviderError(f"{self.name}:{model} {what} ({self.endpoint_host}) after {attempt + 1} "
-                                    f"tries: check the endpoint is up, or raise timeout= / max_retries=") from None
-        latency_ms = (time.perf_counter() - start) * 1000
+                return self._completion(response, model, start, attempt)
+            except self._openai.OpenAIError as err:
+                delay = self._retry_delay(err, model, attempt)
+            time.sleep(delay)
+            attempt += 1
+
+    def async_client(self) -> Any:
+        """A new ``AsyncOpenAI`` for one event loop (httpx connections belong to the loop that made them)."""
+        return self._openai.AsyncOpenAI(**self._client_args)
+
+    async def acomplete(self, client: Any, model: str, messages: list[Message], params: dict[str, Any],
+                        on_rate_limit: Callable[[], None] | None = None) -> Completion:
+        request = {"model": model, "messages": messages, **_sdk_params(params)}
+        attempt, start = 0, time.perf_counter()
+        while True:
+            try:
+                response = await client.chat.completions.create(**request)
+                return self._completion(response, model, start, attempt)
+            except self._openai.OpenAIError as err:
+                delay = self._retry_delay(err, model, attempt)
+                if on_rate_limit is not None and getattr(err, "status_code", None) == 429:
+                    on_rate_limit()
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    # -- shared decisions -----------------------------------------------------------------------------
+    def _retry_delay(self, err: Exception, model: str, attempt: int) -> float:
+        """Seconds to wait before the next try, or raise the final one-line ProviderError."""
+        openai = self._openai
+        if isinstance(err, openai.APIStatusError):
+            if err.status_code in RETRY_STATUS and attempt < self.policy.max_retries:
+                return self.policy.delay(attempt, parse_retry_after(err.response.headers))
+            raise ProviderError(self._status_message(model, err, attempt)) from None
+        if isinstance(err, openai.APIConnectionError):  # includes APITimeoutError
+            if attempt < self.policy.max_retries:
+                return self.policy.delay(attempt)
+            what = "timed out" if isinstance(err, openai.APITimeoutError) else "could not connect"
+            raise ProviderError(f"{self.name}:{model} {what} ({self.endpoint_host}) after {attempt + 1} "
+                                f"tries: check the endpoint is up, or raise timeout= / max_retries=") from None
+        raise ProviderError(f"{self.name}:{model} failed: {type(err).__name__}: {err}") from None
+
+    def _completion(self, response: Any, model: str, start: float, attempt: int) -> Completion:
         choice = response.choices[0] if response.choices else None
         usage = response.usage
         return Completion(
             text=(choice.message.content or "") if choice else "",
             model_id=ModelId(self.name, model),
             usage=Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0) if usage else Usage(),
-            latency_ms=latency_ms,
+            latency_ms=(time.perf_counter() - start) * 1000,
             finish_reason=choice.finish_reason if choice else None,
             retries=attempt,
             endpoint_host=self.endpoint_host,

@@ -15,6 +15,7 @@ from . import context
 # The writer is already off the critical path: export traces synchronously so "logged" means logged.
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
 
+TABLE_ROWS = 10_000  # rows in the MLflow results table (the full table is results.csv)
 _init_lock = threading.Lock()
 _initialised: set[str] = set()
 
@@ -63,6 +64,7 @@ class MlflowSink:
         self._settings = settings
         self._experiments: dict[tuple[str, str], str] = {}
         self._prompts: dict[tuple[str, str, str], Any] = {}  # (uri, name, sha256) -> PromptVersion
+        self._exit_hook = False
 
     # -- lookups, cached per process ----------------------------------------------------------------
     def _experiment_id(self, client: Any, uri: str, name: str, settings: Settings) -> str:
@@ -108,22 +110,15 @@ class MlflowSink:
     def write(self, record: dict[str, Any], replay: bool = False) -> tuple[str, str | None]:
         """Log one record; returns (run_id, prompt_uri). With ``replay``, a record MLflow already has
         is not written twice, and a half-written run is replaced."""
-        from mlflow.entities import Metric, Param, RunTag, SpanType
-
-        settings = self._settings()
-        uri = settings.resolved_tracking_uri()
-        client = client_for(uri)
-        exp_id = self._experiment_id(client, uri, record["experiment"], settings)
-        version = self._prompt_version(client, uri, record["prompt"])
+        kind = record.get("kind")
+        if kind == "batch_rows":
+            self._stage_rows(record)
+            return "", None
+        client, exp_id, version, existing = self._begin(record, replay)
         prompt_uri = f"prompts:/{version.name}/{version.version}"
-        if replay:
-            found = client.search_runs([exp_id], filter_string=f"tags.`llmops.record_id` = '{record['id']}'",
-                                       max_results=5)
-            for run in found:
-                if run.info.status in ("FINISHED", "FAILED"):
-                    return run.info.run_id, prompt_uri
-                client.delete_run(run.info.run_id)  # interrupted mid-write: write it again whole
-
+        if existing:
+            return existing, prompt_uri
+        settings = self._settings()
         start_ms, end_ms = record["start_ns"] // 1_000_000, record["end_ns"] // 1_000_000
         run = client.create_run(exp_id, start_time=start_ms, run_name=record["prompt"]["name"],
                                 tags=self._tags(record, settings, version))
@@ -131,20 +126,101 @@ class MlflowSink:
         params = {"provider": record["provider"], "model": record["model_name"],
                   "endpoint_host": record.get("endpoint_host") or "in-process",
                   "prompt_name": version.name, "prompt_version": version.version, **record["params"]}
-        metrics = {"latency_ms": record["latency_ms"], **{k: v for k, v in (record.get("usage") or {}).items()}}
-        if record.get("cost_usd") is not None:
-            metrics["cost_usd"] = record["cost_usd"]
-        if record.get("retries") is not None:
-            metrics["retries"] = record["retries"]
-        client.log_batch(run_id, metrics=[Metric(k, float(v), end_ms, 0) for k, v in metrics.items()],
+        if kind == "batch":
+            metrics = self._log_batch_body(client, run_id, record, params, settings)
+        else:
+            metrics = {"latency_ms": record["latency_ms"], **(record.get("usage") or {})}
+            if record.get("cost_usd") is not None:
+                metrics["cost_usd"] = record["cost_usd"]
+            if record.get("retries") is not None:
+                metrics["retries"] = record["retries"]
+            client.log_text(run_id, _render_messages(record["messages"]), "prompt.txt")
+            if record.get("output") is not None:
+                client.log_text(run_id, record["output"], "output.md")
+        from mlflow.entities import Metric, Param
+
+        client.log_batch(run_id, metrics=[Metric(k, float(v), end_ms, 0) for k, v in metrics.items()
+                                          if v is not None],
                          params=[Param(k, str(v)[:6000]) for k, v in params.items()])
-        client.log_text(run_id, _render_messages(record["messages"]), "prompt.txt")
-        if record.get("output") is not None:
-            client.log_text(run_id, record["output"], "output.md")
         client.link_prompt_version_to_run(run_id, version)
-        self._trace(client, record, exp_id, run_id, version, SpanType.CHAT_MODEL)
+        if kind == "batch":
+            for row in record.get("trace_rows") or []:
+                self._trace(client, {**record, **row, "kind": "batch"}, exp_id, run_id, version)
+        else:
+            self._trace(client, record, exp_id, run_id, version)
         client.set_terminated(run_id, status="FAILED" if record.get("error") else "FINISHED", end_time=end_ms)
+        if kind == "batch":
+            import shutil
+
+            shutil.rmtree(self._staging(record["batch"], settings), ignore_errors=True)
         return run_id, prompt_uri
+
+    def _begin(self, record: dict[str, Any], replay: bool) -> tuple[Any, str, Any, str | None]:
+        settings = self._settings()
+        uri = settings.resolved_tracking_uri()
+        client = client_for(uri)
+        exp_id = self._experiment_id(client, uri, record["experiment"], settings)
+        version = self._prompt_version(client, uri, record["prompt"])
+        if replay:
+            found = client.search_runs([exp_id], filter_string=f"tags.`llmops.record_id` = '{record['id']}'",
+                                       max_results=5)
+            for run in found:
+                if run.info.status in ("FINISHED", "FAILED"):
+                    return client, exp_id, version, run.info.run_id
+                client.delete_run(run.info.run_id)  # interrupted mid-write: write it again whole
+        return client, exp_id, version, None
+
+    # -- batches --------------------------------------------------------------------------------------
+    @staticmethod
+    def _staging(batch_id: str, settings: Settings) -> Path:
+        return settings.home / "staging" / batch_id
+
+    def _stage_rows(self, record: dict[str, Any]) -> None:
+        """Keep a chunk of batch rows on disk until the batch record arrives (atomic, so replay-safe)."""
+        import json
+
+        folder = self._staging(record["batch"], self._settings())
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{record['chunk']:06d}.json"
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record["rows"], ensure_ascii=False, default=str))
+        tmp.replace(target)
+
+    def _log_batch_body(self, client: Any, run_id: str, record: dict[str, Any], params: dict[str, Any],
+                        settings: Settings) -> dict[str, Any]:
+        """Dataset input, results table and artifacts of a batch; returns its metrics."""
+        import json
+        import tempfile
+
+        import pandas as pd
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        summary, dataset = record["summary"], record["dataset"]
+        params.update(record.get("batch_params") or {})
+        params["dataset_digest"] = dataset["digest"]
+        client.log_inputs(run_id, [DatasetInput(_dataset_entity(dataset, record, Dataset),
+                                                [InputTag("mlflow.data.context", "eval")])])
+        folder = self._staging(record["batch"], settings)
+        chunks = sorted(folder.glob("*.json")) if folder.is_dir() else []
+        if len(chunks) != record["chunks"]:
+            raise RuntimeError(f"batch {record['batch']}: {len(chunks)} of {record['chunks']} row chunks staged")
+        table = pd.DataFrame([row for chunk in chunks for row in json.loads(chunk.read_text())])
+        client.log_table(run_id, table.head(TABLE_ROWS), "results.json")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "results.csv"
+            table.to_csv(path, index=False)
+            client.log_artifact(run_id, str(path))
+        client.log_text(run_id, record["prompt"]["template"], "prompt.txt")
+        rows = max(summary["rows"], 1)
+        metrics = {key: summary.get(key) for key in ("rows", "errors", "cache_hits", "requests", "retries",
+                                                     "latency_p50_ms", "latency_p95_ms", "rows_per_s",
+                                                     "prompt_tokens", "completion_tokens", "cost_usd")}
+        metrics["latency_ms"] = summary.get("latency_p50_ms")
+        metrics["total_tokens"] = summary["prompt_tokens"] + summary["completion_tokens"]
+        metrics["error_rate"] = summary["errors"] / rows
+        for name, value in (summary.get("scores") or {}).items():
+            metrics[f"score.{name}"] = value
+        return metrics
 
     def _tags(self, record: dict[str, Any], settings: Settings, version: Any) -> dict[str, str]:
         tags = {
@@ -169,24 +245,55 @@ class MlflowSink:
             tags["llmops.error"] = record["error"][:5000]
         return tags
 
-    def _trace(self, client: Any, record: dict[str, Any], exp_id: str, run_id: str, version: Any,
-               span_type: str) -> None:
+    def _trace(self, client: Any, record: dict[str, Any], exp_id: str, run_id: str, version: Any) -> None:
+        from mlflow.entities import SpanType
+
         usage = record.get("usage") or {}
         attributes = {"model": record["model"], **record["params"], "llmops.record_id": record["id"],
                       "mlflow.chat.tokenUsage": {"input_tokens": usage.get("prompt_tokens", 0),
                                                  "output_tokens": usage.get("completion_tokens", 0),
                                                  "total_tokens": usage.get("total_tokens", 0)}}
-        span = client.start_trace(record["prompt"]["name"], span_type=span_type,
-                                  inputs={"messages": record["messages"], "variables": record.get("variables")},
+        if "index" in record:
+            attributes["llmops.row"] = record["index"]
+            attributes["llmops.cached"] = bool(record.get("cached"))
+        span = client.start_trace(record["prompt"]["name"], span_type=SpanType.CHAT_MODEL,
+                                  inputs={"messages": record.get("messages"), "variables": record.get("variables")},
                                   attributes=attributes, tags={"llmops.record_id": record["id"]},
-                                  experiment_id=exp_id, start_time_ns=record["start_ns"], run_id=run_id)
+                                  experiment_id=exp_id, start_time_ns=record["start_ns"] or None, run_id=run_id)
         outputs = {"content": record.get("output")} if not record.get("error") else {"error": record["error"]}
         client.end_trace(span.trace_id, outputs=outputs, status="ERROR" if record.get("error") else "OK",
-                         end_time_ns=record["end_ns"])
+                         end_time_ns=record["end_ns"] or None)
         try:
             client.link_prompt_versions_to_trace([version], span.trace_id)
         except Exception:  # noqa: BLE001 - the run link is the contract; the trace link is a bonus
             pass
+        if not self._exit_hook:
+            # OpenTelemetry registers its exporter's shutdown at the first trace; atexit runs last-in
+            # first-out, so registering our exit flush now makes it run while traces can still export.
+            import atexit
+
+            from . import shutdown
+
+            atexit.register(shutdown)
+            self._exit_hook = True
+
+
+def _dataset_entity(dataset: dict[str, Any], record: dict[str, Any], entity_cls: Any) -> Any:
+    """An MLflow Dataset entity from the record (the frame itself never leaves the notebook)."""
+    import json
+
+    types = {"int": "long", "float": "double", "bool": "boolean", "datetime": "datetime"}
+    colspec = [{"type": next((v for k, v in types.items() if t.startswith(k)), "string"), "name": c,
+                "required": True} for c, t in dataset["dtypes"].items()]
+    source = dataset["source"]
+    if source.endswith((".csv", ".jsonl", ".json")):
+        source_type, source_json = "local", json.dumps({"uri": source})
+    else:
+        source_type = "code"
+        source_json = json.dumps({"tags": {"mlflow.source.name": record.get("notebook") or "notebook"}})
+    profile = json.dumps({"num_rows": dataset["rows"], "num_elements": dataset["rows"] * len(dataset["columns"])})
+    return entity_cls(dataset["name"], dataset["digest"], source_type, source_json,
+                      json.dumps({"mlflow_colspec": colspec}), profile)
 
 
 def _render_messages(messages: list[dict[str, str]]) -> str:
