@@ -1,21 +1,21 @@
 """What llmops-lab adds to a model call, measured against a bare ``openai`` SDK call in the same run.
 
-1. Per-call critical path, against ``tests/fake_openai.py`` at 0 ms latency in a subprocess (so server
-   CPU stays out of this process), tracking on, MLflow sqlite store in a temporary project:
+1. Per-call critical path, against ``tests/fake_openai.py`` at 0 ms latency in a subprocess (server CPU
+   stays out of this process), tracking on, MLflow sqlite store in a temporary project:
+     bare idle  bare sdk call timed before any tracked call: no writer thread yet (reference)
      bare sdk   openai.OpenAI(base_url, max_retries=0).chat.completions.create(...)
-     sdk cell   the same call as an IPython cell: IPython's own per-cell cost, for reference
+     sdk cell   the same call run as an IPython cell: IPython's own per-cell cost (reference)
      %%llm      shell.run_cell("%%llm --name bench --max-tokens 8 --format text\\nSay {{ word }}") in a
-                real InteractiveShell (printed output goes to a null stream, but is still produced)
+                real InteractiveShell; output goes to a null stream but is still produced
      run()      llmops_lab.run(...) called directly
-   After a warm-up, variants are interleaved (order rotated each round) so machine drift hits all alike.
-   "added" = variant median - bare sdk median; target <= 5 ms. The background MLflow writer runs
-   meanwhile and competes for the GIL: that is part of the real cost and is kept in. After the loop,
-   flush() time is how long the writer needed to drain its backlog; the MLflow run count must equal
-   the number of tracked calls.
-2. ``%load_ext llmops_lab`` in fresh interpreters (fresh project dir): wall time from spawning
-   ``python -c`` to just after the load, minus the same script without the load line (medians of
-   interleaved runs); target <= 0.3 s. Heavy modules present right after the load should be none; if
-   some are, the import chain that pulls each in is printed (from ``python -X importtime``).
+   After a warm-up the last four are interleaved, order rotated each round, so drift hits all alike.
+   "added" = median - bare sdk median, target <= 5 ms. The background MLflow writer runs meanwhile and
+   competes for the GIL (it slows the bare call too: compare bare idle); that is real cost, kept in.
+   Then flush(): how long the writer needs to drain its backlog; MLflow must hold one run per call.
+2. ``%load_ext llmops_lab`` in fresh interpreters (fresh project): wall time from spawning ``python -c``
+   to just after the load, minus the same script without the load line (medians, interleaved runs);
+   target <= 0.3 s. Heavy modules imported by the load should be none; for any that are, the import
+   chain that pulls it in is printed (from ``python -X importtime``).
 
 Usage: python benchmarks/overhead.py [--calls 300] [--warmup 20] [--load-runs 7] [--profile]
 Always exits 0: a benchmark reports, it does not gate.
@@ -34,8 +34,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("mlflow", "openai", "llama_cpp", "pandas", "papermill", "nbformat")
@@ -45,10 +46,30 @@ ENV_DROP = ("MLFLOW_TRACKING_URI", "LLMOPS_HOME", "LLMOPS_MODEL", "LLMOPS_EXPERI
             "LLMOPS_TRACKING", "OPENAI_BASE_URL", "OPENAI_API_KEY", "JPY_SESSION_NAME")
 
 
+@dataclass
+class CallRun:
+    idle: list[float]
+    samples: dict[str, list[float]]
+    loop_s: float
+    backlog: int
+    left: int
+    drain_s: float
+    tracked: int
+    runs: tuple[int, int]  # (all, finished)
+    profile: str
+
+
 def clean_env(tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ENV_DROP}
-    env["IPYTHONDIR"] = str(tmp / "ipython")  # keep IPython history/profile out of the user's home
+    env["IPYTHONDIR"] = str(tmp / "ipython")  # IPython history/profile out of the user's home
     return env
+
+
+def fresh_project(tmp: Path, name: str) -> Path:
+    project = tmp / name
+    project.mkdir()
+    (project / "llmops.toml").write_text("")
+    return project
 
 
 @contextlib.contextmanager
@@ -65,16 +86,12 @@ def fake_server() -> Iterator[str]:
         proc.wait(timeout=5)
 
 
-def stats_ms(samples: list[float]) -> tuple[float, float]:
-    return statistics.median(samples), statistics.quantiles(samples, n=20)[-1]
-
-
 def verdict(value: float, target: float) -> str:
     return "PASS" if value <= target else "FAIL"
 
 
 # -- 1. per-call overhead ---------------------------------------------------------------------------
-def make_variants(url: str, shell) -> dict[str, Callable[[], object]]:
+def make_variants(url: str, shell: Any) -> dict[str, Callable[[], object]]:
     import openai
 
     import llmops_lab
@@ -82,31 +99,25 @@ def make_variants(url: str, shell) -> dict[str, Callable[[], object]]:
     client = openai.OpenAI(base_url=url, api_key="x", max_retries=0)
     messages = [{"role": "user", "content": "Say hello"}]
     shell.user_ns.update(word="hello", client=client, messages=messages)
+    sdk_cell = "r = client.chat.completions.create(model='bench', messages=messages, max_tokens=8)"
     return {
         "bare sdk": lambda: client.chat.completions.create(model="bench", messages=messages, max_tokens=8),
-        "sdk cell": lambda: shell.run_cell("r = client.chat.completions.create(model='bench', "
-                                           "messages=messages, max_tokens=8)"),
+        "sdk cell": lambda: shell.run_cell(sdk_cell),
         "%%llm": lambda: shell.run_cell(CELL),
         "run()": lambda: llmops_lab.run("Say {{ word }}", {"word": "hello"}, name="bench", max_tokens=8),
     }
 
 
 def interleave(variants: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    """Milliseconds per call; each round runs every variant once, starting one further along."""
     names = list(variants)
     samples: dict[str, list[float]] = {n: [] for n in names}
     for i in range(rounds):
-        k = i % len(names)
-        for name in names[k:] + names[:k]:
+        for name in names[i % len(names):] + names[:i % len(names)]:
             t0 = time.perf_counter_ns()
             variants[name]()
             samples[name].append((time.perf_counter_ns() - t0) / 1e6)
     return samples
-
-
-def check_success(shell) -> None:
-    result = shell.run_cell(CELL)
-    if not result.success:
-        raise RuntimeError(f"%%llm cell failed: {result.error_in_exec or result.error_before_exec}")
 
 
 def count_runs(experiment: str) -> tuple[int, int]:
@@ -116,85 +127,77 @@ def count_runs(experiment: str) -> tuple[int, int]:
 
     client = MlflowClient(tracking_uri=llmops_lab.get_settings().resolved_tracking_uri())
     exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return 0, 0
-    runs = client.search_runs([exp.experiment_id], max_results=50000)
+    runs = client.search_runs([exp.experiment_id], max_results=50000) if exp else []
     return len(runs), sum(r.info.status == "FINISHED" for r in runs)
 
 
-def profile_magic(shell, calls: int) -> str:
+def profile_magic(shell: Any, calls: int) -> str:
+    """cProfile of ``calls`` cells: llmops_lab's own functions (and display) by cumulative time."""
     prof = cProfile.Profile()
-    with contextlib.redirect_stdout(io.StringIO()):
-        prof.enable()
-        for _ in range(calls):
-            shell.run_cell(CELL)
-        prof.disable()
+    prof.runcall(lambda: [shell.run_cell(CELL) for _ in range(calls)])
     out = io.StringIO()
-    pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(15)
+    pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(r"llmops_lab/|display_functions", 15)
     return out.getvalue()
 
 
-def bench_calls(tmp: Path, calls: int, warmup: int, profile: bool) -> list[str]:
+def measure_calls(tmp: Path, calls: int, warmup: int, profile: bool) -> CallRun:
     for key in ENV_DROP:
         os.environ.pop(key, None)
     os.environ["IPYTHONDIR"] = str(tmp / "ipython")
-    project = tmp / "calls"
-    project.mkdir()
-    (project / "llmops.toml").write_text("")
-    os.chdir(project)
+    os.chdir(project := fresh_project(tmp, "calls"))
     import llmops_lab
     from IPython.core.interactiveshell import InteractiveShell
 
     from llmops_lab import config, tracking
 
     config.reset_settings(project)
-    with fake_server() as url:
+    with fake_server() as url, contextlib.redirect_stdout(open(os.devnull, "w")):
         llmops_lab.get_settings().endpoints["fake"] = {"base_url": url}
         llmops_lab.configure(model="fake:bench", experiment="overhead-bench")
         shell = InteractiveShell.instance()
         shell.run_line_magic("load_ext", "llmops_lab")
         variants = make_variants(url, shell)
-        with contextlib.redirect_stdout(open(os.devnull, "w")):
-            idle = interleave({"bare, idle": variants["bare sdk"]}, warmup + calls)["bare, idle"][warmup:]
-            check_success(shell)
-            interleave(variants, warmup)
-            loop_t0 = time.perf_counter()
-            samples = interleave(variants, calls)
-            loop_s = time.perf_counter() - loop_t0
-            tracker = tracking.get_tracker()
-            backlog = tracker.spool.appended - tracker.written
-            t0 = time.perf_counter()
-            left = llmops_lab.flush(timeout=600)
-            drain_s = time.perf_counter() - t0
-            prof = profile_magic(shell, 100) if profile else ""
-            extra = 100 if profile else 0
-            if profile:
-                llmops_lab.flush(timeout=600)
-            tracking.shutdown(5)
-        tracked = 1 + 2 * (warmup + calls) + extra
-        total, finished = count_runs("overhead-bench")
+        idle = interleave({"idle": variants["bare sdk"]}, warmup + calls)["idle"][warmup:]
+        if not (first := shell.run_cell(CELL)).success:
+            raise RuntimeError(f"%%llm cell failed: {first.error_in_exec or first.error_before_exec}")
+        interleave(variants, warmup)
+        t0 = time.perf_counter()
+        samples = interleave(variants, calls)
+        loop_s = time.perf_counter() - t0
+        tracker = tracking.get_tracker()
+        backlog = tracker.spool.appended - tracker.written
+        t0 = time.perf_counter()
+        left = llmops_lab.flush(timeout=600)
+        drain_s = time.perf_counter() - t0
+        prof = profile_magic(shell, 100) if profile else ""
+        llmops_lab.flush(timeout=600)
+        tracking.shutdown(5)
+        runs = count_runs("overhead-bench")
         shell.atexit_operations()  # close IPython's history db before the temp dir goes, once
         atexit.unregister(shell.atexit_operations)
-    bare, bare_idle = statistics.median(samples["bare sdk"]), statistics.median(idle)
+    tracked = 1 + 2 * (warmup + calls) + (100 if profile else 0)
+    return CallRun(idle, samples, loop_s, backlog, left, drain_s, tracked, runs, prof)
+
+
+def report_calls(m: CallRun, calls: int, warmup: int) -> list[str]:
+    bare, bare_idle = statistics.median(m.samples["bare sdk"]), statistics.median(m.idle)
     lines = [f"per call, fake server at 0 ms, {calls} calls/variant interleaved after {warmup} warm-up, "
-             f"loop {loop_s:.1f} s"]
-    for name, xs in [("bare idle", idle), *samples.items()]:
-        med, p95 = stats_ms(xs)
+             f"loop {m.loop_s:.1f} s"]
+    for name, xs in [("bare idle", m.idle), *m.samples.items()]:
+        med, p95 = statistics.median(xs), statistics.quantiles(xs, n=20)[-1]
         line = f"  {name:<9} median {med:6.2f} ms  p95 {p95:6.2f} ms"
-        if name == "bare idle":
-            line += "            (bare sdk before tracking started: no writer thread)"
-        elif name == "sdk cell":
+        if name == "sdk cell":
             line += f"  added {med - bare:+6.2f} ms  (IPython's own cell cost, for reference)"
-        elif name != "bare sdk":
-            added = med - bare
-            line += (f"  added {added:+6.2f} ms (target <= {CALL_TARGET_MS:g} ms)  {verdict(added, CALL_TARGET_MS)}"
-                     f"  [vs bare idle {med - bare_idle:+.2f} ms]")
+        elif name in ("%%llm", "run()"):
+            line += (f"  added {med - bare:+6.2f} ms (target <= {CALL_TARGET_MS:g} ms)  "
+                     f"{verdict(med - bare, CALL_TARGET_MS)}  [vs bare idle {med - bare_idle:+.2f} ms]")
         lines.append(line)
-    lines.append(f"  tracking: backlog {backlog} records at loop end, flush() drained in {drain_s:.1f} s "
-                 f"({left} left); MLflow runs {total} (finished {finished}) for {tracked} tracked calls  "
-                 f"{'PASS' if left == 0 and total == finished == tracked else 'FAIL'}")
-    if prof:
-        lines += ["", "cProfile of 100 %%llm cells (main thread; cumulative):", prof]
+    (total, finished), ok = m.runs, m.left == 0 and m.runs == (m.tracked, m.tracked)
+    lines.append(f"  tracking: backlog {m.backlog} records at loop end, flush() drained in {m.drain_s:.1f} s "
+                 f"({m.left} left); MLflow runs {total} (finished {finished}) for {m.tracked} tracked calls  "
+                 f"{'PASS' if ok else 'FAIL'}")
+    if m.profile:
+        lines += ["", "cProfile of 100 %%llm cells (main thread, llmops_lab functions, cumulative):", m.profile]
     return lines
 
 
@@ -208,6 +211,7 @@ def child_code(load: bool) -> str:
 
 
 def spawn(code: str, cwd: Path, env: dict[str, str]) -> tuple[float, float, list[str]]:
+    """(spawn to end of the script's timed part, in-process load time, heavy modules), in seconds."""
     t0 = time.time()
     out = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
                          check=True).stdout.split()
@@ -215,14 +219,14 @@ def spawn(code: str, cwd: Path, env: dict[str, str]) -> tuple[float, float, list
 
 
 def import_chain(module: str, code: str, cwd: Path, env: dict[str, str]) -> str:
-    """``a <- b <- c``: ``module`` and the modules that imported it (parents follow children in -X importtime)."""
+    """``module <- importer <- ...`` (in -X importtime output a parent follows its children, less indented)."""
     err = subprocess.run([sys.executable, "-X", "importtime", "-c", code], cwd=cwd, env=env,
                          capture_output=True, text=True).stderr.splitlines()
-    rows = [line.split("|")[-1] for line in err if line.startswith("import time:") and "|" in line]
-    parsed = [(len(r) - len(r.lstrip()), r.strip()) for r in rows[1:]]
+    rows = [line.split("|")[-1] for line in err if line.startswith("import time:") and "|" in line][1:]
+    parsed = [(len(r) - len(r.lstrip()), r.strip()) for r in rows]
     start = next((i for i, (_, name) in enumerate(parsed) if name == module), None)
     if start is None:
-        return f"{module}: not seen by -X importtime"
+        return f"{module}: not seen by -X importtime (imported in a thread, or by exec?)"
     chain, depth = [module], parsed[start][0]
     for indent, name in parsed[start + 1:]:
         if indent < depth:
@@ -232,16 +236,13 @@ def import_chain(module: str, code: str, cwd: Path, env: dict[str, str]) -> str:
 
 
 def bench_load(tmp: Path, runs: int) -> list[str]:
-    project = tmp / "load"
-    project.mkdir()
-    (project / "llmops.toml").write_text("")
-    env = clean_env(tmp)
+    project, env = fresh_project(tmp, "load"), clean_env(tmp)
     spawn(child_code(True), project, env)  # warm the OS file cache once
     base, load, inproc, heavy = [], [], [], set()
     for _ in range(runs):
         base.append(spawn(child_code(False), project, env)[0])
-        wall, d, mods = spawn(child_code(True), project, env)
-        load.append(wall), inproc.append(d), heavy.update(mods)
+        wall, alone, mods = spawn(child_code(True), project, env)
+        load.append(wall), inproc.append(alone), heavy.update(mods)
     added = statistics.median(load) - statistics.median(base)
     lines = [f"%load_ext llmops_lab, {runs} fresh interpreters each",
              f"  baseline (python -c + IPython shell)  median {statistics.median(base):.3f} s",
@@ -249,8 +250,7 @@ def bench_load(tmp: Path, runs: int) -> list[str]:
              f"  added {added:+.3f} s (target <= {LOAD_TARGET_S:g} s)  {verdict(added, LOAD_TARGET_S)}"
              f"   [in-process load_ext alone: median {statistics.median(inproc) * 1000:.0f} ms]",
              f"  heavy modules after load: {', '.join(sorted(heavy)) or 'none'}"]
-    lines += [f"    {import_chain(m, child_code(True), project, env)}" for m in sorted(heavy)]
-    return lines
+    return lines + [f"    {import_chain(m, child_code(True), project, env)}" for m in sorted(heavy)]
 
 
 def main() -> None:
@@ -263,7 +263,8 @@ def main() -> None:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="llmops-bench-") as tmp:
         lines = bench_load(Path(tmp), args.load_runs) + [""]
-        lines += bench_calls(Path(tmp), args.calls, args.warmup, args.profile)
+        lines += report_calls(measure_calls(Path(tmp), args.calls, args.warmup, args.profile), args.calls,
+                              args.warmup)
         os.chdir(REPO)
     print("\n".join(lines))
     print(f"\n(total {time.perf_counter() - t0:.0f} s)")

@@ -4,17 +4,20 @@
 >>> import llmops_lab
 >>> r = llmops_lab.run("Summarize: {{ text }}", {"text": article}, name="summarize", temperature=0)
 >>> r.text, r.run_id                                                                  # doctest: +SKIP
+>>> results = llmops_lab.batch("Classify: {{ text }}", reviews_df, scorers=["exact:label"])  # doctest: +SKIP
 """
 from __future__ import annotations
 
+from . import data
 from .api import run
+from .batch import batch, batch_run_id
 from .config import configure, get_settings
 from .errors import ConfigError, LlmopsError, MissingApiKeyError, ProviderError, TemplateError
 from .results import LLMResult
 from .tracking import flush, recent_runs
 
 __version__ = "0.1.0"
-__all__ = ["run", "configure", "get_settings", "flush", "recent_runs", "LLMResult", "LlmopsError",
+__all__ = ["run", "batch", "batch_run_id", "data", "configure", "get_settings", "flush", "recent_runs", "LLMResult", "LlmopsError",
            "ConfigError", "TemplateError", "ProviderError", "MissingApiKeyError", "load_ipython_extension"]
 
 
