@@ -1,21 +1,17 @@
 """What llmops-lab adds to a model call, measured against a bare ``openai`` SDK call in the same run.
 
-1. Per-call critical path, against ``tests/fake_openai.py`` at 0 ms latency in a subprocess (server CPU
-   stays out of this process), tracking on, MLflow sqlite store in a temporary project:
-     bare idle  bare sdk call timed before any tracked call: no writer thread yet (reference)
-     bare sdk   openai.OpenAI(base_url, max_retries=0).chat.completions.create(...)
-     sdk cell   the same call run as an IPython cell: IPython's own per-cell cost (reference)
-     %%llm      shell.run_cell("%%llm --name bench --max-tokens 8 --format text\\nSay {{ word }}") in a
-                real InteractiveShell; output goes to a null stream but is still produced
-     run()      llmops_lab.run(...) called directly
-   After a warm-up the last four are interleaved, order rotated each round, so drift hits all alike.
-   "added" = median - bare sdk median, target <= 5 ms. The background MLflow writer runs meanwhile and
-   competes for the GIL (it slows the bare call too: compare bare idle); that is real cost, kept in.
-   Then flush(): how long the writer needs to drain its backlog; MLflow must hold one run per call.
-2. ``%load_ext llmops_lab`` in fresh interpreters (fresh project): wall time from spawning ``python -c``
-   to just after the load, minus the same script without the load line (medians, interleaved runs);
-   target <= 0.3 s. Heavy modules imported by the load should be none; for any that are, the import
-   chain that pulls it in is printed (from ``python -X importtime``).
+1. Per call, against ``tests/fake_openai.py`` (0 ms latency, in a subprocess so its CPU stays out of
+   this process), tracking on, MLflow sqlite store in a temporary project. Variants: ``bare sdk``
+   (``openai.OpenAI(...).chat.completions.create``), ``sdk cell`` (the same call as an IPython cell:
+   IPython's own cost), ``%%llm`` (a ``--format text`` cell in a real InteractiveShell; its output goes
+   to a null stream but is still produced) and ``run()``; interleaved after a warm-up, order rotated
+   each round, so drift hits all alike. ``added`` = median - bare sdk median; target <= 5 ms. The
+   MLflow writer thread competes for the GIL meanwhile; that is real cost and kept in (it slows the
+   bare call too: ``bare idle`` is the bare call timed before any tracked call, for comparison).
+   Then flush(): time for the writer to drain its backlog; MLflow must hold one run per tracked call.
+2. ``%load_ext llmops_lab`` in fresh interpreters: spawn-to-after-load wall time minus the same script
+   without the load (medians); target <= 0.3 s. Heavy modules loaded by it should be none; for any
+   that are, the import chain pulling it in is printed (``python -X importtime``).
 
 Usage: python benchmarks/overhead.py [--calls 300] [--warmup 20] [--load-runs 7] [--profile]
 Always exits 0: a benchmark reports, it does not gate.

@@ -43,3 +43,42 @@ def test_flush_with_empty_spool(tmp_path):
     (tmp_path / "llmops.toml").write_text("")
     out = cli("flush", cwd=tmp_path, env={"LLMOPS_HOME": str(tmp_path / "h")})
     assert out.returncode == 0 and "replayed 0 record(s)" in out.stdout
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_local_model_serve_is_openai_compatible(project):
+    """`llmops-lab local-model serve` answers our own OpenAI-compatible provider (slow: loads the model)."""
+    import time
+    import urllib.request
+
+    import pytest
+
+    import llmops_lab
+
+    port = _free_port()
+    proc = subprocess.Popen([str(BIN), "local-model", "serve", "--port", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            pytest.fail("the local model server did not start within 60 s")
+        llmops_lab.get_settings().endpoints["lcpp"] = {"base_url": f"http://127.0.0.1:{port}/v1"}
+        r = llmops_lab.run("Say hello to {{ who }}.", {"who": "Ada"}, model="lcpp:smollm2-135m", max_tokens=8,
+                           temperature=0)
+        assert r.text and 0 < r.usage["completion_tokens"] <= 8 and r.run_id
+    finally:
+        proc.terminate()
+        proc.wait(10)

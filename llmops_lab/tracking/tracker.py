@@ -32,7 +32,7 @@ class Ticket:
         self._settled = threading.Event()
         self._callbacks: list[Callable[[Ticket], None]] = []
 
-    def wait(self, timeout: float = 10.0) -> str | None:
+    def wait(self, timeout: float = 30.0) -> str | None:
         """The run id once logged; None if still pending after ``timeout`` s or queued."""
         self._settled.wait(timeout)
         return self.run_id
