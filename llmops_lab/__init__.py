@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-from . import data
 from .api import run
 from .batch import batch, batch_run_id
 from .config import configure, get_settings
@@ -19,6 +18,15 @@ from .tracking import flush, recent_runs
 __version__ = "0.1.0"
 __all__ = ["run", "batch", "batch_run_id", "data", "configure", "get_settings", "flush", "recent_runs", "LLMResult", "LlmopsError",
            "ConfigError", "TemplateError", "ProviderError", "MissingApiKeyError", "load_ipython_extension"]
+
+
+def __getattr__(name: str):
+    # `llmops_lab.data` loads on first use (pandas helpers): `%load_ext` stays light.
+    if name == "data":
+        import importlib
+
+        return importlib.import_module(".data", __name__)
+    raise AttributeError(f"module 'llmops_lab' has no attribute {name!r}")
 
 
 def load_ipython_extension(shell) -> None:

@@ -11,13 +11,16 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator, Mapping, Sequence
 
-from . import data as data_mod
+from typing import TYPE_CHECKING
+
 from .api import CallPlan, plan_call
 from .config import Settings, get_settings
 from .errors import ConfigError, TemplateError
 from .providers.pricing import cost_usd
-from .runner import RowCall, RowResult, run_rows
 from .tracking import context
+
+if TYPE_CHECKING:
+    from .runner import RowCall, RowResult
 
 CHUNK_ROWS = 1000  # rows per spool record: bounded records, flat memory in the writer
 RESULT_COLUMNS = ("output", "latency_ms", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd",
@@ -40,6 +43,9 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
     columns, then from ``variables``. Responses are cached (``cache=False`` to skip, ``refresh=True`` to
     re-ask); a row that fails after retries is marked in ``error`` and the batch goes on.
     """
+    from . import data as data_mod
+    from .runner import RowCall, run_rows
+
     settings = get_settings()
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 256:
         raise ConfigError(f"concurrency={concurrency!r}: use a whole number from 1 to 256")
@@ -66,7 +72,7 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
     response_cache = ResponseCache(settings.home / "cache.db") if cache else None
     collector = _Collector(len(frame), plan, settings, progress)
 
-    def rows() -> Iterator[RowCall]:
+    def rows() -> Iterator["RowCall"]:
         for index, values in enumerate(frame.itertuples(index=False, name=None)):
             try:
                 messages = plan.messages({**base, **dict(zip(columns, values))})
@@ -129,7 +135,7 @@ class _Collector:
 
             self._bar = tqdm(total=n, desc=plan.name, unit="row", mininterval=0.25)
 
-    def add(self, r: RowResult) -> None:
+    def add(self, r: "RowResult") -> None:
         i = r.index
         self.output[i], self.error[i], self.cached[i], self.retries[i] = r.text, r.error, r.cached, r.retries
         self.latency[i] = r.latency_ms
@@ -243,6 +249,7 @@ def _track(results: Any, inputs: Any, plan: CallPlan, settings: Settings, summar
            collector: _Collector, started_ns: int, ended_ns: int, concurrency: int, trace_sample: int | None,
            source: str | None) -> str:
     """Stream the rows to the spool in chunks, then the batch record that makes them one MLflow run."""
+    from . import data as data_mod
     from .tracking import submit
 
     batch_id = uuid.uuid4().hex

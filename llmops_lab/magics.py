@@ -4,6 +4,7 @@ the work is done by the core API. User errors become ``UsageError``: one line, n
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 from typing import Any
 
@@ -38,7 +39,9 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(f"%%llm: {message} (see %llm help)")
 
 
+@functools.lru_cache(maxsize=1)
 def _cell_parser() -> argparse.ArgumentParser:
+    """Built once: building an ArgumentParser costs about a millisecond per cell."""
     parser = _Parser(prog="%%llm", add_help=False, allow_abbrev=False)
     parser.add_argument("model", nargs="?")
     parser.add_argument("--name", "-n")

@@ -32,30 +32,36 @@ def check_name(name: str) -> str:
     return name
 
 
+@lru_cache(maxsize=256)
+def _compile(text: str) -> tuple[Any, frozenset[str]]:
+    """Parse once, per distinct text: (compiled template, undeclared variables)."""
+    import jinja2
+    from jinja2 import meta
+
+    if not text.strip():
+        raise TemplateError("the prompt is empty: write the prompt in the cell body")
+    env = _environment()
+    try:
+        ast = env.parse(text)
+    except jinja2.TemplateSyntaxError as err:
+        raise TemplateError(f"template syntax error on line {err.lineno}: {err.message}") from None
+    return env.from_string(ast), frozenset(meta.find_undeclared_variables(ast))
+
+
 @dataclass(frozen=True)
 class PromptTemplate:
     """A prompt template, e.g. ``PromptTemplate("Summarize: {{ article }}").render({"article": text})``."""
 
     text: str
 
-    @cached_property
+    @property
     def _compiled(self):
-        import jinja2
+        return _compile(self.text)[0]
 
-        if not self.text.strip():
-            raise TemplateError("the prompt is empty: write the prompt in the cell body")
-        try:
-            return _environment().from_string(self.text)
-        except jinja2.TemplateSyntaxError as err:
-            raise TemplateError(f"template syntax error on line {err.lineno}: {err.message}") from None
-
-    @cached_property
+    @property
     def variables(self) -> frozenset[str]:
         """Names the template reads from its variables (loop variables excluded)."""
-        from jinja2 import meta
-
-        self._compiled  # noqa: B018 - raise syntax errors first
-        return frozenset(meta.find_undeclared_variables(_environment().parse(self.text)))
+        return _compile(self.text)[1]
 
     @cached_property
     def sha256(self) -> str:
