@@ -12,11 +12,12 @@ from .api import run
 from .batch import batch, batch_run_id
 from .config import configure, get_settings
 from .errors import ConfigError, LlmopsError, MissingApiKeyError, ProviderError, TemplateError
+from .jobs.record import record
 from .results import LLMResult
 from .tracking import flush, recent_runs
 
 __version__ = "0.1.0"
-__all__ = ["run", "batch", "batch_run_id", "data", "configure", "get_settings", "flush", "recent_runs", "LLMResult", "LlmopsError",
+__all__ = ["run", "batch", "batch_run_id", "record", "data", "configure", "get_settings", "flush", "recent_runs", "LLMResult", "LlmopsError",
            "ConfigError", "TemplateError", "ProviderError", "MissingApiKeyError", "load_ipython_extension"]
 
 

@@ -139,7 +139,8 @@ def execute(call: PromptCall, settings: Settings, *, kind: str = "single") -> tu
 
 
 def run(template: str, variables: Mapping[str, Any] | None = None, *, model: str | None = None,
-        name: str | None = None, system: str | None = None, **params: Any) -> LLMResult:
+        name: str | None = None, system: str | None = None, max_cost: float | None = None,
+        force: bool = False, **params: Any) -> LLMResult:
     """Render ``template`` with ``variables``, call the model, log the call to MLflow, return the result.
 
     >>> r = llmops_lab.run("Summarize in one sentence: {{ article }}", {"article": text},
@@ -148,13 +149,27 @@ def run(template: str, variables: Mapping[str, Any] | None = None, *, model: str
 
     ``params`` are generation parameters (temperature, max_tokens, top_p, seed, stop); anything else
     is a ConfigError. ``model`` defaults to the configured model, ``name`` to ``prompt-<hash>``.
+    ``max_cost`` (USD, default from settings) refuses a call whose upper-bound cost is higher;
+    ``force=True`` skips the budget checks.
     """
+    from . import budget, debug
     from .tracking import submit
 
+    started = time.perf_counter()
     settings = get_settings()
     call = prepare(template, variables, model=model, name=name, system=system, params=params, settings=settings)
+    rendered = time.perf_counter()
+    budget.check(call.model_id, lambda: budget.estimate(call.model_id, [call.messages], call.params, settings),
+                 settings, max_cost=max_cost, force=force, what="call")
+    checked = time.perf_counter()
     completion, record = execute(call, settings)
+    answered = time.perf_counter()
     ticket = submit(record, settings) if settings.tracking else None
+    spooled = time.perf_counter()
+    budget.note_spend(record["cost_usd"])
+    debug.remember(record, completion, ticket, {
+        "render_ms": (rendered - started) * 1000, "budget_ms": (checked - rendered) * 1000,
+        "provider_ms": (answered - checked) * 1000, "spool_ms": (spooled - answered) * 1000})
     return LLMResult(
         text=completion.text, model=record["model"], usage=record["usage"], latency_ms=completion.latency_ms,
         cost_usd=record["cost_usd"], prompt_name=call.name, messages=call.messages, params=call.params,

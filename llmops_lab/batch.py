@@ -32,13 +32,15 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
           system: str | None = None, scorers: Sequence[Any] | str | None = None, concurrency: int = 8,
           cache: bool = True, refresh: bool = False, variables: Mapping[str, Any] | None = None,
           judge_model: str | None = None, progress: bool = True, trace_sample: int | None = 20,
-          dataset_name: str | None = None, **params: Any):
+          dataset_name: str | None = None, max_cost: float | None = None, force: bool = False, **params: Any):
     """Run ``template`` over every row of ``data``; returns a DataFrame of inputs, outputs and scores.
 
     >>> results = llmops_lab.batch("Classify: {{ text }}", reviews_df, scorers=["exact:label"],
     ...                            model="openai:gpt-4o-mini", concurrency=16, temperature=0)
     >>> results["exact_label"].mean(), batch_run_id(results)                          # doctest: +SKIP
 
+    ``max_cost`` (USD, default from settings) refuses, before any request, a batch whose upper-bound
+    cost estimate is higher (``force=True`` skips budget checks).
     ``data``: a DataFrame, a list of dicts, or a .csv/.jsonl path. Template variables come from the
     columns, then from ``variables``. Responses are cached (``cache=False`` to skip, ``refresh=True`` to
     re-ask); a row that fails after retries is marked in ``error`` and the batch goes on.
@@ -67,6 +69,20 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
     columns = [str(c) for c in frame.columns]
     plan.messages({**base, **dict(zip(columns, next(frame.itertuples(index=False, name=None))))})  # fail early
 
+    from . import budget
+
+    def all_messages() -> Iterator[list]:
+        for values in frame.itertuples(index=False, name=None):
+            try:
+                yield plan.messages({**base, **dict(zip(columns, values))})
+            except TemplateError:
+                continue
+
+    estimate = budget.check(plan.model_id, lambda: budget.estimate(plan.model_id, all_messages(), plan.params,
+                                                                   settings),
+                            settings, max_cost=max_cost, force=force, what="batch")
+    if estimate is not None:
+        print(f"budget check: {estimate.describe()}")
     from .cache import ResponseCache, cache_key
 
     response_cache = ResponseCache(settings.home / "cache.db") if cache else None
@@ -95,6 +111,7 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
     results = collector.frame(frame)
     score_columns = _score(results, frame, scorer_list, collector, concurrency)
     summary = _summary(results, score_columns, stats, (ended_ns - started_ns) / 1e9)
+    budget.note_spend(summary["cost_usd"])
     results.attrs["llmops"] = {"summary": summary, "record_id": None}
     print(format_summary(summary))
     if settings.tracking:

@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     lm.add_argument("--host", default="127.0.0.1")
     lm.add_argument("--port", type=int, default=8080)
     lm.set_defaults(func=_cmd_local_model)
+    from .jobs.cli import add_commands
+
+    add_commands(sub)
     return parser
 
 

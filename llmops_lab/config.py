@@ -41,6 +41,8 @@ class Settings:
     experiment: str | None = None  # None: one experiment per notebook
     timeout: float = 60.0  # seconds per request
     max_retries: int = 3  # retries after the first try (429, 5xx, connection errors, timeouts)
+    max_cost: float | None = None  # USD per call or batch: refused before any request above it
+    max_cost_day: float | None = None  # USD per UTC day, over every run in the store
     tracking: bool = True
     endpoints: dict[str, dict[str, str]] = field(default_factory=dict)
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -71,6 +73,7 @@ class Settings:
 _SCALARS: dict[str, type] = {
     "model": str, "temperature": float, "max_tokens": int, "top_p": float, "seed": int,
     "tracking_uri": str, "experiment": str, "timeout": float, "max_retries": int, "tracking": bool,
+    "max_cost": float, "max_cost_day": float,
 }
 
 
@@ -115,6 +118,8 @@ def _check_range(key: str, value: Any) -> None:
         raise ConfigError(f"max_tokens={value} must be at least 1")
     if key in ("timeout",) and value <= 0:
         raise ConfigError(f"timeout={value} must be positive (seconds)")
+    if key in ("max_cost", "max_cost_day") and value < 0:
+        raise ConfigError(f"{key}={value} must be a positive amount of USD")
     if key == "max_retries" and not 0 <= value <= 20:
         raise ConfigError(f"max_retries={value} is out of range: use 0 to 20")
     if key == "model" and ":" not in value:

@@ -31,7 +31,11 @@ HELP = """\
 %llm config [k=v ...]    show or change settings (model, temperature, max_tokens, tracking_uri, experiment …)
 %llm experiment [NAME]   show or set the MLflow experiment (default: one per notebook)
 %llm runs [N]            recent runs of this notebook's experiment, as a DataFrame
-%llm flush               write pending records to MLflow now"""
+%llm flush               write pending records to MLflow now
+%llm last                the last call in full: messages, parameters, raw response, retries, stage timings
+%llm trace RUN_ID        a logged run read back from MLflow, with its trace spans
+budgets: --max-cost USD (per call or batch; settings max_cost, max_cost_day) refuse before any request;
+         --force skips the check"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,7 +65,17 @@ def _cell_parser() -> argparse.ArgumentParser:
     parser.add_argument("--refresh", action="store_true")
     parser.add_argument("--judge-model")
     parser.add_argument("--trace-sample", type=_whole_number, default=20)
+    # budgets
+    parser.add_argument("--max-cost", type=_amount)
+    parser.add_argument("--force", action="store_true")
     return parser
+
+
+def _amount(text: str) -> float:
+    try:
+        return float(text.lstrip("$"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an amount of USD") from None
 
 
 def _whole_number(text: str) -> int:
@@ -154,7 +168,8 @@ class LlmMagics(Magics):
                   "seed": args.seed, "stop": args.stop}
         if args.dataset is not None:
             return self._batch(args, cell, params)
-        result = run(cell, self.shell.user_ns, model=args.model, name=args.name, system=args.system, **params)
+        result = run(cell, self.shell.user_ns, model=args.model, name=args.name, system=args.system,
+                     max_cost=args.max_cost, force=args.force, **params)
         if args.out:
             self.shell.user_ns[args.out] = result
         self.shell.user_ns["_"] = result
@@ -169,7 +184,8 @@ class LlmMagics(Magics):
         results = batch(cell, data, model=args.model, name=args.name, system=args.system, scorers=args.scorer,
                         concurrency=args.concurrency, cache=args.cache, refresh=args.refresh,
                         variables=self.shell.user_ns, judge_model=args.judge_model,
-                        trace_sample=args.trace_sample, dataset_name=args.dataset, **params)
+                        trace_sample=args.trace_sample, dataset_name=args.dataset, max_cost=args.max_cost,
+                        force=args.force, **params)
         if args.out:
             self.shell.user_ns[args.out] = results
         self.shell.user_ns["_"] = results
@@ -180,10 +196,11 @@ class LlmMagics(Magics):
         command, _, rest = line.strip().partition(" ")
         rest = rest.strip()
         handler = {"": self._help, "help": self._help, "models": self._models, "config": self._config,
-                   "experiment": self._experiment, "runs": self._runs, "flush": self._flush}.get(command)
+                   "experiment": self._experiment, "runs": self._runs, "flush": self._flush,
+                   "last": self._last, "trace": self._trace}.get(command)
         if handler is None:
-            raise ConfigError(f"%llm: unknown command {command!r}: use help, models, config, experiment, runs or "
-                              "flush (a prompt goes in a %%llm cell)")
+            raise ConfigError(f"%llm: unknown command {command!r}: use help, models, config, experiment, runs, "
+                              "flush, last or trace (a prompt goes in a %%llm cell)")
         return handler(rest)
 
     def _help(self, _rest: str) -> None:
@@ -229,6 +246,18 @@ class LlmMagics(Magics):
         except ValueError:
             raise ConfigError(f"%llm runs: {rest!r} is not a number of runs") from None
         return recent_runs(limit)
+
+    def _last(self, _rest: str) -> Any:
+        from .debug import last
+
+        return last()
+
+    def _trace(self, rest: str) -> Any:
+        from .debug import describe_run
+
+        if not rest:
+            raise ConfigError("%llm trace needs a run id: %llm trace RUN_ID (ids are in %llm runs and footers)")
+        return describe_run(rest.split()[0])
 
     def _flush(self, _rest: str) -> None:
         from .tracking import flush

@@ -3,15 +3,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from .config import Settings
 from .errors import ConfigError, LlmopsError
 
 
 def execute_notebook(source: Path, output: Path, settings: Settings, parameters: dict[str, Any] | None = None,
-                     timeout: float | None = 600, kernel_name: str | None = None) -> Path:
-    """Execute ``source`` into ``output``. The kernel learns its notebook path through ``LLMOPS_NOTEBOOK``."""
+                     timeout: float | None = 600, kernel_name: str | None = None,
+                     env: Mapping[str, str] | None = None, **papermill_kwargs: Any) -> Path:
+    """Execute ``source`` into ``output``. The kernel learns its notebook path through ``LLMOPS_NOTEBOOK``.
+
+    ``env``: extra environment variables for the kernel (set for the call, then restored).
+    ``papermill_kwargs`` go to ``papermill.execute_notebook`` (e.g. ``engine_name`` and engine options).
+    """
     if not source.is_file():
         raise ConfigError(f"notebook {source} not found")
     import nbformat
@@ -23,20 +28,22 @@ def execute_notebook(source: Path, output: Path, settings: Settings, parameters:
         raise ConfigError(f"{source} is not a readable notebook ({type(err).__name__}): fix or re-save it") from None
     kernel_name = kernel_name or metadata.get("kernelspec", {}).get("name") or "python3"
     output.parent.mkdir(parents=True, exist_ok=True)
-    env_before = os.environ.get("LLMOPS_NOTEBOOK")
-    os.environ["LLMOPS_NOTEBOOK"] = str(source.resolve())  # the kernel inherits our environment
+    kernel_env = {**(env or {}), "LLMOPS_NOTEBOOK": str(source.resolve())}
+    env_before = {key: os.environ.get(key) for key in kernel_env}
+    os.environ.update(kernel_env)  # the kernel inherits our environment
     try:
         papermill.execute_notebook(str(source), str(output), parameters=parameters or {},
                                    cwd=str(source.parent), execution_timeout=timeout, progress_bar=False,
-                                   kernel_name=kernel_name)
+                                   kernel_name=kernel_name, **papermill_kwargs)
     except papermill.PapermillExecutionError as err:
         raise LlmopsError(f"{source.name} failed in cell {err.exec_count}: {_failure_reason(output, err)} "
                           f"(partial output in {output})") from None
     finally:
-        if env_before is None:
-            os.environ.pop("LLMOPS_NOTEBOOK", None)
-        else:
-            os.environ["LLMOPS_NOTEBOOK"] = env_before
+        for key, value in env_before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return output
 
 

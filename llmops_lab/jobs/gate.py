@@ -19,7 +19,7 @@ class Verdict:
         failed = [c["why"] for c in self.checks if not c["ok"]]
         if failed:
             return "; ".join(failed)
-        return "gate passed: " + "; ".join(c["why"] for c in self.checks) if self.checks else "no gate"
+        return "; ".join(c["why"] for c in self.checks) if self.checks else "no gate"
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "reason": self.reason, "checks": self.checks, "baseline": self.baseline}

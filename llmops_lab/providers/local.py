@@ -78,6 +78,13 @@ class LocalProvider:
         except (ValueError, RuntimeError) as err:
             raise LocalModelError(f"local model {model} failed to load from {path}: {err}") from None
 
+    def loaded_model(self, model: str) -> Any:
+        """The llama.cpp model (loaded on first use), e.g. for its tokenizer."""
+        with self._lock:
+            if model not in self._models:
+                self._models[model] = self._load(model)
+            return self._models[model]
+
     def complete(self, model: str, messages: list[Message], params: dict[str, Any]) -> Completion:
         kwargs: dict[str, Any] = {"max_tokens": params.get("max_tokens") or DEFAULT_MAX_TOKENS}
         for key in ("temperature", "top_p", "seed"):
@@ -103,6 +110,7 @@ class LocalProvider:
             latency_ms=latency_ms,
             finish_reason=choice.get("finish_reason"),
             response_model=model,
+            extra={"raw": out},
         )
 
 

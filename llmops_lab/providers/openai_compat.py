@@ -93,6 +93,7 @@ class OpenAICompatProvider:
             retries=attempt,
             endpoint_host=self.endpoint_host,
             response_model=response.model,
+            extra={"raw": response},  # the SDK object; serialised only if `%llm last` asks for it
         )
 
     def _status_message(self, model: str, err: Any, attempt: int) -> str:

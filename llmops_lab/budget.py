@@ -1,0 +1,121 @@
+"""Cost budgets, checked before any request: ``max_cost`` per call or batch, ``max_cost_day`` per UTC day.
+
+An estimate counts input tokens with the model's own tokenizer when one is available offline (the
+embedded model's), else as characters / 4 (labelled "≈"), and assumes every answer uses
+``max_tokens`` (or :data:`ASSUMED_OUTPUT_TOKENS` when unset): an upper bound, never an average.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from .config import Settings
+from .errors import LlmopsError
+from .providers.base import Message, ModelId, Usage
+from .providers.pricing import cost_usd, price_of
+
+ASSUMED_OUTPUT_TOKENS = 256
+DAY_SPEND_TTL_S = 60.0  # re-read the day's spend from MLflow at most once a minute
+
+
+class BudgetError(LlmopsError):
+    """A call or batch would exceed its cost budget."""
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None  # None: no price known for the model
+    exact_tokens: bool  # input tokens from the model's tokenizer (else characters / 4)
+
+    def describe(self) -> str:
+        approx = "" if self.exact_tokens else "≈"
+        cost = "unknown (no price for this model)" if self.cost_usd is None else f"≤ ${self.cost_usd:.4f}"
+        return (f"{self.calls} call(s), {approx}{self.input_tokens:,} input + ≤{self.output_tokens:,} output "
+                f"tokens, cost {cost}")
+
+
+def _token_counter(model_id: ModelId):
+    """(count(text) -> int, exact?) for a model: the local model's tokenizer, else characters / 4."""
+    if model_id.provider == "local":
+        from .providers import local
+
+        llm = local.provider().loaded_model(model_id.model)
+        return (lambda text: len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))), True
+    return (lambda text: max(1, len(text) // 4)), False
+
+
+def estimate(model_id: ModelId, message_lists: Iterable[list[Message]], params: dict[str, Any],
+             settings: Settings) -> CostEstimate:
+    """Upper-bound cost of sending each message list once."""
+    count, exact = _token_counter(model_id)
+    calls = tokens_in = 0
+    for messages in message_lists:
+        calls += 1
+        tokens_in += sum(count(m["content"]) + 4 for m in messages)  # + role/format overhead per message
+    tokens_out = calls * int(params.get("max_tokens") or ASSUMED_OUTPUT_TOKENS)
+    return CostEstimate(calls, tokens_in, tokens_out, cost_usd(model_id, Usage(tokens_in, tokens_out),
+                                                               settings.prices), exact)
+
+
+def check(model_id: ModelId, est_fn, settings: Settings, *, max_cost: float | None, force: bool,
+          what: str) -> CostEstimate | None:
+    """Refuse (BudgetError) before any request if the estimate exceeds ``max_cost`` (or the settings'),
+    or the day's budget. ``est_fn()`` builds the estimate only when a budget applies."""
+    limit = max_cost if max_cost is not None else settings.max_cost
+    day_limit = settings.max_cost_day
+    if force or (limit is None and day_limit is None):
+        return None
+    if price_of(model_id, settings.prices) is None:
+        raise BudgetError(f"cannot check the cost budget of this {what}: no price for {model_id}; add it under "
+                          f"[tool.llmops-lab.prices] or pass force=True (--force)")
+    est = est_fn()
+    if limit is not None and est.cost_usd > limit:
+        raise BudgetError(f"this {what} may cost up to ${est.cost_usd:.4f} ({est.describe()}), over max_cost "
+                          f"${limit:.4f}: lower max_tokens, use fewer rows, raise max_cost, or pass force=True "
+                          "(--force)")
+    if day_limit is not None:
+        spent = spent_today(settings)
+        if spent + est.cost_usd > day_limit:
+            raise BudgetError(f"today's spend ${spent:.4f} + this {what} (up to ${est.cost_usd:.4f}) exceeds "
+                              f"max_cost_day ${day_limit:.4f}: wait until tomorrow (UTC), raise max_cost_day, "
+                              "or pass force=True (--force)")
+    return est
+
+
+_day = {"at": 0.0, "day": "", "spent": 0.0}
+_day_lock = threading.Lock()
+
+
+def spent_today(settings: Settings) -> float:
+    """USD of every run started today (UTC) in the store, read from MLflow (cached for a minute)."""
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    with _day_lock:
+        if _day["day"] == day and time.monotonic() - _day["at"] < DAY_SPEND_TTL_S:
+            return _day["spent"]
+    from .tracking import flush
+    from .tracking.mlflow_sink import client_for
+
+    flush(10.0)
+    client = client_for(settings.resolved_tracking_uri())
+    midnight_ms = int(time.mktime(time.strptime(day, "%Y-%m-%d")) - time.timezone) * 1000
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    spent = 0.0
+    if experiments:
+        for run in client.search_runs(experiments, filter_string=f"attributes.start_time >= {midnight_ms}",
+                                      max_results=50_000):
+            spent += run.data.metrics.get("cost_usd", 0.0)
+    with _day_lock:
+        _day.update(at=time.monotonic(), day=day, spent=spent)
+    return spent
+
+
+def note_spend(amount: float | None) -> None:
+    """Count a call's cost towards today's cached spend until the next read from MLflow."""
+    if amount:
+        with _day_lock:
+            _day["spent"] += amount

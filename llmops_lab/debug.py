@@ -1,0 +1,124 @@
+"""Debuggability: the last call in full (``%llm last``) and any logged run (``%llm trace RUN_ID``).
+
+The last call is kept in memory only (its raw response is never logged); a run is read back from MLflow.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+_last: dict[str, Any] = {}
+
+
+def remember(record: dict[str, Any], completion: Any, ticket: Any, timings: dict[str, float]) -> None:
+    _last.clear()
+    _last.update(record=record, completion=completion, ticket=ticket, timings=timings)
+
+
+@dataclass
+class CallReport:
+    """Everything about one call, shown as Markdown in a notebook and as text elsewhere."""
+
+    title: str
+    facts: dict[str, Any]
+    messages: list[dict[str, str]]
+    output: str | None
+    raw_response: Any = None
+    spans: list[dict[str, Any]] = field(default_factory=list)
+
+    def _sections(self) -> list[tuple[str, str]]:
+        out = [("call", "\n".join(f"{k}: {v}" for k, v in self.facts.items() if v is not None))]
+        out += [(f"message [{m['role']}]", m["content"]) for m in self.messages]
+        out.append(("output", self.output if self.output is not None else "(none)"))
+        if self.raw_response is not None:
+            out.append(("raw response", json.dumps(self.raw_response, indent=2, default=str)[:20000]))
+        for span in self.spans:
+            out.append((f"span {span['name']}", json.dumps(span, indent=2, default=str)[:5000]))
+        return out
+
+    def __str__(self) -> str:
+        return "\n\n".join([self.title] + [f"--- {name}\n{body}" for name, body in self._sections()])
+
+    def _repr_markdown_(self) -> str:
+        parts = [f"**{self.title}**"]
+        for name, body in self._sections():
+            parts.append(f"<details{' open' if name in ('call', 'output') else ''}><summary>{name}</summary>"
+                         f"\n\n```\n{body}\n```\n</details>")
+        return "\n\n".join(parts)
+
+
+def last() -> CallReport:
+    """The last single call of this process: messages, parameters, raw response, retries, timings."""
+    if not _last:
+        raise ConfigError("no call yet in this session: run a %%llm cell first")
+    record, completion, ticket = _last["record"], _last["completion"], _last["ticket"]
+    raw = completion.extra.get("raw")
+    if hasattr(raw, "model_dump"):
+        raw = raw.model_dump(exclude_none=True)
+    facts = {
+        "model": record["model"], "endpoint": record.get("endpoint_host") or "in-process",
+        "prompt": record["prompt"]["name"], "params": json.dumps(record["params"]),
+        "latency_ms": round(record["latency_ms"], 1), "usage": json.dumps(record["usage"]),
+        "cost_usd": record["cost_usd"], "retries": record["retries"], "finish_reason": record["finish_reason"],
+        "cache": "not used (single calls always ask the model; batches use the cache)",
+        "stages_ms": ", ".join(f"{k[:-3]} {v:.2f}" for k, v in _last["timings"].items()),
+        "tracking": ticket.status if ticket is not None else "off",
+        "run_id": ticket.run_id if ticket is not None else None,
+        "prompt_uri": ticket.prompt_uri if ticket is not None else None,
+    }
+    return CallReport("last call", facts, record["messages"], record.get("output"), raw)
+
+
+def describe_run(run_id: str) -> CallReport:
+    """A logged run read back from MLflow: params, metrics, tags, prompt, output and its trace spans."""
+    from . import tracking
+    from .config import get_settings
+    from .tracking.mlflow_sink import client_for
+
+    tracking.flush(10.0)
+    client = client_for(get_settings().resolved_tracking_uri())
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise ConfigError(f"no run {run_id!r} in {get_settings().resolved_tracking_uri()}: copy the id from "
+                          "%llm runs or a cell footer") from None
+    tags = run.data.tags
+    facts = {"run_id": run_id, "status": run.info.status, "kind": tags.get("llmops.kind"),
+             "model": tags.get("llmops.model"), "prompt": tags.get("llmops.prompt"),
+             "notebook": tags.get("llmops.notebook"), "user": tags.get("llmops.user"),
+             "git_commit": tags.get("llmops.git_commit"), "error": tags.get("llmops.error"),
+             "params": json.dumps(run.data.params, sort_keys=True),
+             "metrics": json.dumps({k: round(v, 4) for k, v in sorted(run.data.metrics.items())})}
+    prompt = _artifact_text(client, run_id, "prompt.txt")
+    output = _artifact_text(client, run_id, "output.md")
+    spans = []
+    try:
+        import mlflow
+
+        for trace in mlflow.search_traces(locations=[run.info.experiment_id], run_id=run_id, return_type="list",
+                                          max_results=5):
+            facts.setdefault("trace_id", trace.info.trace_id)
+            for span in trace.data.spans:
+                spans.append({"name": span.name, "type": span.span_type, "status": str(span.status.status_code),
+                              "duration_ms": round((span.end_time_ns - span.start_time_ns) / 1e6, 1),
+                              "attributes": span.attributes})
+    except Exception:  # noqa: BLE001 - a run without traces is still worth showing
+        pass
+    messages = [{"role": "user", "content": prompt}] if prompt is not None else []
+    return CallReport(f"run {run_id}", facts, messages, output, None, spans)
+
+
+def _artifact_text(client: Any, run_id: str, path: str) -> str | None:
+    import tempfile
+    from pathlib import Path
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            return Path(client.download_artifacts(run_id, path, tmp)).read_text(encoding="utf-8")
+    except Exception:  # noqa: BLE001 - absent artifact
+        return None
