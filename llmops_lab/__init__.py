@@ -17,16 +17,24 @@ from .results import LLMResult
 from .tracking import flush, recent_runs
 
 __version__ = "0.1.0"
-__all__ = ["run", "batch", "batch_run_id", "record", "data", "configure", "get_settings", "flush", "recent_runs", "LLMResult", "LlmopsError",
+__all__ = ["run", "batch", "batch_run_id", "record", "data", "stats", "configure", "get_settings", "flush", "recent_runs", "LLMResult", "LlmopsError",
            "ConfigError", "TemplateError", "ProviderError", "MissingApiKeyError", "load_ipython_extension"]
 
 
 def __getattr__(name: str):
-    # `llmops_lab.data` loads on first use (pandas helpers): `%load_ext` stays light.
+    # `data` and `stats` load on first use (pandas, matplotlib): `%load_ext` stays light.
+    if name == "stats":
+        from .monitoring import stats
+
+        return stats
     if name == "data":
         import importlib
 
         return importlib.import_module(".data", __name__)
+    if name in ("redact", "redaction", "audit"):  # llmops_lab.redact.preview(text), llmops_lab.audit.audit_log()
+        import importlib
+
+        return importlib.import_module(".redaction" if name == "redact" else f".{name}", __name__)
     raise AttributeError(f"module 'llmops_lab' has no attribute {name!r}")
 
 

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from . import providers
 from .config import Settings, get_settings, validate_params
-from .errors import ProviderError
+from .errors import ProviderError, TemplateError
 from .prompts import PromptTemplate, check_name
 from .providers.base import Completion, Message, ModelId
 from .providers.pricing import cost_usd
@@ -30,12 +30,37 @@ class CallPlan:
     params: dict[str, Any]
     provider: providers.Provider
     system: str | None = None
+    send_redactor: Any = None  # redaction scope "send": messages are masked here, so the cache key covers them
+    max_chars: int = 1_000_000
 
     def messages(self, variables: Mapping[str, Any]) -> list[Message]:
-        """Render for one set of variables (TemplateError if one is missing)."""
+        """Render for one set of variables (TemplateError if one is missing, the prompt is too long or not text)."""
         messages: list[Message] = [{"role": "system", "content": self.system}] if self.system else []
         messages.append({"role": "user", "content": self.template.render(variables)})
+        _check_sendable(messages, self.max_chars)
+        if self.send_redactor is not None:
+            from .redaction import mask_messages
+
+            messages = mask_messages(messages, redactor=self.send_redactor)
         return messages
+
+
+def _check_sendable(messages: list[Message], max_chars: int) -> None:
+    """Refuse, before any call, a prompt over ``max_prompt_chars`` or one that is not valid Unicode text."""
+    total = sum(len(m["content"]) for m in messages)
+    if total > max_chars:
+        raise TemplateError(f"the rendered prompt is {total:,} characters, over max_prompt_chars={max_chars:,}: "
+                            "shorten the input (e.g. llmops_lab.data.prepare(df, max_chars=...)) or raise the limit "
+                            "with %llm config max_prompt_chars=N")
+    for m in messages:
+        text = m["content"]
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise TemplateError(f"the rendered {m['role']} message is not valid text (undecodable byte "
+                                    f"{text[err.start]!r} at character {err.start}): decode the data as UTF-8, "
+                                    "e.g. bytes.decode('utf-8', errors='replace')") from None
 
 
 @dataclass
@@ -76,7 +101,11 @@ def plan_call(template: str, *, model: str | None, name: str | None, system: str
     prompt.variables  # noqa: B018 - syntax errors surface here
     prompt_name = check_name(name) if name else prompt.auto_name()
     provider = providers.resolve(model_id, settings)
-    return CallPlan(prompt, prompt_name, model_id, generation, provider, system)
+    from .redaction import redactor_for
+
+    redactor = redactor_for(settings)
+    return CallPlan(prompt, prompt_name, model_id, generation, provider, system,
+                    redactor if redactor.policy.scope == "send" else None, settings.max_prompt_chars)
 
 
 def prepare(template: str, variables: Mapping[str, Any] | None, *, model: str | None, name: str | None,
@@ -89,10 +118,12 @@ def prepare(template: str, variables: Mapping[str, Any] | None, *, model: str | 
 
 def build_record(call: PromptCall, settings: Settings, *, kind: str, start_ns: int, end_ns: int,
                  completion: Completion | None, error: str | None) -> dict[str, Any]:
-    """The spool record of one call: everything MLflow will get, and nothing secret."""
+    """The spool record of one call: everything MLflow will get, and nothing secret (redacted, fail closed)."""
+    from .redaction import redact_record
+
     notebook = context.notebook_path()
     usage = completion.usage.as_dict() if completion else {}
-    return {
+    return redact_record({
         "id": uuid.uuid4().hex,
         "v": 1,
         "kind": kind,
@@ -118,7 +149,7 @@ def build_record(call: PromptCall, settings: Settings, *, kind: str, start_ns: i
         "cost_usd": cost_usd(call.model_id, completion.usage, settings.prices) if completion else None,
         "retries": completion.retries if completion else None,
         "error": error,
-    }
+    }, settings)
 
 
 def execute(call: PromptCall, settings: Settings, *, kind: str = "single") -> tuple[Completion, dict[str, Any]]:

@@ -267,6 +267,7 @@ def _track(results: Any, inputs: Any, plan: CallPlan, settings: Settings, summar
            source: str | None) -> str:
     """Stream the rows to the spool in chunks, then the batch record that makes them one MLflow run."""
     from . import data as data_mod
+    from .redaction import redact_record
     from .tracking import submit
 
     batch_id = uuid.uuid4().hex
@@ -274,8 +275,8 @@ def _track(results: Any, inputs: Any, plan: CallPlan, settings: Settings, summar
     n_chunks = 0
     for start in range(0, len(json_rows), CHUNK_ROWS):
         chunk = json_rows.iloc[start:start + CHUNK_ROWS].to_dict("records")
-        submit({"id": uuid.uuid4().hex, "v": 1, "kind": "batch_rows", "batch": batch_id, "chunk": n_chunks,
-                "rows": chunk}, settings)
+        submit(redact_record({"id": uuid.uuid4().hex, "v": 1, "kind": "batch_rows", "batch": batch_id,
+                              "chunk": n_chunks, "rows": chunk}, settings), settings)
         n_chunks += 1
     notebook = context.notebook_path()
     limit = len(results) if trace_sample is None else min(trace_sample, len(results))
@@ -308,6 +309,6 @@ def _track(results: Any, inputs: Any, plan: CallPlan, settings: Settings, summar
                     "rows": len(inputs), "columns": columns},
         "summary": summary, "trace_rows": trace_rows, "start_ns": started_ns, "end_ns": ended_ns,
     }
-    ticket = submit(record, settings)
+    ticket = submit(redact_record(record, settings), settings)
     _tickets[record["id"]] = ticket
     return record["id"]

@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .jobs.cli import add_commands
 
     add_commands(sub)
+    from .trust_cli import add_commands as add_trust_commands
+
+    add_trust_commands(sub)  # audit, server start
     return parser
 
 
@@ -105,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except LlmopsError as err:
-        print(f"llmops-lab: error: {err}", file=sys.stderr)
+        from .redaction import mask_secrets
+
+        print(f"llmops-lab: error: {mask_secrets(str(err))}", file=sys.stderr)
         return 2
 
 

@@ -46,6 +46,8 @@ class Settings:
     tracking: bool = True
     endpoints: dict[str, dict[str, str]] = field(default_factory=dict)
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
+    redaction: dict[str, Any] = field(default_factory=dict)  # [tool.llmops-lab.redaction]: see redaction.py
+    max_prompt_chars: int = 1_000_000  # a rendered prompt longer than this is refused before any call
     project_root: Path = field(default_factory=Path.cwd)
 
     @property
@@ -64,7 +66,9 @@ class Settings:
     def public_view(self) -> dict[str, Any]:
         """What `%llm config` shows: never a secret (endpoints only name their key variable)."""
         view = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "prices"}
-        view["tracking_uri"] = self.resolved_tracking_uri()
+        from .redaction import mask_secrets
+
+        view["tracking_uri"] = mask_secrets(self.resolved_tracking_uri())  # a password from the env is not shown
         view["project_root"] = str(self.project_root)
         return view
 
@@ -73,8 +77,10 @@ class Settings:
 _SCALARS: dict[str, type] = {
     "model": str, "temperature": float, "max_tokens": int, "top_p": float, "seed": int,
     "tracking_uri": str, "experiment": str, "timeout": float, "max_retries": int, "tracking": bool,
-    "max_cost": float, "max_cost_day": float,
+    "max_cost": float, "max_cost_day": float, "max_prompt_chars": int,
 }
+# Names that look like credentials: refused as settings (keys come from the environment, never a notebook).
+_SECRET_WORDS = ("key", "token", "secret", "password", "passwd", "credential")
 
 
 def find_project_root(start: Path | None = None) -> Path:
@@ -89,6 +95,10 @@ def find_project_root(start: Path | None = None) -> Path:
 def parse_value(key: str, value: Any) -> Any:
     """Parse one setting (strings come from magics and env) or raise a one-line ConfigError."""
     if key not in _SCALARS:
+        if any(word in key.lower() for word in _SECRET_WORDS):
+            raise ConfigError(f"{key!r} refused: API keys and passwords are never settings; export them in the shell "
+                              "that starts Jupyter (e.g. OPENAI_API_KEY, or the endpoint's api_key_env), never in a "
+                              "notebook; nothing was stored")
         raise ConfigError(f"unknown setting {key!r}: use one of {', '.join(sorted(_SCALARS))}")
     kind = _SCALARS[key]
     if value is None or (isinstance(value, str) and value.lower() in ("none", "")):
@@ -122,8 +132,23 @@ def _check_range(key: str, value: Any) -> None:
         raise ConfigError(f"{key}={value} must be a positive amount of USD")
     if key == "max_retries" and not 0 <= value <= 20:
         raise ConfigError(f"max_retries={value} is out of range: use 0 to 20")
+    if key == "max_prompt_chars" and value < 1:
+        raise ConfigError(f"max_prompt_chars={value} must be at least 1")
+    if key == "tracking_uri" and _has_password(value):
+        raise ConfigError("tracking_uri refused: it contains a password; set MLFLOW_TRACKING_USERNAME and "
+                          "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the environment instead")
     if key == "model" and ":" not in value:
         raise ConfigError(f"model {value!r} is not provider:model (for example {DEFAULT_MODEL} or openai:gpt-4o-mini)")
+
+
+def _has_password(uri: str) -> bool:
+    """``scheme://user:password@host``: credentials that would be stored with the setting."""
+    from urllib.parse import urlsplit
+
+    try:
+        return "://" in uri and urlsplit(uri).password is not None
+    except ValueError:
+        return False
 
 
 def _read_toml(root: Path) -> dict[str, Any]:
@@ -148,6 +173,11 @@ def load_settings(start: Path | None = None, environ: dict[str, str] | None = No
     table = _read_toml(root)
     settings.endpoints = {name: dict(spec) for name, spec in table.pop("endpoints", {}).items()}
     settings.prices = {name: dict(p) for name, p in table.pop("prices", {}).items()}
+    settings.redaction = dict(table.pop("redaction", {}))
+    if settings.redaction:
+        from .redaction import parse_policy
+
+        parse_policy(settings.redaction, environ)  # a bad policy is a one-line error at load, not at a call
     for key, value in table.items():
         setattr(settings, key.replace("-", "_"), parse_value(key.replace("-", "_"), value))
     # Read once here: MLflow's own set_tracking_uri() writes this variable later in the process.

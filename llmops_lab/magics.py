@@ -32,8 +32,11 @@ HELP = """\
 %llm experiment [NAME]   show or set the MLflow experiment (default: one per notebook)
 %llm runs [N]            recent runs of this notebook's experiment, as a DataFrame
 %llm flush               write pending records to MLflow now
+%llm stats [--since 7d] [--by model|prompt|day|notebook] [--experiment NAME] [--plot]
+                         calls, errors, latency p50/p95/p99, tokens, cost, scores, drift, from MLflow
 %llm last                the last call in full: messages, parameters, raw response, retries, stage timings
 %llm trace RUN_ID        a logged run read back from MLflow, with its trace spans
+%llm redact-preview TEXT|VAR   what redaction would mask in a text (or %%llm redact-preview: the rendered cell)
 budgets: --max-cost USD (per call or batch; settings max_cost, max_cost_day) refuse before any request;
          --force skips the check"""
 
@@ -87,6 +90,7 @@ def _whole_number(text: str) -> int:
 
 def parse_cell_line(line: str) -> argparse.Namespace:
     """Options of a ``%%llm`` line. Unknown options are named without their values (which may be keys)."""
+    _refuse_secrets(line, "the %%llm line")
     try:
         tokens = shlex.split(line)
     except ValueError as err:
@@ -104,6 +108,17 @@ def parse_cell_line(line: str) -> argparse.Namespace:
     if args.model is not None and ":" not in args.model:
         raise ConfigError(f"{args.model!r} is not provider:model (e.g. openai:gpt-4o-mini); options start with --")
     return args
+
+
+def _refuse_secrets(text: str, where: str) -> None:
+    """A key or password typed into a magic would be saved in the notebook: refuse it, never echo it."""
+    from .redaction import find_secrets
+
+    found = find_secrets(text)
+    if found:
+        raise ConfigError(f"{where} contains what looks like a secret ({', '.join(found)}): refused and not stored. "
+                          "Keys are read from the environment (export OPENAI_API_KEY, or the endpoint's api_key_env, "
+                          "in the shell that starts Jupyter); remove it from the cell")
 
 
 class Footer:
@@ -155,9 +170,13 @@ class LlmMagics(Magics):
     @line_cell_magic
     def llm(self, line: str, cell: str | None = None) -> Any:
         try:
+            if cell is not None and line.split()[:1] == ["redact-preview"]:
+                return self._redact_preview_cell(line, cell)
             return self._line(line) if cell is None else self._cell(line, cell)
         except LlmopsError as err:
-            raise UsageError(str(err)) from None
+            from .redaction import mask_secrets
+
+            raise UsageError(mask_secrets(str(err))) from None
 
     # -- %%llm ------------------------------------------------------------------------------------
     def _cell(self, line: str, cell: str) -> None:
@@ -197,10 +216,11 @@ class LlmMagics(Magics):
         rest = rest.strip()
         handler = {"": self._help, "help": self._help, "models": self._models, "config": self._config,
                    "experiment": self._experiment, "runs": self._runs, "flush": self._flush,
-                   "last": self._last, "trace": self._trace}.get(command)
+                   "last": self._last, "trace": self._trace, "redact-preview": self._redact_preview,
+                   "stats": self._stats}.get(command)
         if handler is None:
             raise ConfigError(f"%llm: unknown command {command!r}: use help, models, config, experiment, runs, "
-                              "flush, last or trace (a prompt goes in a %%llm cell)")
+                              "flush, last, trace, stats or redact-preview (a prompt goes in a %%llm cell)")
         return handler(rest)
 
     def _help(self, _rest: str) -> None:
@@ -220,6 +240,7 @@ class LlmMagics(Magics):
         from .config import configure, get_settings
 
         if rest:
+            _refuse_secrets(rest, "%llm config")
             values = {}
             for token in shlex.split(rest):
                 key, sep, value = token.partition("=")
@@ -247,6 +268,20 @@ class LlmMagics(Magics):
             raise ConfigError(f"%llm runs: {rest!r} is not a number of runs") from None
         return recent_runs(limit)
 
+    def _stats(self, rest: str) -> Any:
+        from .monitoring import stats
+
+        parser = _Parser(prog="%llm stats", add_help=False, allow_abbrev=False)
+        parser.add_argument("--since", default="7d")
+        parser.add_argument("--by")
+        parser.add_argument("--experiment")
+        parser.add_argument("--plot", action="store_true")
+        args, unknown = parser.parse_known_args(shlex.split(rest))
+        if unknown:
+            raise ConfigError(f"%llm stats: unknown option {' '.join(unknown)}: use --since, --by, --experiment, "
+                              "--plot")
+        return stats(since=args.since, by=args.by, experiment=args.experiment, plot=args.plot)
+
     def _last(self, _rest: str) -> Any:
         from .debug import last
 
@@ -259,12 +294,31 @@ class LlmMagics(Magics):
             raise ConfigError("%llm trace needs a run id: %llm trace RUN_ID (ids are in %llm runs and footers)")
         return describe_run(rest.split()[0])
 
+    def _redact_preview(self, rest: str) -> Any:
+        from .redaction import preview
+
+        if not rest:
+            raise ConfigError("%llm redact-preview needs a text or a variable name: %llm redact-preview my_text "
+                              "(or a %%llm redact-preview cell, rendered like a prompt)")
+        value = self.shell.user_ns.get(rest) if rest.isidentifier() else None
+        return preview(str(value) if value is not None else rest)
+
+    def _redact_preview_cell(self, line: str, cell: str) -> Any:
+        """``%%llm redact-preview``: the cell rendered as a prompt (notebook variables), then previewed."""
+        from .prompts import PromptTemplate
+        from .redaction import preview
+
+        if line.split()[1:]:
+            raise ConfigError("%%llm redact-preview takes no options: put the text (a template) in the cell body")
+        return preview(PromptTemplate(cell).render(self.shell.user_ns))
+
     def _flush(self, _rest: str) -> None:
-        from .tracking import flush
+        from .tracking import flush, get_tracker
 
         left = flush()
+        reason = get_tracker().last_error if left else None
         print("all records written to MLflow" if not left else
-              f"{left} record(s) still queued in the spool (MLflow unreachable?); they are retried")
+              f"{left} record(s) still queued in the spool ({reason or 'MLflow unreachable?'}); they are retried")
 
 
 def load_ipython_extension(shell: Any) -> None:

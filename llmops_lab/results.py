@@ -84,7 +84,13 @@ class LLMResult:
             return "not tracked"
         if ticket.run_id:
             return f"run {ticket.run_id[:8]}"
-        return "logging…" if ticket.status == "pending" else "queued (MLflow unreachable, kept in spool)"
+        if ticket.status == "pending":
+            return "logging…"
+        from .tracking.store_errors import is_refusal
+
+        if is_refusal(ticket.error):  # the store answered no: say why, not "unreachable"
+            return f"queued, not logged: {ticket.error.split(':')[0]} (no permission; kept in spool)"
+        return "queued (MLflow unreachable, kept in spool)"
 
     def __str__(self) -> str:
         return self.text

@@ -133,9 +133,14 @@ def run_rows(provider: Provider, model: str, params: dict[str, Any], rows: Itera
                     return None, str(err)
             limit.succeeded()
             if cache is not None and row.cache_key is not None:
-                from .cache import CachedResponse
+                from dataclasses import replace
 
-                cache.put(row.cache_key, CachedResponse.from_completion(completion))
+                from .cache import CachedResponse
+                from .redaction import FAILED_MARK, mask_text
+
+                stored = mask_text(completion.text)  # the log-side redaction (DESIGN §2); key = what was sent
+                if stored != FAILED_MARK or completion.text == FAILED_MARK:  # fail closed: not cached at all
+                    cache.put(row.cache_key, replace(CachedResponse.from_completion(completion), text=stored))
             return completion, None
 
         try:

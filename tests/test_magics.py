@@ -128,3 +128,13 @@ def test_footer_updates_with_run_id(shell, fake):
     finally:
         DisplayHandle.update = original
     assert run_id and any(f"run {run_id[:8]}" in u for u in updates)
+
+
+def test_stats_magic(shell, fake, capsys):
+    assert shell.run_cell("%%llm --name s1\nhello").success
+    res = shell.run_cell("%llm stats --by prompt")
+    assert res.success, res.error_in_exec
+    table = res.result.reset_index()
+    assert table.set_index("prompt").loc["s1@1", "calls"] == 1
+    bad = shell.run_cell("%llm stats --by colour")
+    assert not bad.success and "colour" in capsys.readouterr().err

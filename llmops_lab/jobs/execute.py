@@ -46,8 +46,9 @@ class JobTimedOut(JobError):
 class Watchdog:
     """Per attempt: interrupts the kernel at the deadline or on cancel, kills it if the cell ignores that."""
 
-    def __init__(self, timeout: float | None, cancel: threading.Event, grace: float = KILL_GRACE_S):
-        self.timeout, self.cancel, self.grace = timeout, cancel, grace
+    def __init__(self, timeout: float | None, cancel: threading.Event, grace: float | None = None):
+        self.timeout, self.cancel = timeout, cancel
+        self.grace = KILL_GRACE_S if grace is None else grace
         self.reason: str | None = None  # "timeout" | "cancelled"
         self._client: Any = None
         self._done = threading.Event()
@@ -93,12 +94,12 @@ class Watchdog:
             self.cancel.wait(wait)
         else:
             return
-        interrupted_at = time.monotonic()
-        sent = False
+        interrupted_at: float | None = None
         while not self._done.is_set():
-            if not sent:
-                sent = self._signal(signal.SIGINT)  # KeyboardInterrupt in the cell: papermill records it
-            if time.monotonic() - interrupted_at >= self.grace:
+            if interrupted_at is None:
+                if self._signal(signal.SIGINT):  # KeyboardInterrupt in the cell: papermill records it
+                    interrupted_at = time.monotonic()
+            elif time.monotonic() - interrupted_at >= self.grace:
                 self._signal(signal.SIGKILL)  # the cell ignored the interrupt: nbclient sees a dead kernel
                 return
             self._done.wait(0.1)

@@ -323,6 +323,8 @@ def promote(notebook: str | os.PathLike, name: str, schedule: str | None = None,
     if gate is not None:
         specs = [gate] if isinstance(gate, (Mapping, Gate)) else list(gate)
         gates = tuple(g if isinstance(g, Gate) else make_gate(g) for g in specs)
+    if kernel is not None:
+        check_kernel(kernel)
     path, relative = resolve_notebook(notebook, root)
     nb = read_notebook(path)
     kernel = check_kernel(kernel or (nb.metadata.get("kernelspec") or {}).get("name") or "python3")

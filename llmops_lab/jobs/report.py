@@ -149,6 +149,7 @@ def _worst_rows(settings: Settings, run_id: str, n: int):
     keep = [c for c in table.columns if c not in ("prompt_tokens", "completion_tokens", "cached", "retries",
                                                   "cost_usd") and not c.endswith("_rationale")]
     out = table.loc[rank.sort_values(kind="stable").index[:n], keep].copy()
+    out = out.drop(columns=[c for c in ("error",) if c in out.columns and out[c].isna().all()])
     for column in out.columns:
         if out[column].dtype == object:
             out[column] = out[column].map(lambda v: v if not isinstance(v, str) or len(v) <= 120 else v[:117] + "...")
@@ -178,7 +179,7 @@ def plot_series(frame, columns: list[str], title: str):
         ax.plot(frame["started_at"], frame[column], marker="o")
         failed = frame[frame["status"] != "completed"] if "status" in frame.columns else frame.iloc[0:0]
         if len(failed):
-            ax.scatter(failed["started_at"], failed[column], color="red", zorder=3, label="not completed")
+            ax.scatter(failed["started_at"], failed[column], color="red", zorder=3, label="failed or regressed")
             ax.legend(loc="best", fontsize=8)
         ax.set_ylabel(column, fontsize=8)
         ax.grid(alpha=0.3)

@@ -65,31 +65,10 @@ atexit.register(shutdown)
 
 
 def recent_runs(limit: int = 20, experiment: str | None = None):
-    """The newest runs of this notebook's experiment (after a flush) as a DataFrame."""
-    import pandas as pd
+    """The newest runs of this notebook's experiment (after a flush) as a DataFrame.
 
-    flush(10.0)
-    settings = get_settings()
-    from .mlflow_sink import client_for
+    Lives in :mod:`llmops_lab.monitoring` (with the other MLflow readers); kept here for compatibility.
+    """
+    from ..monitoring import recent_runs as _recent_runs
 
-    name = experiment or context.experiment_name(settings, context.notebook_path())
-    client = client_for(settings.resolved_tracking_uri())
-    exp = client.get_experiment_by_name(name)
-    columns = ["run_id", "start", "prompt", "model", "latency_ms", "total_tokens", "cost_usd", "status", "kind"]
-    if exp is None:
-        return pd.DataFrame(columns=columns)
-    runs = client.search_runs([exp.experiment_id], max_results=limit, order_by=["attributes.start_time DESC"])
-    rows = []
-    for r in runs:
-        rows.append({
-            "run_id": r.info.run_id,
-            "start": pd.Timestamp(r.info.start_time, unit="ms"),
-            "prompt": r.data.tags.get("llmops.prompt"),
-            "model": r.data.params.get("model"),
-            "latency_ms": r.data.metrics.get("latency_ms"),
-            "total_tokens": r.data.metrics.get("total_tokens"),
-            "cost_usd": r.data.metrics.get("cost_usd"),
-            "status": r.info.status,
-            "kind": r.data.tags.get("llmops.kind"),
-        })
-    return pd.DataFrame(rows, columns=columns)
+    return _recent_runs(limit, experiment)

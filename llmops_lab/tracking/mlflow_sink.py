@@ -245,6 +245,11 @@ class MlflowSink:
             tags["mlflow.source.git.commit"] = commit
         if record.get("error"):
             tags["llmops.error"] = record["error"][:5000]
+        redaction = record.get("redaction") or {}
+        if redaction:  # audit: was the record masked, and what (counts per detector, never values)
+            tags["llmops.redaction"] = redaction.get("status", "ok")
+            if redaction.get("counts"):
+                tags["llmops.redaction.counts"] = ",".join(f"{k}:{v}" for k, v in redaction["counts"].items())
         return tags
 
     def _trace(self, client: Any, record: dict[str, Any], exp_id: str, run_id: str, version: Any) -> None:

@@ -194,6 +194,8 @@ class Tracker:
                 orphan.release()
 
     def _note_failure(self, err: Exception) -> None:
+        from .store_errors import describe
+
         self.failures += 1
-        self.last_error = f"{type(err).__name__}: {err}"[:500]
+        self.last_error = describe(err)  # one line, permission errors spelled out, secrets masked
         log.warning("MLflow write failed, records kept in the spool: %s", self.last_error)

@@ -39,6 +39,12 @@ NOTEBOOKS = {
         new_code_cell('import time\nprint("sleeping", flush=True)\ntime.sleep(seconds)'),
         new_code_cell('print("woke up")'),
     ],
+    # ignores the interrupt (like a long C call): the kernel has to be killed at the timeout
+    "stubborn.ipynb": [
+        params("seconds = 60"),
+        new_code_cell("import signal\nimport time\n\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                      'print("not listening", flush=True)\ntime.sleep(seconds)'),
+    ],
     # records several metrics, one of them over steps
     "metrics.ipynb": [
         params("accuracy = 0.91\nlatency_ms = 120.0"),

@@ -1,0 +1,764 @@
+"""Secret and PII redaction: a small registry of detectors, a policy from settings, fail-closed masking.
+
+>>> masked, findings = redact("mail bob@example.com, key sk-proj-abcdefghijklmnopqrstuvwx")
+>>> masked
+'mail [EMAIL], key [OPENAI_KEY]'
+>>> [(f.detector, f.category) for f in findings]
+[('email', 'pii'), ('openai_key', 'secret')]
+
+Policy (``[tool.llmops-lab.redaction]`` in pyproject.toml or llmops.toml)::
+
+    detectors = ["secrets", "pii"]   # groups or detector names; secret detectors are always on
+    exclude = []                     # e.g. ["ip_address", "high_entropy"]
+    style = "label"                  # "label" -> [EMAIL]; "hash" -> [EMAIL:3f2a9c01d4] (HMAC, joinable)
+    scope = "log"                    # "log": mask what is stored; "send": also mask what goes to the provider
+    patterns = { employee_id = "EMP-\\d{6}" }   # your own detectors (PII)
+    presidio = ["PERSON", "LOCATION"]           # optional: names and places via presidio-analyzer
+
+The hash style keys an HMAC with ``LLMOPS_REDACTION_KEY`` from the environment (never from a notebook),
+so equal values get equal tokens (joinable across runs) without the value being recoverable.
+
+Where it runs (DESIGN §2): before sending, only with scope ``send`` (``CallPlan.messages``, so the cache
+key hashes exactly what is sent); before anything is stored (``redact_record`` on every spool record,
+``mask_text`` on cached responses). Redaction never raises into a call: if it fails, the record is
+stored fully masked with ``redaction.status = "failed"`` (fail closed), never raw.
+
+Pure: regexes are compiled once per policy; no I/O apart from reading the key from the environment.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import math
+import os
+import re
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from .errors import ConfigError, LlmopsError
+
+KEY_ENV = "LLMOPS_REDACTION_KEY"
+FAILED_MARK = "[REDACTED: redaction failed]"
+STYLES = ("label", "hash")
+SCOPES = ("log", "send")
+GROUPS = ("secrets", "pii")
+# Heuristic secret detectors a policy may turn off (false positives); the key formats are always on.
+OPTIONAL_SECRETS = frozenset({"high_entropy", "secret_assignment"})
+# Record fields that are identifiers or structure, never user content (kept as is).
+SAFE_FIELDS = frozenset({"id", "v", "kind", "batch", "chunk", "chunks", "experiment", "notebook", "cell_id",
+                         "user", "project_root", "model", "provider", "model_name", "endpoint_host", "start_ns",
+                         "end_ns", "usage", "latency_ms", "cost_usd", "retries", "finish_reason", "summary",
+                         "batch_params", "dataset", "redaction", "audit"})
+
+
+class RedactionError(LlmopsError):
+    """Redaction could not run where it must (scope ``send``): nothing was sent."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One masked value: which detector, where in the original text, and what replaced it (never the value)."""
+
+    detector: str
+    category: str  # "secret" | "pii"
+    start: int
+    end: int
+    replacement: str
+
+
+_DIGIT_RUN = re.compile(r"\d[\d .\-()/:]{6,}")
+
+
+class Facts:
+    """Cheap facts about one text, computed once and shared by the detectors' pre-checks."""
+
+    __slots__ = ("text", "_lowered", "_digits", "_longest", "_runs")
+
+    def __init__(self, text: str):
+        self.text = text
+        self._lowered: str | None = None
+        self._digits = -1
+        self._longest = -1
+        self._runs: list[tuple[int, int]] | None = None
+
+    @property
+    def lowered(self) -> str:
+        """``text.lower()`` when it keeps every index (else the text itself, case-insensitive checks fall back)."""
+        if self._lowered is None:
+            low = self.text.lower()
+            self._lowered = low if len(low) == len(self.text) else self.text
+        return self._lowered
+
+    @property
+    def digits(self) -> int:
+        if self._digits < 0:
+            self._digits = sum(map(self.text.count, "0123456789"))
+        return self._digits
+
+    @property
+    def digit_runs(self) -> list[tuple[int, int]]:
+        """Spans of 7+ characters of digits and separators (where cards, phones, IPs and IBAN digits live)."""
+        if self._runs is None:
+            self._runs = [m.span() for m in _DIGIT_RUN.finditer(self.text)]
+        return self._runs
+
+    @property
+    def longest(self) -> int:
+        """Length of the longest whitespace-free run."""
+        if self._longest < 0:
+            self._longest = max(map(len, self.text.split()), default=0)
+        return self._longest
+
+
+@dataclass(frozen=True)
+class Detector:
+    """A named detector: a regex (``group`` is the part to mask) with an optional validator, or a finder.
+
+    ``hints``: substrings of which one must be in the lowered text; ``precheck``: a cheap test on
+    :class:`Facts`. Both only skip work: they never change what a detector finds.
+    """
+
+    name: str
+    category: str
+    label: str
+    pattern: re.Pattern | None = None
+    group: int = 0
+    validate: Callable[[str], bool] | None = None
+    finder: Callable[[Facts], Iterable[tuple[int, int]]] | None = None
+    hints: tuple[str, ...] = ()
+    precheck: Callable[[Facts], bool] | None = None
+    lowered: bool = False  # run the pattern on the lowered text (a case-insensitive match, faster than (?i))
+    word_start: bool = False  # the match must not follow a letter, digit or '_' (a \b kept out of the regex,
+    #                           so that a literal-first pattern gets re's fast literal search)
+
+    def spans(self, facts: Facts) -> Iterator[tuple[int, int]]:
+        if self.hints and not any(h in facts.lowered for h in self.hints):
+            return
+        if self.precheck is not None and not self.precheck(facts):
+            return
+        text = facts.text
+        if self.finder is not None:
+            yield from self.finder(facts)
+            return
+        assert self.pattern is not None
+        haystack = facts.lowered if self.lowered and facts.lowered is not text else text
+        if self.lowered and haystack is text:  # lowering changed lengths: match case-insensitively instead
+            matches = re.compile(self.pattern.pattern, self.pattern.flags | re.IGNORECASE).finditer(text)
+        else:
+            matches = self.pattern.finditer(haystack)
+        for match in matches:
+            if self.word_start and match.start() and (text[match.start() - 1].isalnum()
+                                                      or text[match.start() - 1] == "_"):
+                continue
+            start, end = match.span(self.group)
+            if start < end and (self.validate is None or self.validate(text[start:end])):
+                yield start, end
+
+
+DETECTORS: dict[str, Detector] = {}
+
+
+def register_detector(name: str, pattern: str | re.Pattern | None = None, *, category: str = "pii",
+                      label: str | None = None, group: int = 0, validate: Callable[[str], bool] | None = None,
+                      finder: Callable[["Facts"], Iterable[tuple[int, int]]] | None = None,
+                      hints: Iterable[str] = (), precheck: Callable[[Facts], bool] | None = None,
+                      lowered: bool = False, word_start: bool = False, flags: int = 0) -> Detector:
+    """Add a detector to the registry (``category`` "secret" or "pii"); registration order is priority."""
+    if category not in ("secret", "pii"):
+        raise ConfigError(f"detector {name!r}: category must be 'secret' or 'pii', not {category!r}")
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise ConfigError(f"detector name {name!r} is invalid: use lowercase letters, digits and '_'")
+    if (pattern is None) == (finder is None):
+        raise ConfigError(f"detector {name!r} needs exactly one of pattern or finder")
+    compiled = None
+    if pattern is not None:
+        try:
+            compiled = pattern if isinstance(pattern, re.Pattern) else re.compile(pattern, flags)
+        except re.error as err:
+            raise ConfigError(f"detector {name!r}: invalid regular expression: {err}") from None
+    detector = Detector(name, category, label or name.upper(), compiled, group, validate, finder, tuple(hints),
+                        precheck, lowered, word_start)
+    DETECTORS[name] = detector
+    return detector
+
+
+# -- validators --------------------------------------------------------------------------------------
+
+def luhn_ok(text: str) -> bool:
+    """Luhn checksum of the digits in ``text`` (13 to 19 of them), as on payment cards."""
+    digits = [int(c) for c in text if c.isdigit()]
+    if not 13 <= len(digits) <= 19 or len(set(digits)) == 1:
+        return False
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def iban_ok(text: str) -> bool:
+    """ISO 13616 mod-97 check of an IBAN (spaces ignored)."""
+    s = text.replace(" ", "").upper()
+    if not 15 <= len(s) <= 34 or not s[:2].isalpha() or not s[2:4].isdigit() or not s.isalnum():
+        return False
+    rearranged = s[4:] + s[:4]
+    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+
+
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
+
+
+def _iban_spans(facts: "Facts") -> Iterator[tuple[int, int]]:
+    """IBANs around runs of digits; when words follow the number, shorten group by group until the
+    checksum holds."""
+    text, seen = facts.text, set()
+    for run_start, run_end in facts.digit_runs:
+        lo = max(0, run_start - 36)
+        while lo > 0 and text[lo - 1].isalnum():  # start the window at a word boundary
+            lo -= 1
+        window = text[lo:min(len(text), run_end + 8)]
+        for match in _IBAN.finditer(window):
+            start = lo + match.start()
+            candidate = match.group()
+            while candidate and start not in seen:
+                if iban_ok(candidate):
+                    seen.add(start)
+                    yield start, start + len(candidate)
+                    break
+                if " " not in candidate[5:]:
+                    break
+                candidate = candidate[:candidate.rfind(" ")]
+
+
+def _ip_ok(text: str) -> bool:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return not (address.version == 6 and text.count(":") < 2)
+
+
+def _phone_ok(text: str) -> bool:
+    return 7 <= sum(c.isdigit() for c in text) <= 15
+
+
+def _entropy(text: str) -> float:
+    counts = Counter(text)
+    n = len(text)
+    return -sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+def _high_entropy_ok(text: str) -> bool:
+    """A random-looking token: mixed case and digits, high per-character entropy (not a word or a hex hash)."""
+    digits = sum(c.isdigit() for c in text)
+    if digits < 2 or not any(c.islower() for c in text) or not any(c.isupper() for c in text):
+        return False
+    if text.startswith(("http", "www")) or text.count("/") > 3:  # paths and URLs
+        return False
+    return _entropy(text) >= min(4.0, math.log2(len(text)) - 0.7)
+
+
+# -- finders for the detectors whose regex alone would be slow or too loose ---------------------------------
+
+_EMAIL_DOMAIN = re.compile(r"@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}\b")
+_EMAIL_LOCAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
+
+
+def _email_spans(facts: "Facts") -> Iterator[tuple[int, int]]:
+    """Anchored on the '@' (rare), then the local part is walked back: no scan from every word."""
+    text = facts.text
+    for match in _EMAIL_DOMAIN.finditer(text):
+        start = match.start()
+        while start > 0 and text[start - 1] in _EMAIL_LOCAL:
+            start -= 1
+        if start < match.start():
+            yield start, match.end()
+
+
+_CARD = re.compile(r"\d(?:[ \-]?\d){12,18}")
+
+
+def _card_spans(facts: "Facts") -> Iterator[tuple[int, int]]:
+    text = facts.text
+    for run_start, run_end in facts.digit_runs:
+        for match in _CARD.finditer(text, run_start, run_end):
+            yield from _card_check(text, *match.span())
+
+
+def _card_check(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    if True:
+        if (start and (text[start - 1].isdigit() or text[start - 1] == "-")) or \
+                (end < len(text) and (text[end].isdigit() or text[end] == "-")):
+            return
+        if luhn_ok(text[start:end]):
+            yield start, end
+
+
+_IPV4 = re.compile(r"(?<![\w.])\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?![\w.])")
+_HEXCOLON = frozenset("0123456789abcdefABCDEF:")
+
+
+def _ip_spans(facts: "Facts") -> Iterator[tuple[int, int]]:
+    text = facts.text
+    if text.count(".") >= 3:
+        for run_start, run_end in facts.digit_runs:
+            for match in _IPV4.finditer(text, run_start, run_end):
+                if _ip_ok(match.group()):
+                    yield match.span()
+    if text.count(":") >= 2:  # IPv6: grow each run of hex digits and colons around a colon
+        i = text.find(":")
+        while i != -1:
+            start, end = i, i
+            while start > 0 and text[start - 1] in _HEXCOLON:
+                start -= 1
+            while end < len(text) and text[end] in _HEXCOLON:
+                end += 1
+            candidate = text[start:end]
+            before = text[start - 1] if start else " "
+            after = text[end] if end < len(text) else " "
+            if candidate.count(":") >= 2 and not (before.isalnum() or before in "._") and \
+                    not (after.isalnum() or after == "_") and _ip_ok(candidate):
+                yield start, end
+            i = text.find(":", end + 1)
+
+
+_TOKEN = re.compile(r"(?<![A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{24,}={0,2}(?![A-Za-z0-9+/_\-])")
+
+
+def _high_entropy_spans(facts: "Facts") -> Iterator[tuple[int, int]]:
+    """Random-looking tokens, searched only inside whitespace-free runs of 24+ characters (rare in prose)."""
+    text, pos = facts.text, 0
+    for word in text.split():
+        if len(word) < 24:
+            continue
+        at = text.find(word, pos)
+        pos = at + len(word)
+        for match in _TOKEN.finditer(word):
+            if _high_entropy_ok(match.group()):
+                yield at + match.start(), at + match.end()
+
+
+_PHONE = re.compile(r"\+\d{1,3}[\s.\-]?(?:\(\d{1,4}\)[\s.\-]?)?\d{1,4}(?:[\s.\-]?\d{2,4}){1,4}"
+                    r"|\(\d{3}\)\s?\d{3}[\s.\-]\d{4}|(?<!\d)\d{3}[\s.\-]\d{3}[\s.\-]\d{4}")
+
+
+def _phone_spans(facts: "Facts") -> Iterator[tuple[int, int]]:
+    """International (+CC ...) and North-American numbers, inside runs of digits and separators."""
+    text = facts.text
+    for run_start, run_end in facts.digit_runs:
+        offset = run_start - 1 if run_start and text[run_start - 1] in "+(" else run_start
+        if offset and (text[offset - 1].isalnum() or text[offset - 1] == "+"):
+            continue
+        for match in _PHONE.finditer(text[offset:run_end]):
+            end = offset + match.end()
+            if end < len(text) and (text[end].isalnum() or text[end] == "_"):
+                continue
+            if _phone_ok(match.group()):
+                yield offset + match.start(), end
+
+
+# -- the built-in registry (order = priority when spans overlap: key formats first) -------------------
+
+register_detector("private_key", r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
+                  r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)", category="secret",
+                  label="PRIVATE_KEY", hints=("private key",))
+register_detector("anthropic_key", r"sk-ant-[A-Za-z0-9_\-]{20,}", category="secret", label="ANTHROPIC_KEY",
+                  hints=("sk-ant-",), word_start=True)
+register_detector("openai_key", r"sk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,}", category="secret",
+                  label="OPENAI_KEY", hints=("sk-",), word_start=True)
+register_detector("aws_access_key", r"A(?:KIA|SIA|BIA|CCA)[0-9A-Z]{16}\b", category="secret",
+                  label="AWS_ACCESS_KEY", hints=("akia", "asia", "abia", "acca"), word_start=True)
+register_detector("aws_secret_key", r"aws.{0,20}?(?:secret|private).{0,20}?[\"'\s:=]+([a-z0-9/+=]{40})(?![a-z0-9/+=])",
+                  category="secret", label="AWS_SECRET_KEY", group=1, hints=("aws",), lowered=True)
+register_detector("github_token", r"g(?:h[pousr]_[A-Za-z0-9]{36,255}|ithub_pat_[A-Za-z0-9_]{22,255})\b",
+                  category="secret", label="GITHUB_TOKEN", word_start=True, hints=("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"))
+register_detector("slack_token", r"\bxox[abposre]-[A-Za-z0-9-]{10,}|https://hooks\.slack\.com/services/[A-Za-z0-9/_-]+",
+                  category="secret", label="SLACK_TOKEN", hints=("xox", "hooks.slack.com"))
+register_detector("google_api_key", r"AIza[0-9A-Za-z_\-]{35}\b", category="secret", label="GOOGLE_API_KEY",
+                  hints=("aiza",), word_start=True)
+register_detector("jwt", r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", category="secret",
+                  label="JWT", hints=("eyj",), word_start=True)
+register_detector("bearer_token", r"bearer\s+([a-z0-9._~+/\-]{12,}=*)", category="secret",
+                  label="BEARER_TOKEN", group=1, hints=("bearer",), lowered=True, word_start=True)
+register_detector("url_password", r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]+:([^\s/@]+)@", category="secret",
+                  label="PASSWORD", group=1, hints=("://",), word_start=True)
+register_detector("secret_assignment",
+                  r"(?<![a-z0-9])(?:password|passwd|pwd|secret|api[_-]?key|access[_-]?token|auth[_-]?token"
+                  r"|client[_-]?secret|private[_-]?key)[\"']?[ \t]*[:=][ \t]*[\"']?([^\s\"',;]{6,})",
+                  category="secret", label="SECRET", group=1, hints=("pass", "pwd", "secret", "key", "token"),
+                  lowered=True)
+register_detector("high_entropy", finder=_high_entropy_spans, category="secret", label="SECRET",
+                  precheck=lambda f: f.longest >= 24)
+register_detector("email", finder=_email_spans, label="EMAIL", hints=("@",))
+register_detector("credit_card", finder=_card_spans, label="CREDIT_CARD", precheck=lambda f: f.digits >= 13)
+register_detector("iban", finder=_iban_spans, label="IBAN", precheck=lambda f: f.digits >= 10)
+register_detector("phone", finder=_phone_spans, label="PHONE", precheck=lambda f: f.digits >= 7)
+register_detector("ip_address", finder=_ip_spans, label="IP_ADDRESS", precheck=lambda f: f.digits >= 2)
+
+BUILTIN = tuple(DETECTORS)
+
+
+def _group(name: str) -> tuple[str, ...]:
+    category = {"secrets": "secret", "pii": "pii"}[name]
+    return tuple(n for n in BUILTIN if DETECTORS[n].category == category)
+
+
+# -- presidio (optional) ---------------------------------------------------------------------------------
+
+_presidio_lock = threading.Lock()
+_presidio_engine: Any = None
+
+
+def _presidio_analyzer() -> Any:
+    global _presidio_engine
+    with _presidio_lock:
+        if _presidio_engine is None:
+            try:
+                from presidio_analyzer import AnalyzerEngine
+            except ImportError:
+                raise ConfigError("redaction presidio = [...] needs presidio-analyzer and a spaCy model: "
+                                  "pip install 'llmops-lab[presidio]' && python -m spacy download en_core_web_lg"
+                                  ) from None
+            _presidio_engine = AnalyzerEngine()
+        return _presidio_engine
+
+
+def _presidio_detectors(entities: tuple[str, ...], analyzer: Callable[[], Any] = _presidio_analyzer) -> list[Detector]:
+    def finder_for(entity: str) -> Callable[[str], Iterator[tuple[int, int]]]:
+        def find(facts: Facts) -> Iterator[tuple[int, int]]:
+            for result in analyzer().analyze(text=facts.text, entities=[entity], language="en"):
+                yield result.start, result.end
+        return find
+
+    return [Detector(f"presidio_{e.lower()}", "pii", e.upper(), finder=finder_for(e)) for e in entities]
+
+
+# -- policy --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Policy:
+    """What to detect, how to replace, and where (``scope``). Build it with :func:`parse_policy`."""
+
+    detectors: tuple[str, ...] = BUILTIN
+    style: str = "label"
+    scope: str = "log"
+    patterns: tuple[tuple[str, str], ...] = ()
+    presidio: tuple[str, ...] = ()
+    hash_key: bytes | None = field(default=None, repr=False)
+
+    @property
+    def sends_masked(self) -> bool:
+        return self.scope == "send"
+
+
+_POLICY_KEYS = ("detectors", "exclude", "style", "scope", "patterns", "presidio")
+
+
+def parse_policy(table: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Policy:
+    """A Policy from the ``[tool.llmops-lab.redaction]`` table, or a one-line ConfigError."""
+    table = dict(table or {})
+    environ = os.environ if environ is None else environ
+    unknown = sorted(set(table) - set(_POLICY_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown redaction setting {', '.join(map(repr, unknown))}: use {', '.join(_POLICY_KEYS)} "
+                          "in [tool.llmops-lab.redaction]")
+
+    def names(key: str, default: Iterable[str]) -> list[str]:
+        value = table.get(key, list(default))
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"redaction {key} must be a list of detector names")
+        return list(value)
+
+    chosen: list[str] = []
+    for name in [*names("detectors", GROUPS), "secrets"]:  # secret key formats are always on
+        expanded = _group(name) if name in GROUPS else (name,)
+        for item in expanded:
+            if item not in DETECTORS:
+                raise ConfigError(f"unknown redaction detector {item!r}: use secrets, pii or one of "
+                                  f"{', '.join(BUILTIN)}")
+            if item not in chosen:
+                chosen.append(item)
+    for name in names("exclude", ()):
+        if name not in DETECTORS:
+            raise ConfigError(f"redaction exclude: unknown detector {name!r} (known: {', '.join(BUILTIN)})")
+        if DETECTORS[name].category == "secret" and name not in OPTIONAL_SECRETS:
+            raise ConfigError(f"redaction exclude: {name} cannot be turned off (secrets are always masked); "
+                              f"only {', '.join(sorted(OPTIONAL_SECRETS))} and PII detectors can")
+        if name in chosen:
+            chosen.remove(name)
+    style = table.get("style", "label")
+    if style not in STYLES:
+        raise ConfigError(f"redaction style {style!r} is not one of {', '.join(STYLES)}")
+    scope = table.get("scope", "log")
+    if scope not in SCOPES:
+        raise ConfigError(f"redaction scope {scope!r} is not one of {', '.join(SCOPES)} (log: mask what is stored; "
+                          "send: also mask what goes to the provider)")
+    patterns = table.get("patterns", {})
+    if not isinstance(patterns, Mapping):
+        raise ConfigError("redaction patterns must be a table of name = \"regex\"")
+    for name, regex in patterns.items():
+        if not isinstance(regex, str):
+            raise ConfigError(f"redaction pattern {name!r} must be a string regex")
+        try:
+            re.compile(regex)
+        except re.error as err:
+            raise ConfigError(f"redaction pattern {name!r} is not a valid regular expression: {err}") from None
+    presidio = names("presidio", ())
+    key = None
+    if style == "hash":
+        raw = environ.get(KEY_ENV)
+        if not raw:
+            raise ConfigError(f"redaction style 'hash' needs a secret key in the environment variable {KEY_ENV} "
+                              "(export it in the shell that starts Jupyter; never put it in a notebook)")
+        key = raw.encode("utf-8")
+    return Policy(tuple(chosen), style, scope, tuple(sorted(patterns.items())), tuple(presidio), key)
+
+
+# -- the redactor ------------------------------------------------------------------------------------------
+
+class Redactor:
+    """Applies one policy; compiled once. ``redact(text) -> (masked, findings)``."""
+
+    def __init__(self, policy: Policy, presidio_analyzer: Callable[[], Any] | None = None):
+        self.policy = policy
+        detectors = [DETECTORS[n] for n in policy.detectors]
+        detectors += [Detector(f"pattern_{name}", "pii", name.upper(), re.compile(regex))
+                      for name, regex in policy.patterns]
+        if policy.presidio:
+            detectors += _presidio_detectors(policy.presidio, presidio_analyzer or _presidio_analyzer)
+        self.detectors = detectors
+        self._cached = lru_cache(maxsize=2048)(self._redact)
+
+    def replacement(self, detector: Detector, value: str) -> str:
+        if self.policy.style == "hash" and self.policy.hash_key is not None:
+            digest = hmac.new(self.policy.hash_key, f"{detector.label}\0{value}".encode("utf-8", "surrogatepass"),
+                              hashlib.sha256).hexdigest()[:10]
+            return f"[{detector.label}:{digest}]"
+        return f"[{detector.label}]"
+
+    def redact(self, text: str) -> tuple[str, list[Finding]]:
+        """The masked text and what was masked. Raises on a detector failure (callers fail closed)."""
+        if not isinstance(text, str):
+            raise TypeError(f"redact() takes text, not {type(text).__name__}")
+        if len(text) < 6:
+            return text, []
+        if len(text) <= 20_000:
+            masked, findings = self._cached(text)
+            return masked, list(findings)
+        masked, findings = self._redact(text)
+        return masked, list(findings)
+
+    def _redact(self, text: str) -> tuple[str, tuple[Finding, ...]]:
+        facts = Facts(text)
+        taken: list[tuple[int, int, Detector]] = []
+        for detector in self.detectors:  # priority order: a kept span is never overlapped by a later one
+            for start, end in detector.spans(facts):
+                if all(end <= s or start >= e for s, e, _ in taken):
+                    taken.append((start, end, detector))
+        if not taken:
+            return text, ()
+        taken.sort(key=lambda t: t[0])
+        parts, findings, last = [], [], 0
+        for start, end, detector in taken:
+            token = self.replacement(detector, text[start:end])
+            parts += [text[last:start], token]
+            findings.append(Finding(detector.name, detector.category, start, end, token))
+            last = end
+        parts.append(text[last:])
+        return "".join(parts), tuple(findings)
+
+    def mask(self, text: str) -> str:
+        return self.redact(text)[0]
+
+
+_redactors: dict[tuple, Redactor] = {}
+_redactors_lock = threading.Lock()
+
+
+def policy_for(settings: Any = None) -> Policy:
+    """The policy of ``settings`` (default: the process settings)."""
+    return redactor_for(settings).policy
+
+
+def redactor_for(settings: Any = None) -> Redactor:
+    """The (cached) redactor for ``settings.redaction`` and the current key."""
+    if settings is None:
+        from .config import get_settings
+
+        settings = get_settings()
+    table = getattr(settings, "redaction", None) or {}
+    cache_key = (json.dumps(table, sort_keys=True, default=str), os.environ.get(KEY_ENV))
+    redactor = _redactors.get(cache_key)
+    if redactor is None:
+        with _redactors_lock:
+            redactor = _redactors.get(cache_key)
+            if redactor is None:
+                redactor = _redactors[cache_key] = Redactor(parse_policy(table))
+    return redactor
+
+
+_secrets_only: Redactor | None = None
+
+
+def _secret_redactor() -> Redactor:
+    global _secrets_only
+    if _secrets_only is None:
+        _secrets_only = Redactor(Policy(_group("secrets")))
+    return _secrets_only
+
+
+# -- the public helpers --------------------------------------------------------------------------------
+
+def redact(text: str, settings: Any = None) -> tuple[str, list[Finding]]:
+    """``(masked, findings)`` under the settings' policy."""
+    return redactor_for(settings).redact(text)
+
+
+def mask_text(text: str | None, settings: Any = None) -> str | None:
+    """Masked text for storage; on any failure the whole text is replaced (fail closed)."""
+    if text is None:
+        return None
+    try:
+        return redactor_for(settings).mask(text)
+    except Exception:  # noqa: BLE001 - fail closed: never store raw
+        return FAILED_MARK
+
+
+def mask_secrets(text: str) -> str:
+    """Only secrets masked, with labels (for error messages and logs); never raises."""
+    try:
+        return _secret_redactor().mask(text)
+    except Exception:  # noqa: BLE001
+        return FAILED_MARK
+
+
+def find_secrets(text: str) -> list[str]:
+    """Names of the secret detectors that match ``text`` (used to refuse keys typed into options)."""
+    try:
+        return sorted({f.detector for f in _secret_redactor().redact(text)[1]})
+    except Exception:  # noqa: BLE001
+        return []
+
+
+def mask_messages(messages: list[dict[str, Any]], settings: Any = None, *,
+                  redactor: Redactor | None = None) -> list[dict[str, Any]]:
+    """Messages with masked contents, for sending (scope ``send``). Raises RedactionError: nothing is sent."""
+    try:
+        redactor = redactor or redactor_for(settings)
+        return [{**m, "content": redactor.mask(m["content"])} if isinstance(m.get("content"), str) else m
+                for m in messages]
+    except Exception as err:  # noqa: BLE001
+        raise RedactionError(f"redaction failed ({type(err).__name__}) with scope 'send': nothing was sent; fix "
+                             "the redaction settings or use scope = 'log'") from None
+
+
+def _walk(value: Any, fn: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return fn(value)
+    if isinstance(value, dict):
+        return {k: _walk(v, fn) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_walk(v, fn) for v in value]
+    return value
+
+
+def redact_record(record: dict[str, Any], settings: Any = None) -> dict[str, Any]:
+    """A copy of a spool record with every user-content string masked; never raises, never returns raw.
+
+    Identifiers and structure (``SAFE_FIELDS``) are kept; the prompt's name and hash are kept, its template
+    masked. ``record["redaction"]`` says what happened: ``{"status": "ok", "scope", "counts"}`` or
+    ``{"status": "failed", "error"}`` with every content string replaced by ``FAILED_MARK``.
+    """
+    counts: Counter = Counter()
+    try:
+        redactor = redactor_for(settings)
+
+        def mask(text: str) -> str:
+            masked, findings = redactor.redact(text)
+            counts.update(f.detector for f in findings)
+            return masked
+
+        out = _mask_fields(record, mask)
+        out["redaction"] = {"status": "ok", "scope": redactor.policy.scope, "style": redactor.policy.style,
+                            "counts": dict(sorted(counts.items()))}
+        return out
+    except Exception as err:  # noqa: BLE001 - fail closed
+        out = _mask_fields(record, lambda _text: FAILED_MARK)
+        out["redaction"] = {"status": "failed", "error": type(err).__name__}
+        return out
+
+
+def _mask_fields(record: dict[str, Any], fn: Callable[[str], str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if key in SAFE_FIELDS:
+            out[key] = value
+        elif key == "prompt" and isinstance(value, dict):
+            out[key] = {**value, "template": _walk(value.get("template"), fn)}
+        else:
+            out[key] = _walk(value, fn)
+    return out
+
+
+# -- preview -------------------------------------------------------------------------------------------
+
+@dataclass
+class Preview:
+    """What redaction would do to a text: ``.masked``, ``.findings``; shown as a table in notebooks."""
+
+    text_length: int
+    masked: str
+    findings: list[Finding]
+    policy: Policy
+
+    def _rows(self) -> list[tuple[str, str, str, str]]:
+        return [(f.detector, f.category, f"{f.start}-{f.end}", f.replacement) for f in self.findings]
+
+    def summary(self) -> str:
+        what = "sent to the provider and stored" if self.policy.scope == "send" else "stored (MLflow, spool, cache)"
+        if not self.findings:
+            return f"nothing to mask (policy: style {self.policy.style}, scope {self.policy.scope})"
+        counts = Counter(f.detector for f in self.findings)
+        listed = ", ".join(f"{n}×{c}" if c > 1 else n for n, c in counts.items())
+        return f"{len(self.findings)} value(s) masked before being {what}: {listed}"
+
+    def __str__(self) -> str:
+        lines = [self.summary()]
+        lines += [f"  {d:<18} {c:<7} chars {pos:<12} -> {r}" for d, c, pos, r in self._rows()]
+        lines += ["", self.masked]
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        import html
+
+        rows = "".join(f"<tr><td>{html.escape(d)}</td><td>{c}</td><td>{p}</td><td><code>{html.escape(r)}</code></td></tr>"
+                       for d, c, p, r in self._rows())
+        table = (f"<table><tr><th>detector</th><th>category</th><th>chars</th><th>replaced by</th></tr>{rows}</table>"
+                 if rows else "")
+        return (f"<div><b>{html.escape(self.summary())}</b>{table}"
+                f"<pre style='white-space:pre-wrap'>{html.escape(self.masked)}</pre></div>")
+
+
+def preview(text: Any, settings: Any = None) -> Preview:
+    """Show what would be masked in ``text`` under the current policy (nothing is stored or sent).
+
+    >>> llmops_lab.redact.preview("call me at +44 20 7946 0958")                      # doctest: +SKIP
+    1 value(s) masked before being stored (MLflow, spool, cache): phone
+    """
+    if not isinstance(text, str):
+        raise ConfigError(f"redact preview takes text, not {type(text).__name__}")
+    redactor = redactor_for(settings)
+    masked, findings = redactor.redact(text)
+    return Preview(len(text), masked, findings, redactor.policy)

@@ -1,0 +1,67 @@
+"""``llmops-lab audit`` and ``llmops-lab server start``: parsing and printing only (work in audit.py, team.py)."""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def add_commands(sub: Any) -> None:
+    """Add the trust commands to the ``llmops-lab`` subparsers."""
+    audit = sub.add_parser("audit", help="who ran what, from which notebook and commit, in a time range",
+                           description="List llmops-lab runs (user, notebook, git commit, prompt version, dataset "
+                                       "digest, redaction) from the tracking store.")
+    audit.add_argument("--since", default="7d", help="start: 7d, 24h, 30m, 2w or a date (default 7d)")
+    audit.add_argument("--until", help="end (exclusive): same forms; default now")
+    audit.add_argument("--user", help="only this user's runs")
+    audit.add_argument("--limit", type=int, default=10_000)
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    audit.set_defaults(func=_cmd_audit)
+
+    server = sub.add_parser("server", help="run a team MLflow tracking server with basic auth",
+                            description="Start `mlflow server --app-name basic-auth` with a database backend and an "
+                                        "artifact root. Secrets come from the environment only.")
+    ssub = server.add_subparsers(dest="server_command", required=True)
+    start = ssub.add_parser("start", help="start the server in the foreground (Ctrl-C stops it)")
+    start.add_argument("--host", default="127.0.0.1", help="interface (0.0.0.0 for a team; see docs/security.md)")
+    start.add_argument("--port", type=int, default=5000)
+    start.add_argument("--backend-store-uri", help="database URI; prefer LLMOPS_SERVER_BACKEND_URI for one with a "
+                                                   "password (default: sqlite under .llmops/server/)")
+    start.add_argument("--artifacts-destination", help="artifact root (path, s3://...; default .llmops/server/artifacts)")
+    start.add_argument("--default-permission", default="READ", help="what a new user may do: READ (default), EDIT, "
+                                                                    "MANAGE, NO_PERMISSIONS")
+    start.add_argument("--workers", type=int, default=1)
+    start.add_argument("--allowed-hosts", help="Host headers accepted (needed with --host 0.0.0.0)")
+    start.add_argument("--no-auth", dest="auth", action="store_false", help="no authentication (single user only)")
+    start.add_argument("--dry-run", action="store_true", help="print the command, do not start")
+    start.set_defaults(func=_cmd_server_start)
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import audit_log, format_table
+
+    frame = audit_log(args.since, args.until, user=args.user, limit=args.limit)
+    if args.json:
+        for row in frame.to_dict("records"):
+            print(json.dumps({k: (str(v) if k == "time" else v) for k, v in row.items()}, default=str))
+    else:
+        print(format_table(frame))
+    return 0
+
+
+def _cmd_server_start(args: argparse.Namespace) -> int:
+    from .config import get_settings
+    from .team import exec_server, plan_server
+
+    plan = plan_server(get_settings().home, host=args.host, port=args.port, backend_store_uri=args.backend_store_uri,
+                       artifacts_destination=args.artifacts_destination, auth=args.auth,
+                       default_permission=args.default_permission, workers=args.workers,
+                       allowed_hosts=args.allowed_hosts)
+    print(f"mlflow {plan.describe()}", flush=True)
+    if args.dry_run:
+        return 0
+    print(f"clients: MLFLOW_TRACKING_URI=http://{args.host}:{args.port}"
+          + (" with MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD in their environment" if args.auth else ""),
+          flush=True)
+    exec_server(plan)
+    return 0  # not reached
