@@ -27,8 +27,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pandas as pd
 
@@ -44,11 +45,10 @@ WORDS = "good bad fine awful great slow fast cheap broken lovely noisy quiet".sp
 
 
 def texts(n: int) -> list[str]:  # distinct: no two rows share a cache key
-    return [f"Review {i}: the product was {WORDS[i % 12]} and {WORDS[i // 12 % 12]}, delivery {WORDS[i // 144 % 12]}."
-            for i in range(n)]
+    return [f"Review {i}: the product was {WORDS[i % 12]}, the delivery {WORDS[i // 12 % 12]}." for i in range(n)]
 
 
-def message(text: str) -> list[dict[str, str]]:
+def message(text: str) -> list[Any]:  # openai wants its TypedDicts
     return [{"role": "user", "content": TEMPLATE.replace("{{ text }}", text)}]
 
 
@@ -116,7 +116,8 @@ def child_main(args: argparse.Namespace) -> None:
             out.update(errors=int(results["error"].notna().sum()), run=llmops_lab.batch_run_id(results, timeout=1))
     else:
         os.environ.update(EVAL_ENV, MLFLOW_GENAI_EVAL_MAX_WORKERS=str(args.concurrency))
-        import mlflow, openai  # noqa: E401
+        import mlflow
+        import openai
         from mlflow.genai.scorers import scorer
         mlflow.set_tracking_uri(f"sqlite:///{args.dir}/mlflow.db")
         exp = mlflow.set_experiment("evaluate-bench")
@@ -149,56 +150,55 @@ def spawn(args: argparse.Namespace, child: str, url: str, folder: Path) -> tuple
     return (json.loads(line[7:]) if line and proc.returncode == 0 else None), usage.ru_maxrss / 1024, tail
 
 
-def fmt(xs: list[float], places: int = 2) -> str:
-    return " ".join(f"{x:.{places}f}" for x in xs)
-
-
 def bench_throughput(args: argparse.Namespace, tmp: Path) -> list[tuple[str, str, bool]]:
     n, c, med = args.rows, args.concurrency, statistics.median
     ideal = c / (args.latency_ms / 1000) if args.latency_ms else float("inf")
     rows, data = texts(n), pd.DataFrame({"text": texts(n)})
-    s: dict[str, list[float]] = {k: [] for k in ("base", "cold", "base_cpu", "cold_cpu", "warm", "flush", "wflush")}
-    landed, hits, load = [], [], [os.getloadavg()[0]]
+    rounds, landed, hits = [], [], []
     with fake_server(args.latency_ms) as url:
-        run_baseline(url, rows[:100], c)  # warm-up: imports, connections, the first MLflow store
-        use_project(tmp / "warmup", url)
-        run_batch(data.head(100), c), llmops_lab.flush(600)
+        use_project(tmp / "warmup", url)  # warm-up: imports, connections, the first MLflow store
+        run_baseline(url, rows[:100], c)
+        run_batch(data.head(100), c)
+        llmops_lab.flush(600)
         for i in range(args.repeats):
-            wall, cpu, _ = timed(run_baseline, url, rows, c)
-            s["base"].append(wall), s["base_cpu"].append(1000 * cpu / n)
+            base_s, base_cpu, _ = timed(run_baseline, url, rows, c)
             use_project(tmp / f"run{i}", url)
-            wall, cpu, results = timed(run_batch, data, c)
-            s["cold"].append(wall), s["cold_cpu"].append(1000 * cpu / n)
-            wall, _, left = timed(llmops_lab.flush, 600)
-            s["flush"].append(wall)
+            cold_s, cold_cpu, results = timed(run_batch, data, c)
+            flush_s, _, left = timed(llmops_lab.flush, 600)
             landed.append(llmops_lab.batch_run_id(results, timeout=1) is not None and left == 0
                           and not results["error"].notna().any())
-            wall, _, again = timed(run_batch, data, c)
-            s["warm"].append(wall), hits.append(bool(again["cached"].all()))
-            s["wflush"].append(timed(llmops_lab.flush, 600)[0]), load.append(os.getloadavg()[0])
+            warm_s, _, again = timed(run_batch, data, c)
+            hits.append(bool(again["cached"].all()))
+            rounds.append((base_s, 1000 * base_cpu / n, cold_s, 1000 * cold_cpu / n, flush_s, warm_s,
+                           timed(llmops_lab.flush, 600)[0], os.getloadavg()[0]))
         tracking.shutdown(60)
         res, _, tail = spawn(args, "mlflow", url, tmp / "evaluate")
-    base, cold, warm = med(s["base"]), med(s["cold"]), med(s["warm"])
+    bases, base_cpus, colds, cold_cpus, flushes, warms, warm_flushes, loads = map(list, zip(*rounds, strict=True))
+    base, cold, warm = med(bases), med(colds), med(warms)
     ratio = 100 * base / cold
 
     def show(label: str, wall: float, extra: str) -> None:
         print(f"  {label:<26} {wall:6.2f} s {n / wall:5.0f} rows/s {100 * n / wall / ideal:5.1f} % of ideal  {extra}")
+
+    def fmt(xs: list[float], places: int = 2) -> str:
+        return " ".join(f"{x:.{places}f}" for x in xs)
+
     print(f"1. fake server at {args.latency_ms:g} ms, {n} rows, concurrency {c}: ideal {n / ideal:.2f} s = "
           f"{ideal:.0f} rows/s; {os.cpu_count()} CPUs; {args.repeats} alternating runs of (a) and (b), medians")
-    show("(a) AsyncOpenAI+Semaphore", base, f"cpu {med(s['base_cpu']):.2f} ms/row  runs {fmt(s['base'])}")
-    show("(b) llmops_lab.batch", cold, f"cpu {med(s['cold_cpu']):.2f} ms/row  runs {fmt(s['cold'])}")
+    show("(a) AsyncOpenAI+Semaphore", base, f"cpu {med(base_cpus):.2f} ms/row  runs {fmt(bases)}")
+    show("(b) llmops_lab.batch", cold, f"cpu {med(cold_cpus):.2f} ms/row  runs {fmt(colds)}")
     print(f"  batch = {ratio:.1f} % of baseline rows/s (target >= {RATIO_TARGET:g} %); CPU "
-          f"{med(s['cold_cpu']) - med(s['base_cpu']):+.2f} ms/row vs baseline; load average {fmt(load, 1)}")
-    print(f"  after the batch, flush() (background MLflow write): median {med(s['flush']):.2f} s "
-          f"(runs {fmt(s['flush'])}); run landed (run id, 0 left, 0 errors): {sum(landed)}/{len(landed)}")
+          f"{med(cold_cpus) - med(base_cpus):+.2f} ms/row vs baseline; load average {fmt(loads, 1)}")
+    print(f"  after the batch, flush() (background MLflow write): median {med(flushes):.2f} s "
+          f"(runs {fmt(flushes)}); run landed (run id, 0 left, 0 errors): {sum(landed)}/{len(landed)}")
     if res is None:
         print(f"  (c) mlflow.genai.evaluate could not run here:\n    {tail}")
     else:
         show("(c) mlflow.genai.evaluate", res["wall"],
              f"once; {res['traces']} traces of {n} logged; batch is {res['wall'] / cold:.1f}x faster")
     print(f"\n2. warm cache re-run (same project, second call; all rows hits in {sum(hits)}/{len(hits)} runs):\n"
-          f"  median {warm:.3f} s = {n / warm:,.0f} rows/s (runs {fmt(s['warm'], 3)}); "
-          f"its flush() median {med(s['wflush']):.2f} s", flush=True)
+          f"  median {warm:.3f} s = {n / warm:,.0f} rows/s (runs {fmt(warms, 3)}); "
+          f"its flush() median {med(warm_flushes):.2f} s", flush=True)
     return [(f"batch >= {RATIO_TARGET:g} % of baseline", f"{ratio:.1f} %", ratio >= RATIO_TARGET),
             ("batch run landed", f"{sum(landed)}/{len(landed)}", all(landed)),
             (f"warm cache >= {WARM_TARGET:,.0f} rows/s", f"{n / warm:,.0f} rows/s",

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 from . import providers
 from .config import Settings, get_settings, validate_params
+from .errors import ConfigError
 from .errors import ProviderError, TemplateError
 from .prompts import PromptTemplate, check_name
 from .providers.base import Completion, Message, ModelId
@@ -36,6 +37,10 @@ class CallPlan:
     def messages(self, variables: Mapping[str, Any]) -> list[Message]:
         """Render for one set of variables (TemplateError if one is missing, the prompt is too long or not text)."""
         messages: list[Message] = [{"role": "system", "content": self.system}] if self.system else []
+        for name in self.template.variables:
+            if isinstance(variables.get(name), (bytes, bytearray, memoryview)):
+                raise TemplateError(f"template variable {name} is binary data ({type(variables[name]).__name__}), not "
+                                    f"text: decode it first, e.g. {name}.decode('utf-8', errors='replace')")
         messages.append({"role": "user", "content": self.template.render(variables)})
         _check_sendable(messages, self.max_chars)
         if self.send_redactor is not None:
@@ -95,6 +100,11 @@ class PromptCall:
 def plan_call(template: str, *, model: str | None, name: str | None, system: str | None,
               params: Mapping[str, Any], settings: Settings) -> CallPlan:
     """Validate options and resolve the provider; raises a one-line LlmopsError before any model call."""
+    for what, value in (("the template", template), ("model", model), ("name", name), ("system", system)):
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{what} must be text (str), not {type(value).__name__}")
+    if template is None:
+        raise ConfigError("the template must be text (str), not None: pass the prompt as the first argument")
     generation = {**settings.generation_defaults(), **validate_params(dict(params))}
     model_id = ModelId.parse(model or settings.model)
     prompt = PromptTemplate(template)
@@ -113,6 +123,8 @@ def prepare(template: str, variables: Mapping[str, Any] | None, *, model: str | 
     """Plan and render one call."""
     plan = plan_call(template, model=model, name=name, system=system, params=params, settings=settings)
     variables = variables if variables is not None else {}
+    if not isinstance(variables, Mapping):
+        raise ConfigError(f"variables must be a dict of name -> value, not {type(variables).__name__}")
     return PromptCall(plan, plan.messages(variables), plan.template.values_for_log(variables))
 
 

@@ -54,6 +54,10 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
     if trace_sample is not None and (not isinstance(trace_sample, int) or trace_sample < 0):
         raise ConfigError(f"trace_sample={trace_sample!r}: use a whole number >= 0 or None for every row")
     frame = data_mod.load_rows(data)
+    if frame.columns.duplicated().any():
+        twice = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+        raise ConfigError(f"the data has duplicate column names ({', '.join(twice)}): rename them so each row maps "
+                          "one value to each template variable")
     plan = plan_call(template, model=model, name=name, system=system, params=params, settings=settings)
     data_mod.check_columns(frame, set(plan.template.variables), variables)
     from .scoring import parse_scorers

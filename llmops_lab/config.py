@@ -96,7 +96,7 @@ def parse_value(key: str, value: Any) -> Any:
     """Parse one setting (strings come from magics and env) or raise a one-line ConfigError."""
     if key not in _SCALARS:
         if any(word in key.lower() for word in _SECRET_WORDS):
-            raise ConfigError(f"{key!r} refused: API keys and passwords are never settings; export them in the shell "
+            raise ConfigError(f"unknown setting {key!r}, refused: API keys and passwords are never settings; export them in the shell "
                               "that starts Jupyter (e.g. OPENAI_API_KEY, or the endpoint's api_key_env), never in a "
                               "notebook; nothing was stored")
         raise ConfigError(f"unknown setting {key!r}: use one of {', '.join(sorted(_SCALARS))}")

@@ -136,27 +136,46 @@ class Footer:
         return self.text
 
 
+def for_display(text: Any) -> Any:
+    """What a notebook may keep of a text: secrets masked (the saved .ipynb is storage too); in a job run
+    (``LLMOPS_JOB`` set: the output notebook becomes an artifact) the whole log policy applies. The result
+    object keeps the real answer."""
+    import os
+
+    from .redaction import mask_secrets, mask_text
+
+    if not isinstance(text, str):
+        return text
+    return mask_text(text) if os.environ.get("LLMOPS_JOB") else mask_secrets(text)
+
+
 def show(result: Any, fmt: str, shell: Any) -> None:
     """Display the answer in ``fmt`` and a live footer."""
+    import json
+
     from IPython.display import JSON, Markdown, display
 
     from .results import strip_fences
 
+    text = for_display(result.text)
     if fmt == "markdown":
-        display(Markdown(result.text))
+        display(Markdown(text))
     elif fmt == "json":
-        data = result.data
+        try:
+            data = result.data if text == result.text else json.loads(strip_fences(text))
+        except json.JSONDecodeError:
+            data = None
         if data is None:
-            display(Markdown(result.text))
+            display(Markdown(text))
             print("(the answer is not valid JSON; .data is None)")
         else:
             display(JSON(data, expanded=True))
     elif fmt == "code":
-        code = strip_fences(result.text)
+        code = strip_fences(text)
         display(Markdown(f"```\n{code}\n```"))
         shell.set_next_input(code, replace=False)
     else:
-        print(result.text)
+        print(text)
     handle = display(Footer(result), display_id=True)
     if handle is not None and result._ticket is not None:
         result._ticket.on_change(lambda _ticket: handle.update(Footer(result)))
@@ -208,7 +227,10 @@ class LlmMagics(Magics):
         if args.out:
             self.shell.user_ns[args.out] = results
         self.shell.user_ns["_"] = results
-        display(results)
+        shown = results.copy()  # the saved notebook gets masked text; the variable keeps the real answers
+        for column in shown.columns[shown.dtypes == object]:
+            shown[column] = shown[column].map(for_display)
+        display(shown)
 
     # -- %llm ---------------------------------------------------------------------------------------
     def _line(self, line: str) -> Any:

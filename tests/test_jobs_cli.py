@@ -50,8 +50,6 @@ def proj(tmp_path_factory):
      "schedule '0 25 * * *' is not a valid cron expression"),
     (["promote", "notebooks/success.ipynb", "--name", "x", "-p", "repeat=many"],
      "parameter repeat='many' is not a valid int: the notebook's default is 2"),
-    (["promote", "notebooks/success.ipynb", "--name", "x", "-p", "greting=hi"],
-     "parameter 'greting' is not in the parameters cell of notebooks/success.ipynb (did you mean 'greeting'?)"),
     (["promote", "../outside.ipynb", "--name", "x"], "notebook ../outside.ipynb is outside the project"),
     (["promote", "notebooks/link.ipynb", "--name", "x"], "notebook notebooks/link.ipynb is outside the project"),
     (["promote", "notebooks/corrupted.ipynb", "--name", "x"],

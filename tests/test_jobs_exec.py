@@ -75,7 +75,8 @@ def test_success_writes_notebook_report_history_and_mlflow_run(proj):
     assert ex.status == "completed" and ex.attempts == 1 and ex.error is None
     assert ex.metrics == {"words": 3.0}
     out, html = Path(ex.output_path), Path(ex.report_path)
-    assert out.parent == proj / ".llmops" / "jobs" / "hello" and out.suffix == ".ipynb" and html == out.with_suffix(".html")
+    assert out.parent == proj / ".llmops" / "jobs" / "hello"
+    assert out.suffix == ".ipynb" and html == out.with_suffix(".html")
     nb = nbformat.read(str(out), as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and "repeat = 3" in injected[0].source
@@ -174,8 +175,11 @@ def test_missing_parameters_cell_is_added_on_request_then_used(proj):
     assert result.added_parameters == ["model", "threshold"] and result.job.parameters == {"threshold": 0.9}
     nb = nbformat.read(str(proj / "notebooks" / "no_params.ipynb"), as_version=4)
     assert nb.cells[0].metadata["tags"] == ["parameters"]
-    ex = jobs.run_job("np")
-    assert ex.status == "completed" and ex.metrics == {"threshold": 0.9}
+    ex = jobs.run_job("np", {"threshold": "0.7"})  # typed by the notebook's default, for this run only
+    assert ex.status == "completed" and ex.metrics == {"threshold": 0.7} and ex.parameters == {"threshold": 0.7}
+    assert jobs.get_job(proj, "np").parameters == {"threshold": 0.9}
+    with pytest.raises(jobs.JobDefinitionError, match="parameter threshold='low' is not a valid float"):
+        jobs.run_job("np", {"threshold": "low"})
 
 
 def test_recorded_metrics_and_the_regression_gate_through_the_exported_cron_line(proj):
@@ -207,6 +211,21 @@ def test_recorded_metrics_and_the_regression_gate_through_the_exported_cron_line
     assert client().get_run(second.run_id).data.tags["llmops.job.status"] == "regressed"
     status = {s.name: s for s in jobs.list_jobs()}["gated"]
     assert status.last_status == "regressed" and status.score == ("accuracy", 0.8)
+
+    # a pinned baseline: the first run, found in the history (or in MLflow), or missing (fail closed)
+    import llmops_lab
+    from llmops_lab.jobs import Gate, Job
+    from llmops_lab.jobs.execute import JobExecutor
+
+    for baseline, passed, why in [(first.run_id, False, f"from baseline 0.91 (run {first.run_id[:8]})"),
+                                  (second.run_id, True, f"vs baseline 0.8 (run {second.run_id[:8]})"),
+                                  ("0" * 32, False, "the pinned baseline (run 00000000000000000000000000000000 "
+                                                    "not found) has no accuracy")]:
+        job = Job("gated", "notebooks/metrics.ipynb", gates=(Gate("accuracy", max_drop=0.05, baseline=baseline),))
+        executor = JobExecutor(job, llmops_lab.get_settings())
+        executor.execution, executor.client = second, client()
+        verdict = executor.evaluate_gate()
+        assert verdict.passed is passed and why in verdict.reason, verdict.reason
 
 
 def test_scheduler_runs_a_real_due_job(proj):
@@ -275,7 +294,10 @@ def test_nightly_eval_notebook_promoted_run_and_reported(proj):
     row = next(line for line in listed.stdout.splitlines() if line.startswith("nightly "))
     assert "completed" in row and "accuracy" in row and "2 * * *" in row
 
-    html = jobs.render_report("nightly").read_text()
+    report = cli("report", "nightly", cwd=proj)
+    assert report.returncode == 0, report.stderr
+    assert report.stdout.splitlines()[0] == "report: .llmops/jobs/nightly/report.html"
+    html = (proj / ".llmops" / "jobs" / "nightly" / "report.html").read_text()
     assert "Job report: nightly" in html and "Latest vs baseline" in html and "Worst rows of the latest batch" in html
     assert html.count("data:image/png;base64") >= 2  # metrics over time, latency/cost trends
     assert ex.stats["batch_runs"][0][:8] in html  # the worst rows come from the job's batch

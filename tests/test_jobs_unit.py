@@ -1,13 +1,9 @@
 """Jobs without a kernel: toml, cron maths, gate, parameters, record, store, export, scheduler (fake clock)."""
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import subprocess
 import sys
 import threading
-import tomllib
 import types
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -15,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from llmops_lab.jobs import cron, gate as gate_mod
-from llmops_lab.jobs.definition import Gate, Job, dumps, get_job, load_jobs, make_gate, save_jobs
+from llmops_lab.jobs.definition import Gate, Job, get_job, load_jobs, make_gate, save_jobs
 from llmops_lab.jobs.errors import JobDefinitionError, JobNotFoundError, NotebookError
-from llmops_lab.jobs.store import HistoryStore, utcnow
+from llmops_lab.jobs.store import HistoryStore
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
 UTC = timezone.utc
@@ -125,6 +121,13 @@ def test_gate_min_max_and_drop():
     assert not cap.passed and "latency_ms 700 > max 500" in cap.reason
 
 
+def test_gate_with_a_pinned_baseline_needs_it():
+    g = Gate("accuracy", max_drop=0.05, baseline="a" * 32)
+    missing = gate_mod.evaluate([g], {"accuracy": 0.9}, None, f"run {'a' * 32} not found", require_baseline=True)
+    assert not missing.passed and "the pinned baseline (run aaaa" in missing.reason and "not found" in missing.reason
+    assert gate_mod.evaluate([g], {"accuracy": 0.9}, {"accuracy": 0.92}, "run aaaaaaaa", require_baseline=True).passed
+
+
 def test_gate_fails_closed_when_the_metric_was_not_recorded():
     verdict = gate_mod.evaluate([Gate("accuracy", min=0.1)], {"other": 1.0})
     assert not verdict.passed and "accuracy was not recorded" in verdict.reason
@@ -141,7 +144,7 @@ def test_gate_spec_validation():
 # -- parameters -------------------------------------------------------------------------------------
 
 def test_parameters_are_typed_by_the_notebook_defaults():
-    from llmops_lab.jobs.promote import coerce, parse_assignments
+    from llmops_lab.jobs.promotion import coerce, parse_assignments, type_parameters
 
     info = lambda default, kind="None": {"default": default, "inferred_type_name": kind}  # noqa: E731
     assert parse_assignments(["model=openai:gpt-4o-mini", "threshold=0.8", "x="]) == \
@@ -159,12 +162,17 @@ def test_parameters_are_typed_by_the_notebook_defaults():
             coerce(name, value, info(default))
     with pytest.raises(JobDefinitionError, match="is not NAME=VALUE"):
         parse_assignments(["threshold"])
+    declared = {"greeting": info('"hello"'), "repeat": info("2")}
+    assert type_parameters({"repeat": "3"}, declared, "nb.ipynb") == {"repeat": 3}
+    with pytest.raises(JobDefinitionError, match=r"parameter 'greting' is not in the parameters cell of nb.ipynb "
+                                                 r"\(did you mean 'greeting'\?\): it defines greeting, repeat"):
+        type_parameters({"greting": "hi"}, declared, "nb.ipynb")
 
 
 def test_add_parameters_cell_tags_or_moves_literal_assignments():
     import nbformat
 
-    from llmops_lab.jobs.promote import literal_assignments, parameters_cell, with_parameters_cell
+    from llmops_lab.jobs.promotion import literal_assignments, parameters_cell, with_parameters_cell
 
     assert [n for n, _, _ in literal_assignments('%load_ext x\nimport os\na = 1\nb: float = -0.5\nc = os.sep\n'
                                                  'd = [1, "x"]\n')] == ["a", "b", "d"]
@@ -215,6 +223,17 @@ def test_record_inside_a_job_appends_json_lines(tmp_path, monkeypatch, capsys):
     assert all(isinstance(r["ts"], float) for r in rows)
 
 
+def test_public_api_names_are_the_functions():
+    import llmops_lab.jobs.exports  # noqa: F401 - submodules never shadow the API
+    import llmops_lab.jobs.promotion  # noqa: F401
+    from llmops_lab import jobs
+
+    for name in jobs.__all__:
+        assert getattr(jobs, name) is not None
+    assert callable(jobs.promote) and callable(jobs.export) and callable(jobs.record)
+    assert jobs.promote.__module__ == "llmops_lab.jobs.promotion"
+
+
 def test_imports_stay_light():
     code = ("import sys, llmops_lab, llmops_lab.jobs, llmops_lab.jobs.record, llmops_lab.cli;"
             "llmops_lab.cli.build_parser();"
@@ -244,6 +263,22 @@ def test_history_store(tmp_path):
     store.set_last_due("a", at(2026, 1, 1, 2))
     store.set_last_due("a", at(2026, 1, 2, 2))
     assert HistoryStore(tmp_path / "jobs.db").last_due("a") == at(2026, 1, 2, 2)
+
+
+def test_a_running_job_cannot_start_twice(project):
+    import llmops_lab
+    from filelock import FileLock
+
+    from llmops_lab.jobs import JobBusyError, run_job
+
+    settings = llmops_lab.get_settings()
+    save_jobs(project, {"busy": Job("busy", "nb.ipynb")})
+    folder = settings.home / "jobs" / "busy"
+    folder.mkdir(parents=True)
+    with FileLock(str(folder / ".lock")):  # another process is running it
+        with pytest.raises(JobBusyError, match="job busy is already running: one execution of a job at a time"):
+            run_job("busy")
+    assert HistoryStore(settings.home / "jobs.db").history("busy") == []
 
 
 # -- export -----------------------------------------------------------------------------------------

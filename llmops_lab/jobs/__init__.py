@@ -19,10 +19,10 @@ from typing import Any
 from .record import record, recorded
 
 _LAZY = {
-    "promote": ".promote", "remove": ".promote", "Promotion": ".promote",
+    "promote": ".promotion", "remove": ".promotion", "Promotion": ".promotion",
+    "export": ".exports",
     "run_job": ".execute", "JobExecutor": ".execute", "JobCancelled": ".execute", "JobTimedOut": ".execute",
     "list_jobs": ".listing", "history": ".listing", "JobStatus": ".listing",
-    "export": ".export",
     "render_report": ".report", "report_data": ".report",
     "Scheduler": ".scheduler",
     "Job": ".definition", "Gate": ".definition", "load_jobs": ".definition", "get_job": ".definition",

@@ -129,7 +129,7 @@ def _cancel_on_signals() -> threading.Event:
 
 def _cmd_promote(args: argparse.Namespace) -> int:
     from .errors import JobDefinitionError
-    from .promote import parse_assignments, promote
+    from .promotion import parse_assignments, promote
 
     gate = None
     limits = {"min": args.gate_min, "max": args.gate_max, "max_drop": args.gate_max_drop}
@@ -171,7 +171,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .execute import run_job
-    from .promote import parse_assignments
+    from .promotion import parse_assignments
     from .store import parse_iso
 
     settings = _settings()
@@ -220,7 +220,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import SUGGESTED, export
+    from .exports import SUGGESTED, export
 
     text = export(args.name, args.to)
     if not args.output:
@@ -236,7 +236,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_remove(args: argparse.Namespace) -> int:
-    from .promote import remove
+    from .promotion import remove
 
     job = remove(args.name)
     print(f"removed job {job.name} ({job.notebook}) from llmops_jobs.toml; its history is kept")

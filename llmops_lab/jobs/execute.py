@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import signal
 import socket
 import threading
@@ -244,14 +243,14 @@ class JobExecutor:
         self.metrics_file = self.folder / f"{stem}.metrics.jsonl"
         self.execution.output_path = str(self.output)
         from ..tracking import context
-        from .promote import notebook_digest, read_notebook
+        from .promotion import notebook_digest, read_notebook
 
         if not self.source.is_file():
             raise JobError(f"notebook {self.job.notebook} of job {self.job.name} not found: restore it or "
                            "promote the job again")
         nb = read_notebook(self.source)
         self.execution.notebook_digest = notebook_digest(nb)
-        self.execution.git_commit = context.git_commit(self.root)
+        self.execution.git_commit = context.git_commit.__wrapped__(self.root)  # fresh: HEAD moves between runs
         self.store.update(self.execution)
         self.echo(f"{self.job.name}: execution {self.execution.id} started ({self.trigger}) "
                   f"{self.job.notebook} {_params(self.job.parameters)}")
@@ -334,7 +333,8 @@ class JobExecutor:
         checks, baselines, passed = [], [], True
         for gate in self.job.gates:
             metrics, source = self._baseline(gate)
-            verdict = gate_mod.evaluate([gate], self.execution.metrics, metrics, source)
+            verdict = gate_mod.evaluate([gate], self.execution.metrics, metrics, source,
+                                        require_baseline=gate.baseline != "previous")
             checks += verdict.checks
             passed = passed and verdict.passed
             if verdict.baseline is not None:
@@ -355,7 +355,7 @@ class JobExecutor:
         except Exception:  # noqa: BLE001 - unknown run: the gate says so below
             run = None
         if run is None:
-            return {}, f"pinned run {gate.baseline} not found"
+            return None, f"run {gate.baseline} not found"
         return dict(run.data.metrics), f"run {gate.baseline[:8]}"
 
     def _collect_metrics(self) -> None:
@@ -558,7 +558,7 @@ def run_job(name: str, parameters: Mapping[str, Any] | None = None, *, trigger: 
     settings = settings or get_settings()
     job = get_job(settings.project_root, name)
     if parameters:
-        from .promote import inspect_parameters, read_notebook, resolve_notebook, type_parameters
+        from .promotion import inspect_parameters, read_notebook, resolve_notebook, type_parameters
 
         path, relative = resolve_notebook(job.notebook_path(settings.project_root), settings.project_root)
         job = job.with_parameters(type_parameters(parameters, inspect_parameters(read_notebook(path)), relative))

@@ -30,9 +30,11 @@ def _fmt(value: float) -> str:
 
 
 def evaluate(gates: Sequence[Gate], metrics: Mapping[str, float],
-             baseline: Mapping[str, float] | None = None, baseline_source: str | None = None) -> Verdict:
+             baseline: Mapping[str, float] | None = None, baseline_source: str | None = None,
+             require_baseline: bool = False) -> Verdict:
     """Check every rule of every gate. A gate metric the notebook did not record is a breach (fail closed);
-    ``max_drop`` without a baseline (the first execution) passes and says so."""
+    ``max_drop`` without a baseline passes and says so (the first execution), unless ``require_baseline``
+    (a pinned baseline run must exist and have the metric)."""
     checks: list[dict[str, Any]] = []
     for gate in gates:
         value = metrics.get(gate.metric)
@@ -52,8 +54,10 @@ def evaluate(gates: Sequence[Gate], metrics: Mapping[str, float],
         if gate.max_drop is not None:
             base = (baseline or {}).get(gate.metric)
             if base is None:
+                why = (f"{gate.metric}: the pinned baseline ({baseline_source or gate.baseline}) has no "
+                       f"{gate.metric}") if require_baseline else f"{gate.metric}: no baseline yet for max_drop"
                 checks.append({"metric": gate.metric, "rule": "max_drop", "value": value, "limit": gate.max_drop,
-                               "ok": True, "why": f"{gate.metric}: no baseline yet for max_drop"})
+                               "ok": not require_baseline, "why": why})
                 continue
             drop = base - value
             ok = drop <= gate.max_drop + 1e-12

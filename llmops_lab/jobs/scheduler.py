@@ -155,8 +155,8 @@ class Scheduler:
                 break
             if name in self.running:
                 self.store.set_last_due(name, due.at)
-                self.echo(f"{name}: due at {_fmt(due.at)} but still running since {_fmt(self.running[name].scheduled_for)}; "
-                          "skipped (one execution of a job at a time)")
+                self.echo(f"{name}: due at {_fmt(due.at)} but the run due at {_fmt(self.running[name].scheduled_for)} "
+                          "is still running; skipped (one execution of a job at a time)")
                 result.skipped.append(name)
                 continue
             if len(self.running) >= self.max_parallel:

@@ -150,24 +150,27 @@ class Tracker:
                         self._replay(fresh)
                         sink = fresh
                     pending, self._retry = self._retry, []
-                    for rec in pending:
-                        self._write(sink, rec, replay=True)
+                    for i, rec in enumerate(pending):
+                        if not self._write(sink, rec, replay=True):  # the store is still down: try the
+                            self._retry.extend(pending[i + 1:])      # rest next round, not one by one now
+                            break
                 except Exception as err:  # noqa: BLE001
                     self._note_failure(err)
                 delay = RETRY_BASE_S if not self._retry else min(delay * 2, RETRY_CAP_S)
                 next_retry = time.monotonic() + delay
 
-    def _write(self, sink: Any, record: dict[str, Any], replay: bool) -> None:
+    def _write(self, sink: Any, record: dict[str, Any], replay: bool) -> bool:
         try:
             run_id, prompt_uri = sink.write(record, replay=replay)
         except Exception as err:  # noqa: BLE001 - keep the record; it is retried and stays spooled
             self._note_failure(err)
             self._retry.append(record)
             self._settle(record, None)
-            return
+            return False
         self.spool.ack([record["id"]])
         self.written += 1
         self._settle(record, (run_id, prompt_uri))
+        return True
 
     def _settle(self, record: dict[str, Any], result: tuple[str, str | None] | None) -> None:
         with self._cond:

@@ -237,8 +237,11 @@ def coerce(name: str, value: Any, info: Mapping[str, Any]) -> Any:
     """``value`` (a string from the command line, or a Python value) as the type of the notebook's default."""
     kind = expected_type(info)
     shown = info.get("default")
-    wrong = (lambda: JobDefinitionError(
-        f"parameter {name}={value!r} is not a valid {kind.__name__}: the notebook's default is {shown}"))
+
+    def wrong() -> JobDefinitionError:
+        return JobDefinitionError(f"parameter {name}={value!r} is not a valid {kind.__name__}: "
+                                  f"the notebook's default is {shown}")
+
     if kind is None:
         return check_value(name, _from_text(value) if isinstance(value, str) else value)
     if kind is bool:
@@ -281,7 +284,8 @@ def coerce(name: str, value: Any, info: Mapping[str, Any]) -> Any:
     return check_value(name, parsed)
 
 
-def type_parameters(given: Mapping[str, Any], declared: Mapping[str, Mapping[str, Any]], notebook: str) -> dict[str, Any]:
+def type_parameters(given: Mapping[str, Any], declared: Mapping[str, Mapping[str, Any]],
+                    notebook: str) -> dict[str, Any]:
     """Check names against the notebook's parameters cell and type the values."""
     out = {}
     for name, value in given.items():
