@@ -95,7 +95,9 @@ def find_project_root(start: Path | None = None) -> Path:
 def parse_value(key: str, value: Any) -> Any:
     """Parse one setting (strings come from magics and env) or raise a one-line ConfigError."""
     if key not in _SCALARS:
-        if any(word in key.lower() for word in _SECRET_WORDS):
+        import difflib
+
+        if any(word in key.lower() for word in _SECRET_WORDS) and not difflib.get_close_matches(key, _SCALARS, 1, 0.8):
             raise ConfigError(f"unknown setting {key!r}, refused: API keys and passwords are never settings; export them in the shell "
                               "that starts Jupyter (e.g. OPENAI_API_KEY, or the endpoint's api_key_env), never in a "
                               "notebook; nothing was stored")

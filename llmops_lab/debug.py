@@ -37,7 +37,9 @@ class CallReport:
             out.append(("raw response", json.dumps(self.raw_response, indent=2, default=str)[:20000]))
         for span in self.spans:
             out.append((f"span {span['name']}", json.dumps(span, indent=2, default=str)[:5000]))
-        return out
+        from .redaction import mask_secrets  # the raw response is unredacted; a saved notebook must not keep keys
+
+        return [(name, mask_secrets(body)) for name, body in out]
 
     def __str__(self) -> str:
         return "\n\n".join([self.title] + [f"--- {name}\n{body}" for name, body in self._sections()])
