@@ -12,8 +12,7 @@ from typing import Any, Mapping
 
 from . import providers
 from .config import Settings, get_settings, validate_params
-from .errors import ConfigError
-from .errors import ProviderError, TemplateError
+from .errors import ConfigError, ProviderError, TemplateError
 from .prompts import PromptTemplate, check_name
 from .providers.base import Completion, Message, ModelId
 from .providers.pricing import cost_usd

@@ -97,18 +97,13 @@ def spent_today(settings: Settings) -> float:
     with _day_lock:
         if _day["day"] == day and time.monotonic() - _day["at"] < DAY_SPEND_TTL_S:
             return _day["spent"]
-    from .tracking import flush
-    from .tracking.mlflow_sink import client_for
+    from datetime import datetime, timezone
 
-    flush(10.0)
-    client = client_for(settings.resolved_tracking_uri())
-    midnight_ms = int(time.mktime(time.strptime(day, "%Y-%m-%d")) - time.timezone) * 1000
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    spent = 0.0
-    if experiments:
-        for run in client.search_runs(experiments, filter_string=f"attributes.start_time >= {midnight_ms}",
-                                      max_results=50_000):
-            spent += run.data.metrics.get("cost_usd", 0.0)
+    from .monitoring import load_runs
+
+    now = datetime.now(timezone.utc)
+    runs = load_runs(since=now - now.replace(hour=0, minute=0, second=0, microsecond=0))
+    spent = float(runs["cost_usd"].fillna(0).sum()) if "cost_usd" in runs.columns else 0.0
     with _day_lock:
         _day.update(at=time.monotonic(), day=day, spent=spent)
     return spent
