@@ -283,6 +283,7 @@ def test_nightly_eval_notebook_promoted_run_and_reported(proj):
     ex = jobs.run_job("nightly")  # in-process: this test process already paid papermill's import
     assert ex.status == "completed", ex.error
     assert 0.0 <= ex.metrics["accuracy"] <= 1.0 and ex.metrics["above_threshold"] in (0.0, 1.0)
+    assert ex.metrics["drift.any"] == 0.0  # one night of calls: no baseline to drift from
     assert ex.stats["batch.rows"] == 8 and len(ex.stats["batch_runs"]) == 1
     batch = client().get_run(ex.stats["batch_runs"][0])
     assert batch.data.tags["llmops.kind"] == "batch" and batch.data.params["model"] == "smollm2-135m"
@@ -299,6 +300,7 @@ def test_nightly_eval_notebook_promoted_run_and_reported(proj):
     assert report.stdout.splitlines()[0] == "report: .llmops/jobs/nightly/report.html"
     html = (proj / ".llmops" / "jobs" / "nightly" / "report.html").read_text()
     assert "Job report: nightly" in html and "Latest vs baseline" in html and "Worst rows of the latest batch" in html
+    assert "<h2" in html and "Drift" in html
     assert html.count("data:image/png;base64") >= 2  # metrics over time, latency/cost trends
     assert ex.stats["batch_runs"][0][:8] in html  # the worst rows come from the job's batch
     assert not errors_in(proj / ".llmops" / "jobs" / "nightly" / "report.ipynb")

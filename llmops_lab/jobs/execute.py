@@ -310,6 +310,7 @@ class JobExecutor:
     def on_complete(self) -> None:
         execution = self.execution
         self._collect_metrics()
+        self._drift_metrics()
         status = "completed"
         if self.job.gates:
             verdict = self.evaluate_gate()
@@ -357,6 +358,22 @@ class JobExecutor:
         if run is None:
             return None, f"run {gate.baseline} not found"
         return dict(run.data.metrics), f"run {gate.baseline[:8]}"
+
+    def _drift_metrics(self) -> None:
+        """``drift.<metric>`` / ``drift.any`` (0 or 1) for the notebook's calls: today against the 30 days
+        before, per prompt version, so a gate such as ``{metric="drift.any", max=0}`` can stop a shift."""
+        try:
+            from ..monitoring import drift_flags, drift_report, load_calls
+            from ..tracking import context
+
+            experiment = context.experiment_name(self.settings, str(self.source))
+            report = drift_report(load_calls(since="30d", experiment=experiment), by="prompt")
+        except Exception as err:  # noqa: BLE001 - no calls yet, or MLflow unreachable: no drift figures
+            self.warnings.append(f"drift not computed: {_error_text(err)}")
+            return
+        self.execution.metrics.update(drift_flags(report))
+        flagged = report[report["shifted"]] if len(report) else report
+        self.execution.stats["drift"] = [str(d) for d in flagged.get("description", [])]
 
     def _collect_metrics(self) -> None:
         records = read_metrics(self.metrics_file)

@@ -76,6 +76,7 @@ class ReportData:
     comparison: Any  # DataFrame: metric, latest, baseline, change, gate
     worst_rows: Any  # DataFrame (may be empty)
     trends: Any  # DataFrame: started_at, duration_s, batch.latency_p50_ms, batch.latency_p95_ms, batch.cost_usd
+    drift: Any = None  # DataFrame from monitoring.drift_report: prompt, metric, shifted, flag, description
 
 
 def report_data(job: str, project_root: str | os.PathLike | None = None, limit: int = 50,
@@ -109,7 +110,23 @@ def report_data(job: str, project_root: str | os.PathLike | None = None, limit: 
             worst_rows = _worst_rows(settings, latest.stats["batch_runs"][-1], worst)
         except Exception as err:  # noqa: BLE001 - a report without this table beats no report
             worst_rows = pd.DataFrame({"note": [f"batch results unavailable: {type(err).__name__}: {err}"]})
-    return ReportData(definition, frame, names, latest, baseline, comparison, worst_rows, trends)
+    return ReportData(definition, frame, names, latest, baseline, comparison, worst_rows, trends,
+                      _drift(settings, definition))
+
+
+def _drift(settings: Settings, job: Job):
+    """Per prompt version: the last day's calls of the job's notebook against the 30 days before."""
+    import pandas as pd
+
+    from ..monitoring import drift_report, load_calls
+    from ..tracking import context
+
+    try:
+        experiment = context.experiment_name(settings, str(settings.project_root / job.notebook))
+        report = drift_report(load_calls(since="30d", experiment=experiment), by="prompt")
+    except Exception as err:  # noqa: BLE001 - a report without this table beats no report
+        return pd.DataFrame({"note": [f"drift unavailable: {type(err).__name__}: {err}"]})
+    return report[["prompt", "metric", "shifted", "flag", "description"]] if len(report) else report
 
 
 def _comparison(job: Job, latest: Execution | None, baseline: Execution | None):
