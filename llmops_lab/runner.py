@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable
 
+from .cache import CachedResponse
 from .errors import LlmopsError
 from .providers.base import Message, Provider, Usage
+from .redaction import FAILED_MARK, mask_text
 
 
 @dataclass
@@ -58,7 +60,8 @@ class AdaptiveLimit:
     async def __aexit__(self, *exc: Any) -> None:
         async with self._cond:
             self.in_flight -= 1
-            self._cond.notify_all()
+            # One slot freed: wake one waiter (plus one per slot a recovery added), not all of them.
+            self._cond.notify(max(1, self.limit - self.in_flight))
 
     def rate_limited(self) -> None:
         now = time.monotonic()
@@ -133,13 +136,9 @@ def run_rows(provider: Provider, model: str, params: dict[str, Any], rows: Itera
                     return None, str(err)
             limit.succeeded()
             if cache is not None and row.cache_key is not None:
-                from dataclasses import replace
-
-                from .cache import CachedResponse
-                from .redaction import FAILED_MARK, mask_text
-
                 stored = mask_text(completion.text)  # the log-side redaction (DESIGN §2); key = what was sent
                 if stored != FAILED_MARK or completion.text == FAILED_MARK:  # fail closed: not cached at all
+                    # Written before the row completes: a kernel killed mid-batch never pays for it twice.
                     cache.put(row.cache_key, replace(CachedResponse.from_completion(completion), text=stored))
             return completion, None
 
