@@ -18,7 +18,8 @@ from .tracking import flush, recent_runs
 
 __version__ = "0.1.0"
 __all__ = ["run", "batch", "batch_run_id", "record", "data", "stats", "configure", "get_settings", "flush", "recent_runs", "LLMResult", "LlmopsError",
-           "ConfigError", "TemplateError", "ProviderError", "MissingApiKeyError", "load_ipython_extension"]
+           "ConfigError", "TemplateError", "ProviderError", "MissingApiKeyError", "load_ipython_extension",
+           "compare", "load_prompt"]
 
 
 def __getattr__(name: str):
@@ -35,6 +36,14 @@ def __getattr__(name: str):
         import importlib
 
         return importlib.import_module(".redaction" if name == "redact" else f".{name}", __name__)
+    if name == "compare":  # comparisons and the prompt registry load on first use (pandas, scipy, mlflow)
+        import importlib
+
+        return importlib.import_module(".compare", __name__)  # a callable module: llmops_lab.compare(...)
+    if name == "load_prompt":
+        from .registry import load_prompt
+
+        return load_prompt
     raise AttributeError(f"module 'llmops_lab' has no attribute {name!r}")
 
 

@@ -34,6 +34,9 @@ HELP = """\
 %llm flush               write pending records to MLflow now
 %llm stats [--since 7d] [--by model|prompt|day|notebook] [--experiment NAME] [--plot]
                          calls, errors, latency p50/p95/p99, tokens, cost, scores, drift, from MLflow
+%llm compare P1 P2 … --dataset DF [--models a,b] [--scorer S] [--baseline 0]
+                         prompt variants (registry name@version|alias or inline) side by side: a widget
+%llm prompts [NAME] [--diff A B]   the prompt registry: versions, aliases, model config; diff two versions
 %llm last                the last call in full: messages, parameters, raw response, retries, stage timings
 %llm trace RUN_ID        a logged run read back from MLflow, with its trace spans
 %llm redact-preview TEXT|VAR   what redaction would mask in a text (or %%llm redact-preview: the rendered cell)
@@ -239,10 +242,10 @@ class LlmMagics(Magics):
         handler = {"": self._help, "help": self._help, "models": self._models, "config": self._config,
                    "experiment": self._experiment, "runs": self._runs, "flush": self._flush,
                    "last": self._last, "trace": self._trace, "redact-preview": self._redact_preview,
-                   "stats": self._stats}.get(command)
+                   "stats": self._stats, "compare": self._compare, "prompts": self._prompts}.get(command)
         if handler is None:
             raise ConfigError(f"%llm: unknown command {command!r}: use help, models, config, experiment, runs, "
-                              "flush, last, trace, stats or redact-preview (a prompt goes in a %%llm cell)")
+                              "flush, last, trace, stats, compare, prompts or redact-preview (a prompt goes in a %%llm cell)")
         return handler(rest)
 
     def _help(self, _rest: str) -> None:
@@ -289,6 +292,39 @@ class LlmMagics(Magics):
         except ValueError:
             raise ConfigError(f"%llm runs: {rest!r} is not a number of runs") from None
         return recent_runs(limit)
+
+    def _compare(self, rest: str) -> Any:
+        from .compare import compare_from_magic_args
+
+        parser = _Parser(prog="%llm compare", add_help=False, allow_abbrev=False)
+        parser.add_argument("prompts", nargs="+")
+        parser.add_argument("--models")
+        parser.add_argument("--dataset", "-d", required=True)
+        parser.add_argument("--scorer", "-s", action="append", default=[])
+        parser.add_argument("--baseline", default="0")
+        parser.add_argument("--name", "-n")
+        parser.add_argument("--concurrency", "-c", type=_whole_number, default=8)
+        parser.add_argument("--temperature", "-t")
+        parser.add_argument("--max-tokens", dest="max_tokens")
+        args, unknown = parser.parse_known_args(shlex.split(rest))
+        if unknown:
+            raise ConfigError(f"%llm compare: unknown option {' '.join(unknown)} (see %llm help)")
+        baseline: int | str = int(args.baseline) if args.baseline.isdigit() else args.baseline
+        params = {k: v for k, v in (("temperature", args.temperature), ("max_tokens", args.max_tokens)) if v}
+        return compare_from_magic_args(args.prompts, models=args.models, dataset=args.dataset, scorers=args.scorer,
+                                       baseline=baseline, name=args.name, concurrency=args.concurrency,
+                                       user_ns=self.shell.user_ns, **params)
+
+    def _prompts(self, rest: str) -> Any:
+        from .registry import prompts_from_magic_args
+
+        parser = _Parser(prog="%llm prompts", add_help=False, allow_abbrev=False)
+        parser.add_argument("name", nargs="?")
+        parser.add_argument("--diff", nargs=2)
+        args, unknown = parser.parse_known_args(shlex.split(rest))
+        if unknown:
+            raise ConfigError(f"%llm prompts: unknown option {' '.join(unknown)}: use %llm prompts [NAME] [--diff A B]")
+        return prompts_from_magic_args(args.name, diff=args.diff)
 
     def _stats(self, rest: str) -> Any:
         from .monitoring import stats

@@ -1,0 +1,286 @@
+"""Prompt management on MLflow's prompt registry: list, diff, load (``name@alias|version``), promote.
+
+    >>> summarize = llmops_lab.load_prompt("summarize@production")          # doctest: +SKIP
+    >>> summarize(text=article).text                                         # doctest: +SKIP
+
+``load_prompt`` resolves the alias every time it is called, so moving the alias (``promote``) changes what
+applications run without a redeploy. The model and generation parameters travel with the version
+(MLflow's ``model_config``). Reads and writes go to the project's store (``client_for``); MLflow is
+imported only when a function here is called.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+__all__ = ["PromptRef", "LoadedPrompt", "parse_ref", "is_ref", "load_prompt", "get_version", "list_prompts",
+           "diff_versions", "register_version", "promote_prompt", "model_config_for", "params_from_config",
+           "prompts_from_magic_args", "PromptDiff"]
+
+_REF = re.compile(r"^(?:prompts:/)?(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,99})(?:(?:@|/)(?P<sel>[A-Za-z0-9_.-]+))?$")
+# model_config keys <-> llmops generation parameters
+_PARAM_KEYS = {"temperature": "temperature", "max_tokens": "max_tokens", "top_p": "top_p", "stop": "stop_sequences"}
+
+
+@dataclass(frozen=True)
+class PromptRef:
+    """``summarize@production`` -> name ``summarize``, alias ``production``; ``summarize@2`` -> version 2."""
+
+    name: str
+    version: int | None = None
+    alias: str | None = None
+
+    def __str__(self) -> str:
+        return self.name + (f"@{self.version}" if self.version is not None else f"@{self.alias}" if self.alias else "")
+
+
+def is_ref(text: str) -> bool:
+    """A registry reference (``name@2``, ``name@alias``, ``prompts:/name/2``) rather than an inline template."""
+    return isinstance(text, str) and "{{" not in text and bool(_REF.match(text.strip())) and (
+        "@" in text or text.startswith("prompts:/"))
+
+
+def parse_ref(ref: str) -> PromptRef:
+    """Parse ``name@alias``, ``name@version``, ``prompts:/name@alias`` or ``prompts:/name/version``."""
+    m = _REF.match(ref.strip()) if isinstance(ref, str) else None
+    if not m:
+        raise ConfigError(f"prompt reference {ref!r} is invalid: write NAME@VERSION or NAME@ALIAS, e.g. summarize@production")
+    sel = m.group("sel")
+    if sel is None:
+        return PromptRef(m.group("name"))
+    if sel.isdigit():
+        return PromptRef(m.group("name"), version=int(sel))
+    if sel == "latest":
+        return PromptRef(m.group("name"))
+    return PromptRef(m.group("name"), alias=sel)
+
+
+def _client():
+    from .config import get_settings
+    from .tracking.mlflow_sink import client_for
+
+    return client_for(get_settings().resolved_tracking_uri())
+
+
+def _versions(client: Any, name: str) -> list:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = list(client.search_prompt_versions(name, max_results=1000))
+    except MlflowException:
+        return []
+    return sorted(versions, key=lambda v: int(v.version))
+
+
+def get_version(ref: str | PromptRef, client: Any = None) -> Any:
+    """The registry ``PromptVersion`` a reference points at (latest when no selector); a one-line error if none."""
+    ref = parse_ref(ref) if isinstance(ref, str) else ref
+    client = client or _client()
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if ref.alias:
+            version = client.get_prompt_version_by_alias(ref.name, ref.alias)
+        elif ref.version is not None:
+            version = client.get_prompt_version(ref.name, ref.version)
+        else:
+            versions = _versions(client, ref.name)
+            version = versions[-1] if versions else None
+    except MlflowException:
+        version = None
+    if version is None:
+        known = ", ".join(f"@{v.version}" for v in _versions(client, ref.name)) or "none"
+        raise ConfigError(f"prompt {ref} not found in the registry (versions of {ref.name}: {known}); "
+                          "see %llm prompts")
+    return version
+
+
+def model_config_for(model: str | None, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """MLflow ``model_config`` from an llmops model id (``provider:model``) and generation parameters."""
+    config: dict[str, Any] = {}
+    if model:
+        provider, _, name = model.partition(":")
+        config["provider"], config["model_name"] = provider, name
+    extra = {}
+    for key, value in (params or {}).items():
+        if value is None:
+            continue
+        if key in _PARAM_KEYS:
+            value = [value] if key == "stop" and isinstance(value, str) else value
+            config[_PARAM_KEYS[key]] = value
+        else:
+            extra[key] = value
+    if extra:
+        config["extra_params"] = extra
+    return config
+
+
+def params_from_config(config: Any) -> tuple[str | None, dict[str, Any]]:
+    """(model id, generation parameters) from a version's ``model_config`` (dict or PromptModelConfig)."""
+    if config is None:
+        return None, {}
+    if hasattr(config, "model_dump"):
+        config = config.model_dump(exclude_none=True)
+    config = {k: v for k, v in dict(config).items() if v is not None}
+    model = f"{config['provider']}:{config['model_name']}" if config.get("provider") and config.get("model_name") \
+        else config.get("model_name")
+    params = {ours: config[theirs] for ours, theirs in _PARAM_KEYS.items() if theirs in config}
+    params.update(config.get("extra_params") or {})
+    return model, params
+
+
+@dataclass
+class LoadedPrompt:
+    """A registered prompt version an application calls: template + model + parameters.
+
+    ``prompt(text=...)`` renders and calls the model through ``llmops_lab.run`` (tracked, cached budget
+    rules apply); ``prompt.render(text=...)`` only renders.
+    """
+
+    name: str
+    version: int
+    template: str
+    model: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    aliases: list[str] = field(default_factory=list)
+    ref: str = ""
+
+    @property
+    def uri(self) -> str:
+        return f"prompts:/{self.name}/{self.version}"
+
+    def render(self, variables: Mapping[str, Any] | None = None, **kwargs: Any) -> str:
+        from .prompts import PromptTemplate
+
+        return PromptTemplate(self.template).render({**(variables or {}), **kwargs})
+
+    def __call__(self, variables: Mapping[str, Any] | None = None, **kwargs: Any):
+        from .api import run
+
+        return run(self.template, {**(variables or {}), **kwargs}, model=self.model, name=self.name, **self.params)
+
+    def __repr__(self) -> str:
+        return (f"LoadedPrompt({self.ref or self.uri} -> {self.uri}, model={self.model!r}, params={self.params!r})")
+
+
+def load_prompt(ref: str) -> LoadedPrompt:
+    """``load_prompt("summarize@production")``: the version the alias points at *now*, with its model config."""
+    version = get_version(ref)
+    model, params = params_from_config(getattr(version, "model_config", None))
+    return LoadedPrompt(version.name, int(version.version), version.template, model, params,
+                        list(getattr(version, "aliases", None) or []), ref=str(ref))
+
+
+def list_prompts(filter_string: str | None = None):
+    """Registered prompts: one row per prompt with its versions, latest version, aliases and latest model."""
+    import pandas as pd
+
+    client = _client()
+    rows = []
+    for prompt in client.search_prompts(filter_string=filter_string, max_results=1000):
+        # search_prompt_versions leaves aliases out: read each version (prompts have few versions)
+        versions = [client.get_prompt_version(prompt.name, v.version) for v in _versions(client, prompt.name)]
+        aliases = {}
+        for v in versions:
+            for alias in getattr(v, "aliases", None) or []:
+                aliases[alias] = int(v.version)
+        latest = versions[-1] if versions else None
+        model, _ = params_from_config(getattr(latest, "model_config", None)) if latest else (None, {})
+        rows.append({"name": prompt.name, "versions": [int(v.version) for v in versions],
+                     "latest": int(latest.version) if latest else None,
+                     "aliases": ", ".join(f"{a}→{n}" for a, n in sorted(aliases.items())),
+                     "model": model,
+                     "updated": pd.to_datetime(latest.last_updated_timestamp or latest.creation_timestamp, unit="ms")
+                     if latest else None})
+    return pd.DataFrame(rows, columns=["name", "versions", "latest", "aliases", "model", "updated"])
+
+
+def diff_versions(name: str, a: int | str, b: int | str) -> str:
+    """A unified diff of two versions of ``name`` (template, then model config): ``%llm prompts NAME --diff 1 2``."""
+    client = _client()
+    va, vb = (get_version(PromptRef(name, version=int(x)) if str(x).isdigit() else PromptRef(name, alias=str(x)),
+                          client) for x in (a, b))
+
+    def lines(v: Any) -> list[str]:
+        model, params = params_from_config(getattr(v, "model_config", None))
+        config = [f"# model: {model}"] + [f"# {k}: {params[k]}" for k in sorted(params)] if model or params else []
+        return v.template.splitlines() + ([""] + config if config else [])
+
+    out = difflib.unified_diff(lines(va), lines(vb), f"{name}@{va.version}", f"{name}@{vb.version}", lineterm="")
+    text = "\n".join(out)
+    return text or f"{name}@{va.version} and {name}@{vb.version} are identical"
+
+
+def register_version(name: str, template: str, *, model: str | None = None, params: Mapping[str, Any] | None = None,
+                     commit_message: str | None = None, client: Any = None) -> Any:
+    """The version of ``name`` with this template and model config; registered only if none matches."""
+    from .prompts import check_name
+
+    check_name(name)
+    client = client or _client()
+    config = model_config_for(model, params)
+    for version in reversed(_versions(client, name)):
+        existing = getattr(version, "model_config", None)
+        existing = existing.model_dump(exclude_none=True) if hasattr(existing, "model_dump") else (existing or {})
+        existing = {k: v for k, v in dict(existing).items() if v is not None}
+        if version.template == template and existing == config:
+            return version
+    from .prompts import PromptTemplate
+
+    return client.register_prompt(name, template, commit_message=commit_message or "registered by llmops-lab",
+                                  tags={"llmops.sha256": PromptTemplate(template).sha256},
+                                  model_config=config or None)
+
+
+def promote_prompt(name: str, template: str, *, model: str | None = None, params: Mapping[str, Any] | None = None,
+                   alias: str = "production", reason: str | None = None, user: str | None = None,
+                   source: str | None = None) -> Any:
+    """Register (if needed) and point ``alias`` at the version; who/why/when go into the version's tags."""
+    from .tracking import context
+
+    if not re.match(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$", alias or "") or alias == "latest":
+        raise ConfigError(f"alias {alias!r} is invalid: use letters, digits, '-' or '_' (not 'latest')")
+    client = _client()
+    version = register_version(name, template, model=model, params=params,
+                               commit_message=f"promoted to {alias}" + (f": {reason}" if reason else ""), client=client)
+    client.set_prompt_alias(name, alias, int(version.version))
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for key, value in {"llmops.promoted_by": user or context.user(), "llmops.promoted_alias": alias,
+                       "llmops.promoted_at": stamp, "llmops.promoted_reason": reason or "",
+                       "llmops.promoted_from": source or ""}.items():
+        client.set_prompt_version_tag(name, int(version.version), key, value)
+    return client.get_prompt_version(name, int(version.version))
+
+
+class PromptDiff(str):
+    """A diff that shows as preformatted text in a notebook (and is a plain ``str`` otherwise)."""
+
+    def _repr_html_(self) -> str:
+        import html
+
+        lines = []
+        for line in self.splitlines():
+            color = "#070" if line.startswith("+") and not line.startswith("+++") else \
+                "#b00" if line.startswith("-") and not line.startswith("---") else "inherit"
+            lines.append(f"<span style='color:{color}'>{html.escape(line)}</span>")
+        return "<pre>" + "\n".join(lines) + "</pre>"
+
+
+def prompts_from_magic_args(name: str | None = None, diff: Any = None):
+    """``%llm prompts`` -> :func:`list_prompts` (a DataFrame); ``%llm prompts NAME`` -> its row;
+    ``%llm prompts NAME --diff 1 2`` (``diff=("1", "2")``; versions or aliases) -> a :class:`PromptDiff`."""
+    if diff:
+        if not name or len(diff) != 2:
+            raise ConfigError("usage: %llm prompts NAME --diff A B (A, B: versions or aliases)")
+        return PromptDiff(diff_versions(name, diff[0], diff[1]))
+    table = list_prompts()
+    if name:
+        table = table[table["name"] == name]
+        if table.empty:
+            raise ConfigError(f"no prompt named {name!r} in the registry; %llm prompts lists them")
+    return table

@@ -1,0 +1,109 @@
+"""The comparison grid without a kernel: comm stubbed as ipywidgets' own tests do; state in traitlets drives
+what is rendered; buttons call the core."""
+import pytest
+
+from llmops_lab.compare import Comparison, synthetic
+
+
+@pytest.fixture(autouse=True)
+def dummy_comm():
+    from ipywidgets.widgets.tests.utils import setup_test_comm, teardown_test_comm
+
+    setup_test_comm()
+    yield
+    teardown_test_comm()
+
+
+@pytest.fixture
+def cmp():
+    return synthetic(120, 3)
+
+
+def test_grid_pages_and_renders_only_the_page(cmp):
+    grid = cmp.widget(page_size=50)
+    assert (grid.n_rows, grid.n_visible, grid.n_pages, grid.page) == (120, 120, 3, 0)
+    assert grid.visible_rows == list(range(50))
+    assert grid._grid.value.count("<tr>") == 50 and "#49" in grid._grid.value and "#50" not in grid._grid.value
+    grid._next.click()
+    assert grid.page == 1 and grid.visible_rows[0] == 50
+    grid.page = 2
+    assert grid.visible_rows == list(range(100, 120)) and "page 3/3" in grid._page_label.value
+    grid._next.click()
+    assert grid.page == 2  # stays on the last page
+    grid.page_size = 200
+    assert grid.n_pages == 1 and grid.page == 0 and len(grid.visible_rows) == 120
+
+
+def test_filters_and_sorting_follow_the_state(cmp):
+    grid = cmp.widget()
+    grid.page = 1
+    grid.only_diff = True  # the checkbox is linked to the trait, and a filter goes back to page 0
+    assert grid._diff_box.value is True and grid.page == 0
+    base = cmp.results[0]["output"]
+    expected = [i for i in range(cmp.n_rows) if any(r["output"][i] != base[i] for r in cmp.results[1:])]
+    assert grid.n_visible == len(expected) and grid.visible_rows == expected[:50]
+    grid.only_diff = False
+    grid._fail_box.value = True
+    failing = [i for i in range(cmp.n_rows)
+               if any(r["error"].notna()[i] or r["contains_keyword"][i] == 0 for r in cmp.results)]
+    assert grid.only_failures and grid.n_visible == len(failing)
+    grid.only_failures = False
+    grid.sort_by, grid.sort_desc = "1:latency_ms", True
+    latencies = cmp.results[1]["latency_ms"]
+    shown = [latencies[i] for i in grid.visible_rows]
+    assert shown == sorted(shown, reverse=True) and shown[0] == latencies.max()
+
+
+def test_cells_show_word_diff_scores_and_header_aggregates(cmp):
+    grid = cmp.widget(page_size=10)
+    html = grid._grid.value
+    assert "<del>" in html or "<ins>" in html
+    assert "contains_keyword=" in html and " ms · " in html and " tok · $" in html
+    assert "error: timeout" in html  # row 0 failed in every variant
+    header = grid._header.value
+    assert "(baseline)" in header and "W/T/L vs baseline (contains_keyword)" in header
+    s = cmp.summary()
+    assert f"{s.iloc[1]['wins']}/{s.iloc[1]['ties']}/{s.iloc[1]['losses']}" in header
+    assert "p50 latency" in header and "total cost" in header
+
+
+def test_rating_buttons_call_the_core_and_update_aggregates(cmp):
+    grid = cmp.widget()
+    grid.rate(3, 1, thumbs=True, score=4, comment="good")
+    assert cmp.ratings[(3, 1)]["thumbs"] is True and cmp.ratings[(3, 1)]["score"] == 4
+    assert cmp.ratings[(3, 1)]["logged"] is False  # no run: kept in-process (with runs: MLflow feedback)
+    assert "human 👍/👎" in grid._header.value and "👍4/5" in grid._grid.value
+    grid._rate_row.value, grid._rate_variant.value = 5, 2
+    grid._down.click()
+    assert cmp.summary().loc["prompt@3", "human_down"] == 1 and "rated row 5" in grid.status
+    grid._score.value = None
+    grid._comment.value = ""
+    grid.comparison = cmp
+
+
+def test_promote_button_calls_core(cmp, monkeypatch):
+    calls = []
+
+    def fake_promote(variant, alias="production", **kw):
+        calls.append((variant, alias, kw))
+        return type("V", (), {"name": "prompt", "version": 7})()
+
+    monkeypatch.setattr(cmp, "promote", fake_promote)
+    grid = cmp.widget()
+    grid._promote_variant.value = 2
+    grid._alias.value = "staging"
+    grid._reason.value = "best"
+    grid._promote_button.click()
+    assert calls == [(2, "staging", {"reason": "best"})] and "prompt@7 as staging" in grid.status
+    monkeypatch.setattr(cmp, "promote", lambda *a, **k: (_ for _ in ()).throw(ValueError("no name")))
+    grid._promote_button.click()
+    assert "no name" in grid.status
+
+
+def test_state_is_synced_traitlets(cmp):
+    grid = cmp.widget()
+    state = grid.get_state()
+    for key in ("page", "page_size", "only_diff", "only_failures", "sort_by", "sort_desc", "visible_rows",
+                "n_visible"):
+        assert key in state
+    assert isinstance(cmp, Comparison) and cmp.widget() is grid
