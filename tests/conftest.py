@@ -49,7 +49,11 @@ def fake(fake_server, project):
     import llmops_lab
 
     fake_server.reset()
+    # reset() keeps these: a test that changed them must not leak into the next one
     fake_server.latency_ms = 0
+    fake_server.responder = None
+    fake_server.fault_rate = 0.0
+    fake_server.api_key = None
     llmops_lab.get_settings().endpoints["fake"] = {"base_url": fake_server.base_url}
     llmops_lab.configure(model="fake:test-model", max_retries=2)
     return fake_server

@@ -277,7 +277,8 @@ def test_nightly_eval_notebook_promoted_run_and_reported(proj):
     from llmops_lab import jobs
 
     promoted = jobs.promote("notebooks/04_nightly_eval.ipynb", "nightly", "0 2 * * *", {"threshold": "0.6"},
-                            gate={"metric": "accuracy", "min": 0.0, "max_drop": 0.5})
+                            gate=[{"metric": "accuracy", "min": 0.0, "max_drop": 0.5},
+                                  {"metric": "drift.any", "max": 0}])
     assert promoted.job.parameters == {"threshold": 0.6} and promoted.description == "at 02:00, every day"
 
     ex = jobs.run_job("nightly")  # in-process: this test process already paid papermill's import

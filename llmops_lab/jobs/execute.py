@@ -361,7 +361,10 @@ class JobExecutor:
 
     def _drift_metrics(self) -> None:
         """``drift.<metric>`` / ``drift.any`` (0 or 1) for the notebook's calls: today against the 30 days
-        before, per prompt version, so a gate such as ``{metric="drift.any", max=0}`` can stop a shift."""
+        before, per prompt version. Computed (it reads MLflow) only when a gate names a ``drift.`` metric,
+        e.g. ``{metric="drift.any", max=0}``; they then join the execution's metrics."""
+        if not any(g.metric.startswith("drift.") for g in self.job.gates):
+            return
         try:
             from ..monitoring import drift_flags, drift_report, load_calls
             from ..tracking import context
