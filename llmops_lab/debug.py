@@ -96,8 +96,10 @@ def describe_run(run_id: str) -> CallReport:
              "git_commit": tags.get("llmops.git_commit"), "error": tags.get("llmops.error"),
              "params": json.dumps(run.data.params, sort_keys=True),
              "metrics": json.dumps({k: round(v, 4) for k, v in sorted(run.data.metrics.items())})}
-    prompt = _artifact_text(client, run_id, "prompt.txt")
-    output = _artifact_text(client, run_id, "output.md")
+    from .monitoring import artifact_text
+
+    prompt = artifact_text(client, run, "prompt.txt")
+    output = artifact_text(client, run, "output.md")
     spans = []
     try:
         import mlflow
@@ -113,14 +115,3 @@ def describe_run(run_id: str) -> CallReport:
         pass
     messages = [{"role": "user", "content": prompt}] if prompt is not None else []
     return CallReport(f"run {run_id}", facts, messages, output, None, spans)
-
-
-def _artifact_text(client: Any, run_id: str, path: str) -> str | None:
-    import tempfile
-    from pathlib import Path
-
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            return Path(client.download_artifacts(run_id, path, tmp)).read_text(encoding="utf-8")
-    except Exception:  # noqa: BLE001 - absent artifact
-        return None

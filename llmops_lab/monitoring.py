@@ -221,7 +221,7 @@ def _is_local(uri: str | None) -> bool:
     return urlparse(uri or "").scheme in ("", "file")
 
 
-def _artifact_text(client: Any, run: Any, path: str) -> str | None:
+def artifact_text(client: Any, run: Any, path: str) -> str | None:
     """A run's text artifact: read in place on a local store, downloaded otherwise; None when absent."""
     import tempfile
     from pathlib import Path
@@ -250,7 +250,7 @@ def _base(run: Any, experiments: dict[str, str]) -> dict[str, Any]:
 def _single_call(client: Any, run: Any, experiments: dict[str, str]) -> dict[str, Any]:
     metrics = run.data.metrics
     failed = run.info.status == "FAILED" or "llmops.error" in run.data.tags
-    output = None if failed else _artifact_text(client, run, "output.md")
+    output = None if failed else artifact_text(client, run, "output.md")
     return {"ts": run.info.start_time, **_base(run, experiments),
             "latency_ms": metrics.get("latency_ms", math.nan),
             "prompt_tokens": metrics.get("prompt_tokens", 0.0), "completion_tokens": metrics.get("completion_tokens", 0.0),
@@ -272,7 +272,7 @@ def _batch_calls(client: Any, run: Any, experiments: dict[str, str]) -> "pd.Data
 
     import pandas as pd
 
-    text = _artifact_text(client, run, "results.csv")
+    text = artifact_text(client, run, "results.csv")
     if text is None:
         warnings.warn(f"batch run {run.info.run_id} has no results.csv; its rows are not counted", stacklevel=4)
         return None

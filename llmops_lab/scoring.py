@@ -473,32 +473,31 @@ def _positive_number(arg: str, form: str) -> float:
     return limit
 
 
+def _under(meta_key: str, arg: str, form: str, prefix: str, shown: Callable[[float], str]) -> Scorer:
+    """Passes when ``meta[meta_key]`` is below the limit in ``arg``; an unknown value scores None."""
+    limit = _positive_number(arg, form)
+
+    def below(output: str, row: Mapping[str, Any], meta: Mapping[str, Any]) -> RawScore:
+        value = meta.get(meta_key)
+        if value is None:
+            return None
+        return {"passed": float(value) < limit, "rationale": shown(float(value))}
+
+    return Scorer(f"{prefix}_{arg.strip()}", below)
+
+
 @register_scorer("latency_under", form="latency_under:MS")
 def _latency_under(arg: str) -> Scorer:
     """The call's latency (``meta["latency_ms"]``) is below MS; unknown latency scores None."""
-    limit = _positive_number(arg, "latency_under:MS, e.g. latency_under:500")
-
-    def latency(output: str, row: Mapping[str, Any], meta: Mapping[str, Any]) -> RawScore:
-        ms = meta.get("latency_ms")
-        if ms is None:
-            return None
-        return {"passed": float(ms) < limit, "rationale": f"{float(ms):.0f} ms"}
-
-    return Scorer(f"latency_under_{arg.strip()}", latency)
+    return _under("latency_ms", arg, "latency_under:MS, e.g. latency_under:500", "latency_under",
+                  lambda ms: f"{ms:.0f} ms")
 
 
 @register_scorer("cost_under", form="cost_under:USD")
 def _cost_under(arg: str) -> Scorer:
     """The call's cost (``meta["cost_usd"]``) is below USD; unknown cost (no price) scores None."""
-    limit = _positive_number(arg, "cost_under:USD, e.g. cost_under:0.001")
-
-    def cost(output: str, row: Mapping[str, Any], meta: Mapping[str, Any]) -> RawScore:
-        usd = meta.get("cost_usd")
-        if usd is None:
-            return None
-        return {"passed": float(usd) < limit, "rationale": f"${float(usd):.6f}"}
-
-    return Scorer(f"cost_under_{arg.strip()}", cost)
+    return _under("cost_usd", arg, "cost_under:USD, e.g. cost_under:0.001", "cost_under",
+                  lambda usd: f"${usd:.6f}")
 
 
 # ---- LLM as judge ----------------------------------------------------------------------------------
