@@ -52,3 +52,15 @@ def load_ipython_extension(shell) -> None:
     from .magics import load_ipython_extension as _load
 
     _load(shell)
+
+
+# -- Jupyter entry points: the sidebar's server extension and the prebuilt labextension ----------------
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """Found by jupyter-server through ``jupyter-config/server-config/llmops_lab.json``."""
+    return [{"module": "llmops_lab.server"}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """The LLMOps sidebar, built from ``labextension/`` into ``llmops_lab/labextension``."""
+    return [{"src": "labextension", "dest": "llmops-lab"}]
