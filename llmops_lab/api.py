@@ -96,15 +96,47 @@ class PromptCall:
         return self.plan.template
 
 
+MAX_TOP_LOGPROBS = 20  # OpenAI's limit for top_logprobs
+DEFAULT_TOP_LOGPROBS = 5
+
+
+def logprob_params(logprobs: bool = False, top_logprobs: int | None = None) -> dict[str, Any]:
+    """The request options for token logprobs, validated; ``{}`` when not requested (the default path).
+
+    >>> logprob_params(True)
+    {'logprobs': True, 'top_logprobs': 5}
+    >>> logprob_params()
+    {}
+
+    They are request parameters like temperature: sent to the provider, part of the response-cache key
+    (a cached answer without logprobs never satisfies a logprobs request) and logged as run params.
+    """
+    if not isinstance(logprobs, bool):
+        raise ConfigError(f"logprobs={logprobs!r}: use True or False")
+    if top_logprobs is not None:
+        if not logprobs:
+            raise ConfigError(f"top_logprobs={top_logprobs!r} needs logprobs=True (in a cell: --logprobs "
+                              "--top-logprobs N)")
+        if isinstance(top_logprobs, bool) or not isinstance(top_logprobs, int) \
+                or not 0 <= top_logprobs <= MAX_TOP_LOGPROBS:
+            raise ConfigError(f"top_logprobs={top_logprobs!r} is out of range: use a whole number from 0 to "
+                              f"{MAX_TOP_LOGPROBS}")
+    if not logprobs:
+        return {}
+    return {"logprobs": True, "top_logprobs": DEFAULT_TOP_LOGPROBS if top_logprobs is None else top_logprobs}
+
+
 def plan_call(template: str, *, model: str | None, name: str | None, system: str | None,
-              params: Mapping[str, Any], settings: Settings) -> CallPlan:
+              params: Mapping[str, Any], settings: Settings, logprobs: bool = False,
+              top_logprobs: int | None = None) -> CallPlan:
     """Validate options and resolve the provider; raises a one-line LlmopsError before any model call."""
     for what, value in (("the template", template), ("model", model), ("name", name), ("system", system)):
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{what} must be text (str), not {type(value).__name__}")
     if template is None:
         raise ConfigError("the template must be text (str), not None: pass the prompt as the first argument")
-    generation = {**settings.generation_defaults(), **validate_params(dict(params))}
+    generation = {**settings.generation_defaults(), **validate_params(dict(params)),
+                  **logprob_params(logprobs, top_logprobs)}
     model_id = ModelId.parse(model or settings.model)
     prompt = PromptTemplate(template)
     prompt.variables  # noqa: B018 - syntax errors surface here
@@ -118,9 +150,11 @@ def plan_call(template: str, *, model: str | None, name: str | None, system: str
 
 
 def prepare(template: str, variables: Mapping[str, Any] | None, *, model: str | None, name: str | None,
-            system: str | None, params: Mapping[str, Any], settings: Settings) -> PromptCall:
+            system: str | None, params: Mapping[str, Any], settings: Settings, logprobs: bool = False,
+            top_logprobs: int | None = None) -> PromptCall:
     """Plan and render one call."""
-    plan = plan_call(template, model=model, name=name, system=system, params=params, settings=settings)
+    plan = plan_call(template, model=model, name=name, system=system, params=params, settings=settings,
+                     logprobs=logprobs, top_logprobs=top_logprobs)
     variables = variables if variables is not None else {}
     if not isinstance(variables, Mapping):
         raise ConfigError(f"variables must be a dict of name -> value, not {type(variables).__name__}")
@@ -182,7 +216,7 @@ def execute(call: PromptCall, settings: Settings, *, kind: str = "single") -> tu
 
 def run(template: str, variables: Mapping[str, Any] | None = None, *, model: str | None = None,
         name: str | None = None, system: str | None = None, max_cost: float | None = None,
-        force: bool = False, **params: Any) -> LLMResult:
+        force: bool = False, logprobs: bool = False, top_logprobs: int | None = None, **params: Any) -> LLMResult:
     """Render ``template`` with ``variables``, call the model, log the call to MLflow, return the result.
 
     >>> r = llmops_lab.run("Summarize in one sentence: {{ article }}", {"article": text},
@@ -193,13 +227,22 @@ def run(template: str, variables: Mapping[str, Any] | None = None, *, model: str
     is a ConfigError. ``model`` defaults to the configured model, ``name`` to ``prompt-<hash>``.
     ``max_cost`` (USD, default from settings) refuses a call whose upper-bound cost is higher;
     ``force=True`` skips the budget checks.
+
+    ``logprobs=True`` (``top_logprobs`` alternatives per token, 0-20, default 5) asks the provider for token
+    log-probabilities: ``r.tokens``, ``r.logprobs_frame()``, and in a notebook the answer shaded by
+    probability with the alternatives on hover. Tokens are kept in memory for display only: they are never
+    written to the spool, MLflow or the cache unmasked (see :mod:`llmops_lab.explain`).
+
+    >>> r = llmops_lab.run("Capital of France?", logprobs=True, top_logprobs=3, temperature=0)  # doctest: +SKIP
+    >>> r.logprobs_frame().head()                                                              # doctest: +SKIP
     """
     from . import budget, debug
     from .tracking import submit
 
     started = time.perf_counter()
     settings = get_settings()
-    call = prepare(template, variables, model=model, name=name, system=system, params=params, settings=settings)
+    call = prepare(template, variables, model=model, name=name, system=system, params=params, settings=settings,
+                   logprobs=logprobs, top_logprobs=top_logprobs)
     rendered = time.perf_counter()
     budget.check(call.model_id, lambda: budget.estimate(call.model_id, [call.messages], call.params, settings),
                  settings, max_cost=max_cost, force=force, what="call")
@@ -216,4 +259,4 @@ def run(template: str, variables: Mapping[str, Any] | None = None, *, model: str
         text=completion.text, model=record["model"], usage=record["usage"], latency_ms=completion.latency_ms,
         cost_usd=record["cost_usd"], prompt_name=call.name, messages=call.messages, params=call.params,
         record_id=record["id"], finish_reason=completion.finish_reason, retries=completion.retries,
-        _ticket=ticket)
+        _ticket=ticket, tokens=completion.tokens, logprobs_requested=logprobs)

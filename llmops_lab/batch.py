@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 CHUNK_ROWS = 1000  # rows per spool record: bounded records, flat memory in the writer
 RESULT_COLUMNS = ("output", "latency_ms", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd",
-                  "cached", "retries", "error")
+                  "cached", "retries", "error", "token_logprobs")
+TOKENS_COLUMN = "token_logprobs"  # only with logprobs=True; in memory only, never logged
 _tickets: dict[str, Any] = {}
 
 
@@ -32,7 +33,8 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
           system: str | None = None, scorers: Sequence[Any] | str | None = None, concurrency: int = 8,
           cache: bool = True, refresh: bool = False, variables: Mapping[str, Any] | None = None,
           judge_model: str | None = None, progress: bool = True, trace_sample: int | None = 20,
-          dataset_name: str | None = None, max_cost: float | None = None, force: bool = False, **params: Any):
+          dataset_name: str | None = None, max_cost: float | None = None, force: bool = False,
+          logprobs: bool = False, top_logprobs: int | None = None, **params: Any):
     """Run ``template`` over every row of ``data``; returns a DataFrame of inputs, outputs and scores.
 
     >>> results = llmops_lab.batch("Classify: {{ text }}", reviews_df, scorers=["exact:label"],
@@ -44,6 +46,11 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
     ``data``: a DataFrame, a list of dicts, or a .csv/.jsonl path. Template variables come from the
     columns, then from ``variables``. Responses are cached (``cache=False`` to skip, ``refresh=True`` to
     re-ask); a row that fails after retries is marked in ``error`` and the batch goes on.
+
+    ``logprobs=True`` (``top_logprobs`` 0-20, default 5) adds a ``token_logprobs`` column: per row the list
+    of :class:`~llmops_lab.providers.base.TokenLogprob` (None where the endpoint returned none), e.g.
+    ``explain.shade_html(results.token_logprobs[0])`` or ``explain.logprobs_frame(...)``. It is part of the
+    cache key; cached rows keep their tokens masked like their text. The column is never logged to MLflow.
     """
     from . import data as data_mod
     from .runner import RowCall, run_rows
@@ -58,7 +65,8 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
         twice = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
         raise ConfigError(f"the data has duplicate column names ({', '.join(twice)}): rename them so each row maps "
                           "one value to each template variable")
-    plan = plan_call(template, model=model, name=name, system=system, params=params, settings=settings)
+    plan = plan_call(template, model=model, name=name, system=system, params=params, settings=settings,
+                     logprobs=logprobs, top_logprobs=top_logprobs)
     data_mod.check_columns(frame, set(plan.template.variables), variables)
     from .scoring import parse_scorers
 
@@ -146,6 +154,7 @@ class _Collector:
         self.retries = [0] * n
         self.error: list[str | None] = [None] * n
         self.times = [(0, 0)] * n
+        self.tokens: list[Any] | None = [None] * n if plan.params.get("logprobs") else None
         self._model_id = plan.model_id
         self._prices = settings.prices
         self.errors = 0
@@ -162,6 +171,8 @@ class _Collector:
         self.latency[i] = r.latency_ms
         self.prompt_tokens[i], self.completion_tokens[i] = r.usage.prompt_tokens, r.usage.completion_tokens
         self.times[i] = (r.start_ns, r.end_ns)
+        if self.tokens is not None:
+            self.tokens[i] = r.tokens
         if r.error is None:
             self.cost[i] = 0.0 if r.cached else cost_usd(self._model_id, r.usage, self._prices)
             self.spent += self.cost[i] or 0.0
@@ -188,6 +199,8 @@ class _Collector:
         results["cached"] = self.cached
         results["retries"] = self.retries
         results["error"] = self.error
+        if self.tokens is not None:
+            results[TOKENS_COLUMN] = self.tokens
         return results
 
 
@@ -275,7 +288,9 @@ def _track(results: Any, inputs: Any, plan: CallPlan, settings: Settings, summar
     from .tracking import submit
 
     batch_id = uuid.uuid4().hex
-    json_rows = results.astype(object).where(results.notna(), None)
+    # Token logprobs are output text split into pieces: kept in memory for display, never logged.
+    logged = results.drop(columns=TOKENS_COLUMN) if TOKENS_COLUMN in results.columns else results
+    json_rows = logged.astype(object).where(logged.notna(), None)
     n_chunks = 0
     for start in range(0, len(json_rows), CHUNK_ROWS):
         chunk = json_rows.iloc[start:start + CHUNK_ROWS].to_dict("records")

@@ -47,13 +47,14 @@ CREATE TABLE IF NOT EXISTS responses (
     finish_reason TEXT,
     response_model TEXT,
     latency_ms REAL NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    tokens TEXT
 )
 """
 # A rowid table (not WITHOUT ROWID): its key index holds only keys, so lookups stay fast when answers are
 # long; measured 3.5 ms vs 5.2 ms for 2,000 keys with 300-character answers.
-_COLUMNS = "text, prompt_tokens, completion_tokens, finish_reason, response_model, latency_ms, created_at"
-_INSERT = f"INSERT OR REPLACE INTO responses (key, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_COLUMNS = "text, prompt_tokens, completion_tokens, finish_reason, response_model, latency_ms, created_at, tokens"
+_INSERT = f"INSERT OR REPLACE INTO responses (key, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def cache_key(provider: str, endpoint: str | None, model: str, params: Mapping[str, Any],
@@ -86,7 +87,12 @@ def cache_key(provider: str, endpoint: str | None, model: str, params: Mapping[s
 
 @dataclass(frozen=True)
 class CachedResponse:
-    """A successful answer as stored; ``latency_ms`` is the original call's, ``created_at`` epoch seconds."""
+    """A successful answer as stored; ``latency_ms`` is the original call's, ``created_at`` epoch seconds.
+
+    ``tokens``: for a logprobs request (``logprobs`` is in the params, hence in the key), the token
+    logprobs as JSON (:func:`llmops_lab.explain.tokens_to_json`), masked with the log policy like ``text``;
+    None otherwise, or when the endpoint returned none.
+    """
 
     text: str
     prompt_tokens: int = 0
@@ -95,6 +101,7 @@ class CachedResponse:
     response_model: str | None = None
     latency_ms: float = 0.0
     created_at: float = field(default_factory=time.time)
+    tokens: str | None = None
 
     @classmethod
     def _from_row(cls, row: Iterable[Any]) -> "CachedResponse":
@@ -117,11 +124,16 @@ class CachedResponse:
         """
         from .providers.base import Completion, Usage
 
+        tokens = None
+        if self.tokens is not None:
+            from .explain import tokens_from_json
+
+            tokens = tokens_from_json(self.tokens)
         return Completion(self.text, model_id, Usage(self.prompt_tokens, self.completion_tokens), 0.0,
                           finish_reason=self.finish_reason, endpoint_host=endpoint_host,
                           response_model=self.response_model,
                           extra={"cached": True, "cached_latency_ms": self.latency_ms,
-                                 "cached_at": self.created_at})
+                                 "cached_at": self.created_at}, tokens=tokens)
 
 
 _FIELDS = tuple(f.name for f in fields(CachedResponse))
@@ -131,7 +143,7 @@ def _row(key: str, value: CachedResponse) -> tuple:
     if not isinstance(value, CachedResponse):
         raise TypeError(f"the cache stores CachedResponse values (successful answers only), not {type(value).__name__}")
     return (key, value.text, int(value.prompt_tokens), int(value.completion_tokens), value.finish_reason,
-            value.response_model, float(value.latency_ms), float(value.created_at))
+            value.response_model, float(value.latency_ms), float(value.created_at), value.tokens)
 
 
 class ResponseCache:
@@ -183,6 +195,7 @@ class ResponseCache:
             # NORMAL in WAL mode: durable against a killed process, not against power loss (see module doc).
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(_SCHEMA)
+            self._add_tokens_column(conn)
             conn.execute("SELECT 1 FROM responses LIMIT 1").fetchall()
         except sqlite3.DatabaseError as err:
             if conn is not None:
@@ -192,6 +205,18 @@ class ResponseCache:
             raise
         self._conn = conn
         return conn
+
+    @staticmethod
+    def _add_tokens_column(conn: sqlite3.Connection) -> None:
+        # A cache created before logprobs existed: add the (nullable) column; old rows keep working. Another
+        # process may add it at the same moment: "duplicate column" then means done.
+        if any(row[1] == "tokens" for row in conn.execute("PRAGMA table_info(responses)")):
+            return
+        try:
+            conn.execute("ALTER TABLE responses ADD COLUMN tokens TEXT")
+        except sqlite3.OperationalError as err:
+            if "duplicate column" not in str(err).lower():
+                raise
 
     @staticmethod
     def _journal_wal(conn: sqlite3.Connection) -> None:

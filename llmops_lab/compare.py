@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 from .errors import ConfigError
 
 __all__ = ["Variant", "Comparison", "compare", "compare_from_magic_args", "resolve_variants", "mcnemar_exact",
-           "paired_bootstrap", "paired_stats", "word_diff_html"]
+           "paired_bootstrap", "paired_stats", "word_diff", "word_diff_html"]
 
 BOOTSTRAP_SAMPLES = 2000
 SEED = 0
@@ -207,24 +207,37 @@ def paired_stats(variant: Sequence[float | None], baseline: Sequence[float | Non
 
 # ---- word diff (pure) ----------------------------------------------------------------------------
 
-def word_diff_html(baseline: str | None, other: str | None) -> str:
-    """``other`` as HTML with words added vs ``baseline`` in <ins> and removed ones in <del>."""
+def word_diff(baseline: str | None, other: str | None) -> list[tuple[str, str]]:
+    """Word-level diff of ``other`` vs ``baseline``: ``[(op, text)]`` with op ``=`` (both), ``-`` (only in the
+    baseline) or ``+`` (only in ``other``); words of a run are joined by single spaces.
+
+    >>> word_diff("the cat sat", "the dog sat")
+    [('=', 'the'), ('-', 'cat'), ('+', 'dog'), ('=', 'sat')]
+    """
     import difflib
-    import html
 
     a, b = (baseline or "").split(), (other or "").split()
     if a == b:
-        return html.escape(" ".join(b))
-    out = []
+        return [("=", " ".join(b))] if b else []
+    out: list[tuple[str, str]] = []
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
         if op == "equal":
-            out.append(html.escape(" ".join(b[j1:j2])))
+            out.append(("=", " ".join(b[j1:j2])))
             continue
         if op in ("delete", "replace"):
-            out.append(f"<del>{html.escape(' '.join(a[i1:i2]))}</del>")
+            out.append(("-", " ".join(a[i1:i2])))
         if op in ("insert", "replace"):
-            out.append(f"<ins>{html.escape(' '.join(b[j1:j2]))}</ins>")
-    return " ".join(out)
+            out.append(("+", " ".join(b[j1:j2])))
+    return out
+
+
+def word_diff_html(baseline: str | None, other: str | None) -> str:
+    """``other`` as HTML with words added vs ``baseline`` in <ins> and removed ones in <del>."""
+    import html
+
+    tags = {"-": "del", "+": "ins"}
+    return " ".join(html.escape(text) if op == "=" else f"<{tags[op]}>{html.escape(text)}</{tags[op]}>"
+                    for op, text in word_diff(baseline, other))
 
 
 # ---- the comparison ------------------------------------------------------------------------------
@@ -261,6 +274,24 @@ class Comparison:
     @property
     def n_rows(self) -> int:
         return len(self.results[0])
+
+    def has_logprobs(self, variant: int | str) -> bool:
+        """Whether the variant ran with ``logprobs=True`` (its results have a ``token_logprobs`` column)."""
+        from .batch import TOKENS_COLUMN
+
+        return TOKENS_COLUMN in self.results[self.variant_index(variant)].columns
+
+    def tokens(self, row: int, variant: int | str) -> list[Any] | None:
+        """The token logprobs of one cell (in memory only), or None (not requested or none returned).
+
+        >>> cmp.tokens(0, 1)[0].prob                                          # doctest: +SKIP
+        """
+        from .batch import TOKENS_COLUMN
+
+        vi = self.variant_index(variant)
+        if not self.has_logprobs(vi):
+            return None
+        return self.results[vi][TOKENS_COLUMN].iat[row]
 
     def variant_index(self, variant: int | str) -> int:
         if isinstance(variant, bool):
@@ -490,16 +521,20 @@ def compare(prompts: Sequence[str] | str, models: Sequence[str] | str | None = N
             scorers: Sequence[Any] | str | None = None, baseline: int | str = 0,
             params: Mapping[str, Any] | None = None, name: str | None = None, concurrency: int = 8,
             progress: bool = True, cache: bool = True, primary: str | None = None, trace_sample: int | None = None,
-            **fixed_params: Any) -> Comparison:
+            logprobs: bool = False, top_logprobs: int | None = None, **fixed_params: Any) -> Comparison:
     """Run every variant (prompts x models x ``params`` grid) over ``data`` through ``batch``; returns a
     :class:`Comparison` (displays as a grid). ``fixed_params`` (e.g. ``max_tokens=32``) apply to all
     variants; ``name`` is the registry name inline templates run and are promoted under; ``primary`` the
     scorer the paired statistics use (default: the first). ``trace_sample=None`` traces every row (needed
     to log a rating to MLflow; one trace costs the writer ~70 ms CPU, so for large data pass a number and
-    ratings of untraced rows stay in-process)."""
+    ratings of untraced rows stay in-process). ``logprobs=True`` (``top_logprobs`` 0-20, default 5) asks every
+    variant for token logprobs (a request option, not part of the variant: never promoted); the grid's
+    "shade tokens" option then shows each answer shaded by token probability."""
+    from .api import logprob_params
     from .batch import batch, batch_run_id
     from .config import get_settings
 
+    logprob_params(logprobs, top_logprobs)  # a bad option fails before any variant runs
     variants = resolve_variants(prompts, models, params, name=name, fixed=fixed_params)
     settings = get_settings()
     for v in variants:  # pin what actually runs, so a promoted variant stores its real model config
@@ -511,7 +546,8 @@ def compare(prompts: Sequence[str] | str, models: Sequence[str] | str | None = N
         if progress:
             print(f"[{v.index}] {v.label}")
         res = batch(v.template, data, model=v.model, name=v.prompt_name, scorers=scorers, concurrency=concurrency,
-                    progress=progress, cache=cache, trace_sample=trace_sample, **v.params)
+                    progress=progress, cache=cache, trace_sample=trace_sample, logprobs=logprobs,
+                    top_logprobs=top_logprobs, **v.params)
         results.append(res)
         if scorer_names is None:
             scorer_names = list((res.attrs.get("llmops") or {}).get("summary", {}).get("scores", {}))

@@ -21,6 +21,8 @@ HELP = """\
   --system TEXT          system message
   --out VAR              store the result object in VAR (also in _)
   --format F             markdown (default) | text | json | code (code goes into a new cell)
+  --logprobs [--top-logprobs N]   token probabilities: the answer shaded by probability, the top N
+                         alternatives (0-20, default 5) on hover; result.logprobs_frame()
   --dataset DF           run over every row of a DataFrame variable (or a .csv/.jsonl path): a batch
     --scorer SPEC        exact:COL contains:COL regex:PAT json numeric:COL[:tol] latency_under:MS
                          cost_under:USD judge:"rubric" (repeatable)
@@ -34,7 +36,7 @@ HELP = """\
 %llm flush               write pending records to MLflow now
 %llm stats [--since 7d] [--by model|prompt|day|notebook] [--experiment NAME] [--plot]
                          calls, errors, latency p50/p95/p99, tokens, cost, scores, drift, from MLflow
-%llm compare P1 P2 … --dataset DF [--models a,b] [--scorer S] [--baseline 0]
+%llm compare P1 P2 … --dataset DF [--models a,b] [--scorer S] [--baseline 0] [--logprobs]
                          prompt variants (registry name@version|alias or inline) side by side: a widget
 %llm prompts [NAME] [--diff A B]   the prompt registry: versions, aliases, model config; diff two versions
 %llm last                the last call in full: messages, parameters, raw response, retries, stage timings
@@ -63,6 +65,8 @@ def _cell_parser() -> argparse.ArgumentParser:
     parser.add_argument("--system")
     parser.add_argument("--out", "-o")
     parser.add_argument("--format", "-f", default="markdown")
+    parser.add_argument("--logprobs", action="store_true")
+    parser.add_argument("--top-logprobs", dest="top_logprobs", type=_whole_number)
     # batch evaluation
     parser.add_argument("--dataset", "-d")
     parser.add_argument("--scorer", "-s", action="append", default=[])
@@ -108,6 +112,10 @@ def parse_cell_line(line: str) -> argparse.Namespace:
         raise ConfigError(f"--out {args.out!r} is not a Python variable name")
     if args.dataset is None and (args.scorer or args.refresh or args.judge_model):
         raise ConfigError("--scorer, --refresh and --judge-model go with --dataset (a batch over rows)")
+    if args.top_logprobs is not None and not args.logprobs:
+        raise ConfigError("--top-logprobs goes with --logprobs: add --logprobs to the %%llm line")
+    if args.top_logprobs is not None and not 0 <= args.top_logprobs <= 20:
+        raise ConfigError(f"--top-logprobs {args.top_logprobs} is out of range: use 0 to 20")
     if args.model is not None and ":" not in args.model:
         raise ConfigError(f"{args.model!r} is not provider:model (e.g. openai:gpt-4o-mini); options start with --")
     return args
@@ -161,8 +169,16 @@ def show(result: Any, fmt: str, shell: Any) -> None:
     from .results import strip_fences
 
     text = for_display(result.text)
+    shaded = bool(getattr(result, "logprobs_requested", False))
+    if shaded:  # the answer shaded by token probability replaces the markdown/text view
+        from IPython.display import HTML
+
+        from .explain import result_html
+
+        display(HTML(result_html(result.text, result.tokens)))  # masked for display inside
     if fmt == "markdown":
-        display(Markdown(text))
+        if not shaded:
+            display(Markdown(text))
     elif fmt == "json":
         try:
             data = result.data if text == result.text else json.loads(strip_fences(text))
@@ -177,7 +193,7 @@ def show(result: Any, fmt: str, shell: Any) -> None:
         code = strip_fences(text)
         display(Markdown(f"```\n{code}\n```"))
         shell.set_next_input(code, replace=False)
-    else:
+    elif not shaded:
         print(text)
     handle = display(Footer(result), display_id=True)
     if handle is not None and result._ticket is not None:
@@ -210,7 +226,8 @@ class LlmMagics(Magics):
         if args.dataset is not None:
             return self._batch(args, cell, params)
         result = run(cell, self.shell.user_ns, model=args.model, name=args.name, system=args.system,
-                     max_cost=args.max_cost, force=args.force, **params)
+                     max_cost=args.max_cost, force=args.force, logprobs=args.logprobs,
+                     top_logprobs=args.top_logprobs, **params)
         if args.out:
             self.shell.user_ns[args.out] = result
         self.shell.user_ns["_"] = result
@@ -226,11 +243,13 @@ class LlmMagics(Magics):
                         concurrency=args.concurrency, cache=args.cache, refresh=args.refresh,
                         variables=self.shell.user_ns, judge_model=args.judge_model,
                         trace_sample=args.trace_sample, dataset_name=args.dataset, max_cost=args.max_cost,
-                        force=args.force, **params)
+                        force=args.force, logprobs=args.logprobs, top_logprobs=args.top_logprobs, **params)
         if args.out:
             self.shell.user_ns[args.out] = results
         self.shell.user_ns["_"] = results
         shown = results.copy()  # the saved notebook gets masked text; the variable keeps the real answers
+        if "token_logprobs" in shown.columns:  # per-row token lists: not a table's job (explain.shade_html)
+            shown = shown.drop(columns="token_logprobs")
         for column in shown.columns[shown.dtypes == object]:
             shown[column] = shown[column].map(for_display)
         display(shown)
@@ -306,11 +325,16 @@ class LlmMagics(Magics):
         parser.add_argument("--concurrency", "-c", type=_whole_number, default=8)
         parser.add_argument("--temperature", "-t")
         parser.add_argument("--max-tokens", dest="max_tokens")
+        parser.add_argument("--logprobs", action="store_true")
+        parser.add_argument("--top-logprobs", dest="top_logprobs", type=_whole_number)
         args, unknown = parser.parse_known_args(shlex.split(rest))
         if unknown:
             raise ConfigError(f"%llm compare: unknown option {' '.join(unknown)} (see %llm help)")
         baseline: int | str = int(args.baseline) if args.baseline.isdigit() else args.baseline
-        params = {k: v for k, v in (("temperature", args.temperature), ("max_tokens", args.max_tokens)) if v}
+        params: dict[str, Any] = {k: v for k, v in (("temperature", args.temperature),
+                                                    ("max_tokens", args.max_tokens)) if v}
+        if args.logprobs or args.top_logprobs is not None:  # validated (one-line errors) by compare()
+            params.update(logprobs=args.logprobs, top_logprobs=args.top_logprobs)
         return compare_from_magic_args(args.prompts, models=args.models, dataset=args.dataset, scorers=args.scorer,
                                        baseline=baseline, name=args.name, concurrency=args.concurrency,
                                        user_ns=self.shell.user_ns, **params)

@@ -41,6 +41,8 @@ class LLMResult:
     finish_reason: str | None = None
     retries: int = 0
     _ticket: Any = field(default=None, repr=False)
+    tokens: list[Any] | None = field(default=None, repr=False)  # TokenLogprob list when logprobs were asked for
+    logprobs_requested: bool = field(default=False, repr=False)
 
     @property
     def run_id(self) -> str | None:
@@ -66,6 +68,22 @@ class LLMResult:
             return json.loads(strip_fences(self.text))
         except (json.JSONDecodeError, TypeError):
             return None
+
+    def logprobs_frame(self) -> Any:
+        """One row per generated token: ``token``, ``logprob``, ``prob``, ``top`` ([(alternative, prob)]).
+
+        >>> r = llmops_lab.run("Capital of France?", logprobs=True)        # doctest: +SKIP
+        >>> r.logprobs_frame().sort_values("prob").head(3)                  # the least certain tokens
+
+        Empty when the endpoint returned no logprobs. Held in memory only (never logged).
+        """
+        if not self.logprobs_requested:
+            from .errors import ConfigError
+
+            raise ConfigError("this result has no logprobs: call with logprobs=True (in a cell: %%llm --logprobs)")
+        from .explain import logprobs_frame
+
+        return logprobs_frame(self.tokens)
 
     def footer(self) -> str:
         """``model · 412 ms · 96 tokens · $0.00002 · run 1a2b3c4d`` (run id when already known)."""
@@ -97,3 +115,12 @@ class LLMResult:
 
     def _repr_markdown_(self) -> str:
         return f"{self.text}\n\n<sub>{self.footer()}</sub>"
+
+    def _repr_html_(self) -> str | None:
+        """With logprobs: the answer shaded by token probability (alternatives on hover); else None, so the
+        notebook keeps the Markdown view."""
+        if not self.logprobs_requested:
+            return None
+        from .explain import result_html
+
+        return result_html(self.text, self.tokens, footer=self.footer())

@@ -37,6 +37,7 @@ class RowResult:
     finish_reason: str | None
     start_ns: int
     end_ns: int
+    tokens: list[Any] | None = None  # TokenLogprob list, only for logprobs requests (in memory only)
 
 
 class AdaptiveLimit:
@@ -87,6 +88,7 @@ def run_rows(provider: Provider, model: str, params: dict[str, Any], rows: Itera
     """
     stats = {"requests": 0, "cache_hits": 0, "shared": 0, "limit_cuts": 0}
     failure: list[BaseException] = []
+    want_tokens = bool(params.get("logprobs"))
 
     async def main() -> None:
         limit = AdaptiveLimit(concurrency)
@@ -104,7 +106,8 @@ def run_rows(provider: Provider, model: str, params: dict[str, Any], rows: Itera
                 if hit is not None:
                     stats["cache_hits"] += 1
                     on_result(RowResult(row.index, hit.text, Usage(hit.prompt_tokens, hit.completion_tokens), 0.0,
-                                        True, 0, None, hit.finish_reason, start_ns, time.time_ns()))
+                                        True, 0, None, hit.finish_reason, start_ns, time.time_ns(),
+                                        _cached_tokens(hit) if want_tokens else None))
                     return
             shared = in_flight.get(row.cache_key) if row.cache_key is not None else None
             if shared is not None:
@@ -124,7 +127,7 @@ def run_rows(provider: Provider, model: str, params: dict[str, Any], rows: Itera
             else:
                 on_result(RowResult(row.index, completion.text, completion.usage, completion.latency_ms,
                                     shared is not None, completion.retries, None, completion.finish_reason,
-                                    start_ns, end_ns))
+                                    start_ns, end_ns, completion.tokens))
 
         async def send(row: RowCall) -> tuple[Any, str | None]:
             async with limit:
@@ -137,9 +140,11 @@ def run_rows(provider: Provider, model: str, params: dict[str, Any], rows: Itera
             limit.succeeded()
             if cache is not None and row.cache_key is not None:
                 stored = mask_text(completion.text)  # the log-side redaction (DESIGN §2); key = what was sent
-                if stored != FAILED_MARK or completion.text == FAILED_MARK:  # fail closed: not cached at all
+                tokens, ok = _storable_tokens(completion.tokens) if want_tokens else (None, True)
+                if ok and (stored != FAILED_MARK or completion.text == FAILED_MARK):  # fail closed: not cached
                     # Written before the row completes: a kernel killed mid-batch never pays for it twice.
-                    cache.put(row.cache_key, replace(CachedResponse.from_completion(completion), text=stored))
+                    cache.put(row.cache_key, replace(CachedResponse.from_completion(completion), text=stored,
+                                                     tokens=tokens))
             return completion, None
 
         try:
@@ -189,3 +194,23 @@ def run_rows(provider: Provider, model: str, params: dict[str, Any], rows: Itera
     if failure and not isinstance(failure[0], asyncio.CancelledError):
         raise failure[0]
     return stats
+
+
+def _cached_tokens(hit: CachedResponse) -> list[Any] | None:
+    if hit.tokens is None:
+        return None
+    from .explain import tokens_from_json
+
+    return tokens_from_json(hit.tokens)
+
+
+def _storable_tokens(tokens: list[Any] | None) -> tuple[str | None, bool]:
+    """(masked tokens as JSON, ok) for the cache: masked like the text (log policy); not ok -> cache nothing."""
+    if tokens is None:
+        return None, True
+    from .explain import storable_tokens, tokens_to_json
+
+    try:
+        return tokens_to_json(storable_tokens(tokens)), True
+    except Exception:  # noqa: BLE001 - fail closed: an unmasked token is never stored
+        return None, False

@@ -16,12 +16,14 @@ import asyncio
 import collections
 import json
 import random
+import re
 import signal
 import socket
 import struct
 import threading
 import time
 import uuid
+import zlib
 from typing import Any, Callable, Iterable
 
 FAULT_KINDS = ("429", "500", "503", "timeout", "reset")
@@ -52,6 +54,20 @@ def _text(content: Any) -> str:
 def error_body(message: str, type_: str, code: str | None = None) -> dict[str, Any]:
     """OpenAI-shaped error payload."""
     return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+
+
+def fake_logprobs(content: str, top: int) -> dict[str, Any]:
+    """OpenAI-shaped ``choice.logprobs`` for ``content``, deterministic: tokens are words with their leading
+    whitespace; a token's logprob comes from a CRC of its text (0 to -4), its alternatives are the token
+    itself then ``<token>~1``, ``<token>~2``... each 0.5 less likely."""
+    items = []
+    for token in re.findall(r"\s*\S+|\s+", content):
+        logprob = -(zlib.crc32(token.encode()) % 400) / 100.0
+        alts = [(token, logprob)] + [(f"{token}~{k}", logprob - 0.5 * k) for k in range(1, top)]
+        items.append({"token": token, "logprob": logprob, "bytes": list(token.encode()),
+                      "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(t.encode())}
+                                       for t, lp in alts[:top]]})
+    return {"content": items, "refusal": None}
 
 
 def default_responder(req: dict[str, Any]) -> str:
@@ -104,6 +120,7 @@ class FakeOpenAI:
             self.faults_served: dict[str, int] = {k: 0 for k in FAULT_KINDS}
             self.last_headers: dict[str, str] = {}
             self._queue.clear()
+            self.logprobs_supported = True  # False: ignore "logprobs" like an endpoint without support
 
     def fail_next(self, kind: str, count: int = 1, retry_after: float | None = None) -> None:
         """Make the next ``count`` chat completion requests fail with ``kind``."""
@@ -295,11 +312,18 @@ class FakeOpenAI:
             content = " ".join(content.split()[:limit])
         prompt = sum(_words(_text(m.get("content"))) for m in req["messages"] if isinstance(m, dict))
         completion = _words(content)
+        logprobs = None
+        if req.get("logprobs") and self.logprobs_supported:
+            top = req.get("top_logprobs")
+            if top is not None and (not isinstance(top, int) or not 0 <= top <= 20):
+                return self._json(400, error_body("top_logprobs must be between 0 and 20 (fake).",
+                                                  "invalid_request_error", "invalid_value"))
+            logprobs = fake_logprobs(content, top or 0)
         return self._json(200, {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
             "created": int(time.time()), "model": req.get("model", "fake-model"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                         "finish_reason": "stop", "logprobs": None}],
+                         "finish_reason": "stop", "logprobs": logprobs}],
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
                       "total_tokens": prompt + completion},
         })

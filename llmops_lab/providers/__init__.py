@@ -11,9 +11,9 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import ConfigError, MissingApiKeyError
-from .base import Completion, Message, ModelId, Provider, Usage
+from .base import Completion, Message, ModelId, Provider, TokenLogprob, Usage
 
-__all__ = ["Completion", "Message", "ModelId", "Provider", "Usage", "resolve", "describe_providers"]
+__all__ = ["Completion", "Message", "ModelId", "Provider", "TokenLogprob", "Usage", "resolve", "describe_providers"]
 
 _clients: dict[tuple, Provider] = {}
 _lock = threading.Lock()

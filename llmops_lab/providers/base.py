@@ -1,6 +1,7 @@
 """What every provider takes and returns. Providers are the only code that talks to models."""
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
@@ -43,9 +44,35 @@ class Usage:
                 "total_tokens": self.total_tokens}
 
 
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One generated token with its log-probability and the most likely alternatives at that position.
+
+    >>> t = TokenLogprob(" Paris", -0.05, ((" Paris", -0.05), (" Lyon", -3.2)))
+    >>> round(t.prob, 3), t.top[1][0]
+    (0.951, ' Lyon')
+
+    Provider-neutral: OpenAI's ``choice.logprobs.content`` and llama.cpp's both map to a list of these.
+    ``top`` is ordered most likely first and may include the chosen token itself.
+    """
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def prob(self) -> float:
+        """``exp(logprob)``, in (0, 1]."""
+        return math.exp(self.logprob)
+
+
 @dataclass
 class Completion:
-    """One model answer, the same shape from every provider."""
+    """One model answer, the same shape from every provider.
+
+    ``tokens`` is only set when the request asked for logprobs (``params["logprobs"]``) and the endpoint
+    returned them; None otherwise (not requested, or the endpoint does not support them).
+    """
 
     text: str
     model_id: ModelId
@@ -56,6 +83,7 @@ class Completion:
     endpoint_host: str | None = None
     response_model: str | None = None  # what the endpoint says it ran
     extra: dict[str, Any] = field(default_factory=dict)
+    tokens: list[TokenLogprob] | None = None
 
 
 class Provider(Protocol):

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from urllib.parse import urlparse
 
 from ..errors import ProviderError
-from .base import Completion, Message, ModelId, RetryPolicy, Usage, parse_retry_after
+from .base import Completion, Message, ModelId, RetryPolicy, TokenLogprob, Usage, parse_retry_after
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -40,7 +40,7 @@ class OpenAICompatProvider:
         while True:
             try:
                 response = self._client.chat.completions.create(**request)
-                return self._completion(response, model, start, attempt)
+                return self._completion(response, model, start, attempt, bool(params.get("logprobs")))
             except self._openai.OpenAIError as err:
                 delay = self._retry_delay(err, model, attempt)
             time.sleep(delay)
@@ -57,7 +57,7 @@ class OpenAICompatProvider:
         while True:
             try:
                 response = await client.chat.completions.create(**request)
-                return self._completion(response, model, start, attempt)
+                return self._completion(response, model, start, attempt, bool(params.get("logprobs")))
             except self._openai.OpenAIError as err:
                 delay = self._retry_delay(err, model, attempt)
                 if on_rate_limit is not None and getattr(err, "status_code", None) == 429:
@@ -81,9 +81,16 @@ class OpenAICompatProvider:
                                 f"tries: check the endpoint is up, or raise timeout= / max_retries=") from None
         raise ProviderError(f"{self.name}:{model} failed: {type(err).__name__}: {err}") from None
 
-    def _completion(self, response: Any, model: str, start: float, attempt: int) -> Completion:
+    def _completion(self, response: Any, model: str, start: float, attempt: int,
+                    want_logprobs: bool = False) -> Completion:
         choice = response.choices[0] if response.choices else None
         usage = response.usage
+        # Parsed only when asked for: the default path stays as cheap as a bare SDK call.
+        tokens = parse_logprobs(getattr(choice, "logprobs", None)) if want_logprobs and choice else None
+        if tokens is not None:
+            # The tokens live in Completion.tokens; the raw copy (shown by `%llm last`, whose masking sees one
+            # flat string) must not hold them: a secret split over tokens would escape it.
+            choice.logprobs = None
         return Completion(
             text=(choice.message.content or "") if choice else "",
             model_id=ModelId(self.name, model),
@@ -94,6 +101,7 @@ class OpenAICompatProvider:
             endpoint_host=self.endpoint_host,
             response_model=response.model,
             extra={"raw": response},  # the SDK object; serialised only if `%llm last` asks for it
+            tokens=tokens,
         )
 
     def _status_message(self, model: str, err: Any, attempt: int) -> str:
@@ -117,6 +125,59 @@ def _sdk_params(params: dict[str, Any]) -> dict[str, Any]:
     if isinstance(out.get("stop"), str):
         out["stop"] = [out["stop"]]
     return out
+
+
+def parse_logprobs(logprobs: Any) -> list[TokenLogprob] | None:
+    """``choice.logprobs`` (SDK object or plain dict) -> provider-neutral tokens; None when absent.
+
+    >>> parse_logprobs({"content": [{"token": "Hi", "logprob": -0.1, "bytes": [72, 105],
+    ...                              "top_logprobs": [{"token": "Hi", "logprob": -0.1}]}]})[0].token
+    'Hi'
+
+    A character split over several tokens (UTF-8 bytes, e.g. an emoji) arrives as byte fragments whose
+    ``token`` is an escape like ``\\xf0\\x9f``: consecutive fragments are merged into one token (the
+    logprobs add up: the joint probability), so the tokens join back to the answer text.
+    """
+    content = _get(logprobs, "content") if logprobs is not None else None
+    if content is None:
+        return None
+    out: list[TokenLogprob] = []
+    pending: bytes = b""
+    pending_logprob = 0.0
+    pending_top: tuple[tuple[str, float], ...] = ()
+    for item in content:
+        token, logprob = str(_get(item, "token") or ""), float(_get(item, "logprob") or 0.0)
+        top = tuple((str(_get(t, "token") or ""), float(_get(t, "logprob") or 0.0))
+                    for t in (_get(item, "top_logprobs") or ()))
+        raw = _get(item, "bytes")
+        if raw is not None and (pending or _is_fragment(bytes(raw))):
+            if not pending:
+                pending_logprob, pending_top = 0.0, top
+            pending += bytes(raw)
+            pending_logprob += logprob
+            try:
+                token = pending.decode("utf-8")
+            except UnicodeDecodeError:
+                continue  # the character is not complete yet
+            out.append(TokenLogprob(token, pending_logprob, pending_top))
+            pending = b""
+            continue
+        out.append(TokenLogprob(token, logprob, top))
+    if pending:  # cut off mid-character (max_tokens): keep what the endpoint said
+        out.append(TokenLogprob(pending.decode("utf-8", errors="replace"), pending_logprob, pending_top))
+    return out
+
+
+def _is_fragment(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+        return False
+    except UnicodeDecodeError:
+        return True
+
+
+def _get(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
 
 def _error_detail(err: Any) -> str:

@@ -1,7 +1,9 @@
 """The comparison grid: one row per data row, one column per variant (ipywidgets).
 
 State lives in traitlets (``page``, ``page_size``, ``only_diff``, ``only_failures``, ``sort_by``,
-``sort_desc``, the visible row indices and counts); every change re-renders the view from that state.
+``sort_desc``, ``shade_tokens``, the visible row indices and counts); every change re-renders the view from
+that state. ``shade_tokens`` shows the cells of variants run with ``logprobs=True`` shaded by token
+probability (alternatives on hover), with the same renderer as a single answer (:func:`explain.shade_html`).
 The heavy parts are computed once (outputs matrix, failure mask, sort keys as numpy arrays) and only the
 current page is rendered to HTML, so 1,000 rows x 6 variants stays responsive. Actions (rating, promote)
 call the core :class:`~llmops_lab.compare.Comparison`; nothing here talks to MLflow directly.
@@ -16,6 +18,7 @@ import ipywidgets as W
 import traitlets as T
 
 from ..compare import word_diff_html
+from ..explain import display_tokens, legend_html, shade_html
 
 _CSS = """<style>
 .llmops-cmp table{border-collapse:collapse;font-size:12px;table-layout:fixed}
@@ -48,6 +51,7 @@ class CompareGrid(W.VBox):
     only_failures = T.Bool(False).tag(sync=True)
     sort_by = T.Unicode("row").tag(sync=True)        # "row" or "<variant>:<column>" e.g. "1:contains_keyword"
     sort_desc = T.Bool(False).tag(sync=True)
+    shade_tokens = T.Bool(False).tag(sync=True)    # cells of logprobs variants shaded by token probability
     n_rows = T.Int(0).tag(sync=True)                 # all rows
     n_visible = T.Int(0).tag(sync=True)              # rows left after the filters
     n_pages = T.Int(1).tag(sync=True)
@@ -90,11 +94,15 @@ class CompareGrid(W.VBox):
         self._fail_box = W.Checkbox(description="only failures", indent=False)
         self._sort = W.Dropdown(options=labels, description="sort", layout=W.Layout(width="260px"))
         self._desc = W.ToggleButton(description="desc", layout=W.Layout(width="60px"))
+        self._logprob_variants = [cmp.has_logprobs(v.index) for v in cmp.variants]
+        self._shade_box = W.Checkbox(description="shade tokens by probability", indent=False,
+                                     disabled=not any(self._logprob_variants),
+                                     tooltip="needs a comparison run with logprobs=True")
         self._prev = W.Button(description="◀", layout=W.Layout(width="40px"))
         self._next = W.Button(description="▶", layout=W.Layout(width="40px"))
         self._page_label = W.HTML()
         for control, name in ((self._diff_box, "only_diff"), (self._fail_box, "only_failures"),
-                              (self._sort, "sort_by"), (self._desc, "sort_desc")):
+                              (self._sort, "sort_by"), (self._desc, "sort_desc"), (self._shade_box, "shade_tokens")):
             W.link((control, "value"), (self, name))
         self._prev.on_click(lambda _: self.set_trait("page", max(0, self.page - 1)))
         self._next.on_click(lambda _: self.set_trait("page", min(self.n_pages - 1, self.page + 1)))
@@ -123,7 +131,8 @@ class CompareGrid(W.VBox):
 
         super().__init__(children=[
             W.HTML(_CSS),
-            W.HBox([self._diff_box, self._fail_box, self._sort, self._desc, self._prev, self._page_label, self._next]),
+            W.HBox([self._diff_box, self._fail_box, self._shade_box, self._sort, self._desc, self._prev,
+                    self._page_label, self._next]),
             self._header, self._grid,
             W.HBox([self._rate_row, self._rate_variant, self._up, self._down, self._score, self._comment]),
             W.HBox([self._promote_variant, self._alias, self._reason, self._promote_button]),
@@ -132,6 +141,7 @@ class CompareGrid(W.VBox):
         self.n_rows = cmp.n_rows
         self.page_size = page_size
         self.observe(self._on_state, names=["page", "page_size", "only_diff", "only_failures", "sort_by", "sort_desc"])
+        self.observe(lambda _change: self.refresh(), names=["shade_tokens"])  # same rows, another view
         self.refresh()
 
     # -- state -> order -> page ----------------------------------------------------------------------
@@ -224,6 +234,11 @@ class CompareGrid(W.VBox):
         res = cmp.results[vi]
         if self._errors[row, vi]:
             body = f"<span class='err'>error: {html.escape(str(res['error'].iat[row]))[:300]}</span>"
+        elif self.shade_tokens and self._logprob_variants[vi]:
+            tokens = cmp.tokens(row, vi)
+            shown = display_tokens(tokens)  # a saved widget state is storage too: secrets masked
+            body = (shade_html(shown, legend=False, text=str(self._outputs[vi][row] or ""))
+                    if shown is not None or tokens is None else "<span class='err'>(tokens hidden)</span>")
         elif vi == cmp.baseline:
             body = html.escape(str(self._outputs[vi][row] or ""))
         else:
@@ -243,7 +258,8 @@ class CompareGrid(W.VBox):
     def render_rows(self) -> str:
         """The current page as an HTML table (only these rows are rendered)."""
         n_variants = len(self.comparison.variants)
-        parts = ["<table>"]
+        parts = [legend_html()] if self.shade_tokens and any(self._logprob_variants) else []
+        parts.append("<table>")
         for row in self.visible_rows:
             parts.append(f"<tr><td><b>#{row}</b> <span class='meta'>{html.escape(self._input_text[row][:300])}</span></td>")
             parts.extend(self.render_cell(row, vi) for vi in range(n_variants))
