@@ -3,36 +3,86 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The venv's bin first on PATH: `npm run build:prod` calls jupyter-builder, Playwright's webServer calls jupyter.
+VENV_PATH := PATH=$(abspath $(BIN)):$$PATH
 
-.PHONY: install demo test test-fast lab bench clean system-deps
+# JupyterLab sidebar (TypeScript in labextension/, built into llmops_lab/labextension/).
+LABEXT    := labextension
+LAB_NPM   := $(LABEXT)/node_modules/.ci-stamp
+LAB_BUILT := llmops_lab/labextension/static/style.js
+LAB_SRC   := $(wildcard $(LABEXT)/src/*.ts $(LABEXT)/style/*) $(LABEXT)/package.json $(LABEXT)/tsconfig.json
+UI_TESTS  := $(LABEXT)/ui-tests
+UI_NPM    := $(UI_TESTS)/node_modules/.ci-stamp
+LAB_LINK  := $(VENV)/share/jupyter/labextensions/llmops-lab
+
+.PHONY: install demo test test-fast test-js test-ui labextension lab bench clean system-deps chromium
 
 # Build tools for llama-cpp-python (compiled from source once; pip caches the wheel afterwards).
 system-deps:
 	@command -v g++ >/dev/null && command -v make >/dev/null || \
 	  { apt-get update && apt-get install -y --no-install-recommends g++ make; }
 
-$(STAMP): pyproject.toml | system-deps
+# Debian's chromium for the browser tests (Playwright does not download its own).
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
+
+# npm ci once per lockfile (Node.js is needed to build from source; the wheel ships the built sidebar).
+$(LAB_NPM): $(LABEXT)/package-lock.json
+	cd $(LABEXT) && npm ci --no-audit --no-fund
+	touch $@
+
+# The venv, then the sidebar: `npm ci` (lockfile) + one `npm run build:prod` with the venv's jupyter-builder, then
+# `jupyter-builder develop` links llmops_lab/labextension into the venv, so rebuilds (`make labextension`) are live.
+# (A plain `pip install -e .` or a wheel build runs the same build through the hatch-jupyter-builder hook; here
+# the hook is skipped so npm runs once, from the lockfile.) The link is removed before pip runs, or pip would
+# uninstall the previous copy's files through it.
+$(STAMP): pyproject.toml $(LAB_NPM) | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/python -m pip install -q -e '.[local,serve,lab,dev,team]'
+	@if [ -L $(LAB_LINK) ]; then rm $(LAB_LINK); fi
+	HATCH_JUPYTER_BUILDER_SKIP_NPM=1 CMAKE_BUILD_PARALLEL_LEVEL=2 \
+	  $(BIN)/python -m pip install -q -e '.[local,serve,lab,dev,team]'
+	cd $(LABEXT) && $(VENV_PATH) npm run build:prod --silent
+	$(VENV_PATH) jupyter-builder develop --overwrite .
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# Rebuild after a change of the sidebar's sources (the venv already links the build).
+$(LAB_BUILT): $(LAB_SRC) | $(STAMP)
+	cd $(LABEXT) && $(VENV_PATH) npm run build:prod --silent
+	touch $@
+
+labextension: $(LAB_BUILT)
+
+$(UI_NPM): $(UI_TESTS)/package-lock.json
+	cd $(UI_TESTS) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
+	touch $@
+
 demo: install
 	$(BIN)/llmops-lab demo
 
-test: install
+test: install test-js
 	$(BIN)/python -m pytest -q
+	$(MAKE) test-ui
 
-test-fast: install
+test-fast: install test-js
 	$(BIN)/python -m pytest -q -m "not slow"
 
-lab: install
+# Unit tests of the sidebar's pure modules (jest, jsdom).
+test-js: $(LAB_NPM)
+	cd $(LABEXT) && npm test --silent
+
+# Browser tests (Galata/Playwright on /usr/bin/chromium); screenshots in labextension/ui-tests/test-results/.
+test-ui: $(LAB_BUILT) $(UI_NPM) | chromium
+	cd $(UI_TESTS) && $(VENV_PATH) npx playwright test
+
+lab: install labextension
 	$(BIN)/jupyter lab notebooks/
 
 bench: install
 	$(BIN)/python benchmarks/overhead.py
 
 clean:
-	rm -rf $(VENV) .llmops notebooks/*.out.ipynb
+	rm -rf $(VENV) .llmops notebooks/*.out.ipynb llmops_lab/labextension $(LABEXT)/lib $(LABEXT)/tsconfig.tsbuildinfo \
+	  $(LABEXT)/node_modules $(UI_TESTS)/node_modules $(UI_TESTS)/test-results $(UI_TESTS)/playwright-report

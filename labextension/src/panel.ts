@@ -1,0 +1,258 @@
+/**
+ * The LLMOps sidebar: a header (store, experiment, MLflow UI) and three tabs (Runs, Prompts, Jobs).
+ * Live: polls the visible tab every few seconds while the panel is shown, and refreshes the runs after
+ * each executed cell of the active notebook.
+ */
+import { showErrorMessage } from '@jupyterlab/apputils';
+import { Widget } from '@lumino/widgets';
+
+import { api, IContext } from './api';
+import { h, replaceChildren } from './dom';
+import { ApiError } from './errors';
+import { JobsSection, promoteNotebook } from './jobs';
+import { IParameter } from './params';
+import { PromptsSection } from './prompts';
+import { isSafeHttpUrl } from './query';
+import { RunsSection } from './runs';
+import { button, errorNotice, IHost, Section } from './section';
+
+export const POLL_MS = 4000;
+
+export interface IPanelOptions {
+  /** Inserts a code cell below the active cell of the active notebook; false if none. */
+  insertCell: (source: string) => boolean;
+  /** The parameters cell of the active notebook as parsed locally (fallback for the promote dialog). */
+  localParameters: () => Record<string, IParameter>;
+}
+
+export class LLMOpsPanel extends Widget implements IHost {
+  constructor(private readonly options: IPanelOptions) {
+    super();
+    this.id = 'llmops-lab-sidebar';
+    this.addClass('llmops-panel');
+    this.node.dataset.testid = 'llmops-panel';
+    this.title.caption = 'LLMOps: runs, prompts and jobs';
+
+    this.sections = [new RunsSection(this), new PromptsSection(this), new JobsSection(this)];
+    this.headerNode = h('div', { class: 'llmops-header', testid: 'llmops-header' });
+    this.tabsNode = h(
+      'div',
+      { class: 'llmops-tabs', role: 'tablist' },
+      ...this.sections.map(s =>
+        h(
+          'button',
+          {
+            class: 'llmops-tab',
+            type: 'button',
+            role: 'tab',
+            testid: `llmops-tab-${s.id}`,
+            'data-section': s.id,
+            onclick: () => this.select(s.id)
+          },
+          s.id[0].toUpperCase() + s.id.slice(1)
+        )
+      )
+    );
+    this.bodyNode = h('div', { class: 'llmops-body' });
+    this.node.append(
+      h('div', { class: 'llmops-title' }, 'LLMOps'),
+      this.headerNode,
+      this.tabsNode,
+      this.bodyNode
+    );
+    this.select('runs', false);
+    this.renderHeader();
+  }
+
+  get notebook(): string | null {
+    return this._notebook;
+  }
+
+  get context(): IContext | null {
+    return this._context;
+  }
+
+  get activeSection(): Section {
+    return this.sections.find(s => s.id === this.active)!;
+  }
+
+  insertCell(source: string): boolean {
+    return this.options.insertCell(source);
+  }
+
+  async promote(): Promise<void> {
+    if (!this._notebook) {
+      return;
+    }
+    const job = await promoteNotebook(this._notebook, this.options.localParameters());
+    if (job) {
+      this.select('jobs');
+    }
+  }
+
+  /** The active notebook changed (path relative to the server root, or null). */
+  setNotebook(path: string | null): void {
+    if (path === this._notebook) {
+      return;
+    }
+    this._notebook = path;
+    this._context = null;
+    this.contextError = null;
+    this.loaded.clear();
+    for (const s of this.sections) {
+      if (s.id !== this.active) {
+        replaceChildren(s.node);
+      }
+    }
+    if (this.isVisible) {
+      void this.loadContext();
+      this.activeSection.notebookChanged();
+      this.loaded.add(this.active);
+    }
+    this.renderHeader();
+  }
+
+  /** A cell of the active notebook finished: its run reaches MLflow shortly after (spool writer). */
+  cellExecuted(): void {
+    if (!this.isVisible || this.active !== 'runs') {
+      return;
+    }
+    window.clearTimeout(this.executedTimer);
+    this.executedTimer = window.setTimeout(() => void this.activeSection.refresh(true), 800);
+  }
+
+  select(id: string, load = true): void {
+    this.active = id;
+    for (const tab of Array.from(this.tabsNode.children) as HTMLElement[]) {
+      const selected = tab.dataset.section === id;
+      tab.classList.toggle('llmops-tab-active', selected);
+      tab.setAttribute('aria-selected', String(selected));
+    }
+    replaceChildren(this.bodyNode, this.activeSection.node);
+    if (load && this.isVisible) {
+      if (!this.loaded.has(id)) {
+        this.loaded.add(id);
+        this.activeSection.notebookChanged();
+      } else {
+        void this.activeSection.refresh(true);
+      }
+    }
+  }
+
+  protected onAfterShow(): void {
+    if (!this._context && !this.contextError) {
+      void this.loadContext();
+    }
+    this.select(this.active);
+    this.pollTimer = window.setInterval(() => this.poll(), POLL_MS);
+  }
+
+  protected onAfterHide(): void {
+    window.clearInterval(this.pollTimer);
+  }
+
+  dispose(): void {
+    window.clearInterval(this.pollTimer);
+    window.clearTimeout(this.executedTimer);
+    super.dispose();
+  }
+
+  private poll(): void {
+    if (!this.isVisible || document.hidden) {
+      return;
+    }
+    const section = this.activeSection;
+    if (section.pollable && !this.polling) {
+      this.polling = true;
+      void section.refresh(true).finally(() => (this.polling = false));
+    }
+  }
+
+  private async loadContext(): Promise<void> {
+    const notebook = this._notebook;
+    try {
+      const ctx = await api.context(notebook);
+      if (notebook === this._notebook) {
+        this._context = ctx;
+        this.contextError = null;
+      }
+    } catch (error) {
+      if (notebook === this._notebook) {
+        this._context = null;
+        this.contextError = error;
+      }
+    }
+    this.renderHeader();
+  }
+
+  /** Starts `llmops-lab ui` (once per store); it answers ~10 s later: poll the context until `ready`. */
+  private async startMlflowUi(): Promise<void> {
+    try {
+      this.mlflowStarting = true;
+      this.renderHeader();
+      await api.startMlflowUi(this._notebook);
+      for (let i = 0; i < 20; i++) {
+        await this.loadContext();
+        const ui = this._context?.mlflow_ui;
+        if (!ui || ui.ready !== false) {
+          break;
+        }
+        await new Promise(resolve => window.setTimeout(resolve, 1500));
+      }
+    } catch (error) {
+      await showErrorMessage('Start MLflow UI', error instanceof Error ? error.message : String(error));
+    } finally {
+      this.mlflowStarting = false;
+      this.renderHeader();
+    }
+  }
+
+  private renderHeader(): void {
+    const ctx = this._context;
+    const nb = h(
+      'div',
+      { class: 'llmops-header-line', testid: 'llmops-notebook', title: this._notebook ?? '' },
+      this._notebook ? `Notebook: ${this._notebook}` : 'No active notebook'
+    );
+    if (this.contextError) {
+      // The missing server extension explains itself once, here; the sections say it again.
+      replaceChildren(this.headerNode, nb, this.contextError instanceof ApiError ? errorNotice(this.contextError) : null);
+      return;
+    }
+    if (!ctx) {
+      replaceChildren(this.headerNode, nb);
+      return;
+    }
+    const ui = ctx.mlflow_ui ?? { running: false, url: null };
+    const uiNode = this.mlflowStarting
+      ? h('span', { class: 'llmops-muted', testid: 'llmops-mlflow-starting' }, 'Starting the MLflow UI…')
+      : ui.running && ui.ready !== false && ui.url && isSafeHttpUrl(ui.url)
+        ? h(
+            'a',
+            { class: 'llmops-link', testid: 'llmops-mlflow-link', href: ui.url, target: '_blank', rel: 'noopener noreferrer' },
+            'MLflow UI ↗'
+          )
+        : button('Start MLflow UI', () => void this.startMlflowUi(), { testid: 'llmops-start-mlflow' });
+    replaceChildren(
+      this.headerNode,
+      nb,
+      h('div', { class: 'llmops-header-line', title: ctx.tracking_uri }, `Store: ${ctx.tracking_uri}`),
+      h('div', { class: 'llmops-header-line', title: ctx.experiment }, `Experiment: ${ctx.experiment}`),
+      h('div', { class: 'llmops-header-actions' }, uiNode)
+    );
+  }
+
+  private readonly sections: Section[];
+  private readonly headerNode: HTMLElement;
+  private readonly tabsNode: HTMLElement;
+  private readonly bodyNode: HTMLElement;
+  private readonly loaded = new Set<string>();
+  private active = 'runs';
+  private _notebook: string | null = null;
+  private _context: IContext | null = null;
+  private contextError: unknown = null;
+  private pollTimer = 0;
+  private executedTimer = 0;
+  private polling = false;
+  private mlflowStarting = false;
+}
