@@ -19,7 +19,8 @@ from typing import Any, Mapping
 from .errors import ConfigError
 
 __all__ = ["PromptRef", "LoadedPrompt", "parse_ref", "is_ref", "load_prompt", "get_version", "list_prompts",
-           "diff_versions", "register_version", "promote_prompt", "model_config_for", "params_from_config",
+           "prompt_summaries", "diff_versions", "register_version", "check_alias", "promote_prompt",
+           "model_config_for", "params_from_config",
            "prompts_from_magic_args", "PromptDiff"]
 
 _REF = re.compile(r"^(?:prompts:/)?(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,99})(?:(?:@|/)(?P<sel>[A-Za-z0-9_.-]+))?$")
@@ -176,11 +177,10 @@ def load_prompt(ref: str) -> LoadedPrompt:
                         list(getattr(version, "aliases", None) or []), ref=str(ref))
 
 
-def list_prompts(filter_string: str | None = None):
-    """Registered prompts: one row per prompt with its versions, latest version, aliases and latest model."""
-    import pandas as pd
-
-    client = _client()
+def prompt_summaries(filter_string: str | None = None, client: Any = None) -> list[dict[str, Any]]:
+    """Registered prompts as plain dicts: name, versions, latest, aliases ``{alias: version}``, model of the
+    latest version and its ``updated_ms``. ``client`` defaults to the project's store."""
+    client = client or _client()
     rows = []
     for prompt in client.search_prompts(filter_string=filter_string, max_results=1000):
         # search_prompt_versions leaves aliases out: read each version (prompts have few versions)
@@ -192,17 +192,24 @@ def list_prompts(filter_string: str | None = None):
         latest = versions[-1] if versions else None
         model, _ = params_from_config(getattr(latest, "model_config", None)) if latest else (None, {})
         rows.append({"name": prompt.name, "versions": [int(v.version) for v in versions],
-                     "latest": int(latest.version) if latest else None,
-                     "aliases": ", ".join(f"{a}→{n}" for a, n in sorted(aliases.items())),
-                     "model": model,
-                     "updated": pd.to_datetime(latest.last_updated_timestamp or latest.creation_timestamp, unit="ms")
-                     if latest else None})
+                     "latest": int(latest.version) if latest else None, "aliases": aliases, "model": model,
+                     "updated_ms": (latest.last_updated_timestamp or latest.creation_timestamp) if latest else None})
+    return rows
+
+
+def list_prompts(filter_string: str | None = None, client: Any = None):
+    """Registered prompts: one row per prompt with its versions, latest version, aliases and latest model."""
+    import pandas as pd
+
+    rows = [{**row, "aliases": ", ".join(f"{a}→{n}" for a, n in sorted(row["aliases"].items())),
+             "updated": pd.to_datetime(row["updated_ms"], unit="ms") if row["updated_ms"] else None}
+            for row in prompt_summaries(filter_string, client)]
     return pd.DataFrame(rows, columns=["name", "versions", "latest", "aliases", "model", "updated"])
 
 
-def diff_versions(name: str, a: int | str, b: int | str) -> str:
+def diff_versions(name: str, a: int | str, b: int | str, client: Any = None) -> str:
     """A unified diff of two versions of ``name`` (template, then model config): ``%llm prompts NAME --diff 1 2``."""
-    client = _client()
+    client = client or _client()
     va, vb = (get_version(PromptRef(name, version=int(x)) if str(x).isdigit() else PromptRef(name, alias=str(x)),
                           client) for x in (a, b))
 
@@ -237,14 +244,20 @@ def register_version(name: str, template: str, *, model: str | None = None, para
                                   model_config=config or None)
 
 
+def check_alias(alias: Any) -> str:
+    """An alias name MLflow and ``name@alias`` references both accept, or a one-line ConfigError."""
+    if not isinstance(alias, str) or not re.match(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$", alias) or alias == "latest":
+        raise ConfigError(f"alias {alias!r} is invalid: use letters, digits, '-' or '_' (not 'latest')")
+    return alias
+
+
 def promote_prompt(name: str, template: str, *, model: str | None = None, params: Mapping[str, Any] | None = None,
                    alias: str = "production", reason: str | None = None, user: str | None = None,
                    source: str | None = None) -> Any:
     """Register (if needed) and point ``alias`` at the version; who/why/when go into the version's tags."""
     from .tracking import context
 
-    if not re.match(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$", alias or "") or alias == "latest":
-        raise ConfigError(f"alias {alias!r} is invalid: use letters, digits, '-' or '_' (not 'latest')")
+    check_alias(alias)
     client = _client()
     version = register_version(name, template, model=model, params=params,
                                commit_message=f"promoted to {alias}" + (f": {reason}" if reason else ""), client=client)

@@ -1,0 +1,30 @@
+"""jupyter-server extension behind the JupyterLab LLMOps sidebar (REST contract: docs/server-api.md).
+
+Loading it only registers routes: MLflow, pandas and papermill load inside request handlers, and no
+process starts until a request asks for one (``mlflow-ui``, ``jobs/<name>/run``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": "llmops_lab.server"}]
+
+
+def _load_jupyter_server_extension(server_app: Any) -> None:
+    from pathlib import Path
+
+    from .routes import setup_routes
+
+    root = str(Path(server_app.root_dir).expanduser().resolve())
+    setup_routes(server_app.web_app, root)
+    server_app.log.info("llmops-lab: sidebar API at %sllmops-lab/api/ (root %s)",
+                        server_app.web_app.settings["base_url"], root)
+
+
+def _unload_jupyter_server_extension(server_app: Any) -> None:
+    """Stop the MLflow UIs and job runs this server started."""
+    from .processes import stop_all
+
+    stop_all()

@@ -1,0 +1,127 @@
+"""Jobs for the panel: the list, a preview of a notebook as a job, promotion, and a run now.
+
+Everything is :mod:`llmops_lab.jobs`' own logic; this module only shapes its answers as plain dicts.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from . import processes
+from .errors import ApiError
+from .stores import Store
+
+_JOB_NAME = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+PREVIEW_RUNS = 3
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def job_row(status: Any, root: Path) -> dict[str, Any]:
+    """A ``jobs.listing.JobStatus`` as the panel's job row."""
+    job, last = status.job, status.last
+    return {"name": job.name, "notebook": job.notebook, "schedule": job.schedule, "timezone": job.timezone,
+            "schedule_text": status.description, "next_run": _iso(status.next_run),
+            "last_status": status.last_status, "last_run_id": last.run_id if last else None,
+            "last_started": _iso(last.started_at) if last else None,
+            "last_metrics": dict(last.metrics) if last else {},
+            "score": list(status.score) if status.score else None,
+            "running": processes.running(_run_key(root, job.name)) is not None}
+
+
+def list_jobs(store: Store) -> dict[str, Any]:
+    from ..jobs.listing import list_jobs as listing
+
+    return {"jobs": [job_row(s, store.settings.project_root) for s in listing(store.settings)]}
+
+
+def check_job_name(name: str) -> str:
+    if not isinstance(name, str) or not _JOB_NAME.match(name):
+        raise ApiError(400, f"job name {str(name)[:60]!r} is invalid: letters, digits, '_' and '-'")
+    return name
+
+
+def _run_key(root: Path, name: str) -> str:
+    return f"job:{root}:{name}"  # job names are unique per project, not per server
+
+
+def run_now(store: Store, name: str) -> dict[str, Any]:
+    """Start ``llmops-lab jobs run NAME`` in the project root as a child process; 409 while one runs."""
+    from ..jobs.definition import get_job
+
+    check_job_name(name)
+    get_job(store.settings.project_root, name)  # 404 (JobNotFoundError) before anything starts
+    key = _run_key(store.settings.project_root, name)
+    if processes.running(key) is not None:
+        raise ApiError(409, f"job {name} is already running (started from this server)")
+    proc, _ = processes.start(key, processes.llmops_command("jobs", "run", name), cwd=store.settings.project_root,
+                              log=store.settings.home / "logs" / f"job-{name}.log")
+    return {"name": name, "started": True, "pid": proc.pid}
+
+
+def _value(info: dict[str, Any]) -> tuple[Any, str | None]:
+    default = info.get("default")
+    try:
+        value = ast.literal_eval(default) if isinstance(default, str) else default
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        value = default  # an expression: shown as written
+    declared = info.get("inferred_type_name")
+    kind = declared if declared and declared != "None" else (type(value).__name__ if value is not None else None)
+    if isinstance(value, tuple):
+        value = list(value)
+    return value, kind
+
+
+def preview(store: Store, schedule: str | None, timezone: str = "UTC", now: datetime | None = None) -> dict[str, Any]:
+    """What promoting ``store.notebook`` would give: its parameters, the schedule in words, next run times."""
+    from ..jobs import cron
+    from ..jobs.definition import check_schedule, check_timezone
+    from ..jobs.promotion import inspect_parameters, parameters_cell, read_notebook
+    from ..jobs.store import utcnow
+
+    schedule = check_schedule(schedule)  # a bad cron line: 400 with the reason, before reading anything
+    check_timezone(timezone)
+    nb = read_notebook(store.notebook)
+    has_cell = parameters_cell(nb) is not None
+    parameters = {}
+    if has_cell:
+        for name, info in inspect_parameters(nb).items():
+            value, kind = _value(info)
+            parameters[name] = {"value": value, "type": kind}
+    return {"notebook": _relative(store), "parameters": parameters, "parameters_cell": has_cell,
+            "schedule": schedule, "timezone": timezone,
+            "schedule_text": cron.describe(schedule) if schedule else None,
+            "next_runs": [t.isoformat() for t in cron.next_runs(schedule, timezone, now or utcnow(), PREVIEW_RUNS)]
+            if schedule else []}
+
+
+def _relative(store: Store) -> str:
+    try:
+        return store.notebook.relative_to(store.settings.project_root.resolve()).as_posix()
+    except ValueError:
+        return store.notebook.name
+
+
+def promote(store: Store, body: dict[str, Any]) -> dict[str, Any]:
+    """Promote ``store.notebook`` into job ``name`` (409 if it exists); returns the new job row."""
+    from ..jobs.definition import load_jobs
+    from ..jobs.listing import list_jobs as listing
+    from ..jobs.promotion import promote as promote_notebook
+
+    name = check_job_name(body.get("name"))
+    schedule, parameters = body.get("schedule"), body.get("parameters") or {}
+    if schedule is not None and not isinstance(schedule, str):
+        raise ApiError(400, "schedule must be a cron expression string, e.g. \"0 2 * * *\"")
+    if not isinstance(parameters, dict):
+        raise ApiError(400, "parameters must be an object {name: value}")
+    timezone = body.get("timezone") or "UTC"
+    if name in load_jobs(store.settings.project_root):
+        raise ApiError(409, f"job {name!r} already exists in llmops_jobs.toml: choose another name")
+    promote_notebook(store.notebook, name, schedule or None, parameters, timezone=str(timezone),
+                     settings=store.settings)
+    return next(job_row(s, store.settings.project_root) for s in listing(store.settings) if s.name == name)

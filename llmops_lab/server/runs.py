@@ -1,0 +1,185 @@
+"""Runs of an experiment for the panel: a page of rows, one run in detail, a comparison of a few runs.
+
+Plain dicts out, validation before any MLflow call; paging and sorting are MLflow's own
+(``search_runs(max_results, page_token, order_by)``), so a page costs the same with 10 or 10,000 runs.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from .errors import ApiError
+from .stores import Store, experiment_id
+
+MAX_RESULTS = 500
+DEFAULT_RESULTS = 50
+ORDER_KEYS = {"start_time": "attributes.start_time", "latency_ms": "metrics.latency_ms",
+              "cost_usd": "metrics.cost_usd", "total_tokens": "metrics.total_tokens"}
+DEFAULT_ORDER = "start_time DESC"
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+_TOKEN = re.compile(r"^[A-Za-z0-9+/=_-]{1,512}$")
+MAX_TEXT = 100_000  # characters of prompt/output text in a detail (the panel shows, MLflow keeps the rest)
+MAX_TRACES = 20  # traces read per run detail (a batch run has one per sampled row)
+MAX_SPANS = 100
+MAX_ATTRIBUTE = 1_000  # characters of one span attribute's JSON
+TAG_PREFIXES = ("llmops.", "mlflow.source.")
+_SPAN_SKIP = ("mlflow.spanInputs", "mlflow.spanOutputs")  # the prompt/output texts are shown already
+
+
+# -- request checks (pure) -----------------------------------------------------------------------------
+
+def parse_max_results(value: str | None) -> int:
+    if value is None or value == "":
+        return DEFAULT_RESULTS
+    if not value.isdigit() or not 1 <= int(value) <= MAX_RESULTS:
+        raise ApiError(400, f"max_results={value!r} is invalid: use a whole number from 1 to {MAX_RESULTS}")
+    return int(value)
+
+
+def parse_order_by(value: str | None) -> str:
+    """``latency_ms ASC`` -> ``metrics.latency_ms ASC``; only the columns the panel sorts on."""
+    words = (value or DEFAULT_ORDER).split()
+    key, direction = (words + ["DESC"])[:2] if len(words) in (1, 2) else ("", "")
+    if key not in ORDER_KEYS or direction.upper() not in ("ASC", "DESC"):
+        raise ApiError(400, f"order_by={value!r} is invalid: use one of {', '.join(ORDER_KEYS)}, "
+                            "optionally followed by ASC or DESC")
+    return f"{ORDER_KEYS[key]} {direction.upper()}"
+
+
+def check_page_token(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if not _TOKEN.match(value):
+        raise ApiError(400, "page_token is malformed: pass back the next_page_token of the previous page")
+    return value
+
+
+def check_run_id(value: str) -> str:
+    if not isinstance(value, str) or not RUN_ID.match(value):
+        raise ApiError(400, f"run id {str(value)[:40]!r} is invalid: a run id is 32 hexadecimal characters")
+    return value
+
+
+def parse_run_ids(value: str | None) -> list[str]:
+    ids = [v.strip() for v in (value or "").split(",") if v.strip()]
+    if not 2 <= len(ids) <= 6:
+        raise ApiError(400, "run_ids needs 2 to 6 run ids separated by commas")
+    if len(set(ids)) != len(ids):
+        raise ApiError(400, "run_ids lists a run twice")
+    return [check_run_id(v) for v in ids]
+
+
+# -- rows -----------------------------------------------------------------------------------------------
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def run_row(run: Any) -> dict[str, Any]:
+    """The panel's RunRow of an MLflow run."""
+    tags, metrics, info = run.data.tags, run.data.metrics, run.info
+    scores = sorted(k for k in metrics if k.startswith("score."))
+    error = tags.get("llmops.error")
+    return {
+        "run_id": info.run_id, "name": info.run_name, "kind": tags.get("llmops.kind"), "status": info.status,
+        "start_time": info.start_time, "model": tags.get("llmops.model") or run.data.params.get("model"),
+        "prompt": tags.get("llmops.prompt"), "latency_ms": _number(metrics.get("latency_ms")),
+        "total_tokens": _number(metrics.get("total_tokens")), "cost_usd": _number(metrics.get("cost_usd")),
+        "score": {"name": scores[0][len("score."):], "value": _number(metrics[scores[0]])} if scores else None,
+        "notebook": tags.get("llmops.notebook"),
+        "error": error.strip().splitlines()[0][:500] if error and error.strip() else None,
+    }
+
+
+def list_runs(store: Store, *, experiment: str | None = None, max_results: int = DEFAULT_RESULTS,
+              page_token: str | None = None, order_by: str = "attributes.start_time DESC") -> dict[str, Any]:
+    """One page of the experiment's runs (``order_by`` already checked by :func:`parse_order_by`)."""
+    name = experiment or store.experiment
+    client = store.client()
+    exp_id = experiment_id(store, client, name)
+    if exp_id is None:
+        return {"experiment": name, "experiment_id": None, "runs": [], "next_page_token": None}
+    page = client.search_runs([exp_id], "", max_results=max_results, page_token=page_token, order_by=[order_by])
+    token = page.token.decode("ascii") if isinstance(page.token, bytes) else page.token  # sqlite store: bytes
+    return {"experiment": name, "experiment_id": exp_id, "runs": [run_row(r) for r in page],
+            "next_page_token": token or None}
+
+
+# -- detail ---------------------------------------------------------------------------------------------
+
+def _text(client: Any, run: Any, path: str) -> str | None:
+    from ..monitoring import artifact_text
+
+    try:
+        text = artifact_text(client, run, path)
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if text is None or len(text) <= MAX_TEXT else text[:MAX_TEXT] + "\n… (truncated)"
+
+
+def _attribute(value: Any) -> Any:
+    if isinstance(value, (bool, int, float)) or value is None:
+        return value if not isinstance(value, float) or math.isfinite(value) else None
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= MAX_ATTRIBUTE else text[:MAX_ATTRIBUTE] + "…"
+
+
+def _spans(client: Any, run: Any) -> list[dict[str, Any]]:
+    traces = client.search_traces(experiment_ids=[run.info.experiment_id], run_id=run.info.run_id,
+                                  max_results=MAX_TRACES)
+    out: list[dict[str, Any]] = []
+    for trace in traces:
+        for span in (trace.data.spans if trace.data else []):
+            if len(out) >= MAX_SPANS:
+                return out
+            status = getattr(span.status, "status_code", span.status)
+            out.append({"trace_id": span.trace_id, "name": span.name, "span_type": span.span_type,
+                        "start_ms": span.start_time_ns // 1_000_000 if span.start_time_ns else None,
+                        "end_ms": span.end_time_ns // 1_000_000 if span.end_time_ns else None,
+                        "status": getattr(status, "value", str(status)),
+                        "attributes": {k: _attribute(v) for k, v in (span.attributes or {}).items()
+                                       if k not in _SPAN_SKIP}})
+    return out
+
+
+def _get_run(client: Any, run_id: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    if client is None:
+        raise ApiError(404, f"run {run_id} not found: this project has no MLflow store yet")
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as err:
+        if err.error_code not in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+            raise
+        run = None
+    if run is None or run.info.lifecycle_stage == "deleted":
+        raise ApiError(404, f"run {run_id} not found in this project's store")
+    return run
+
+
+def run_detail(store: Store, run_id: str, client: Any = None) -> dict[str, Any]:
+    """RunRow + params, metrics, llmops/source tags, prompt and output texts, trace spans."""
+    check_run_id(run_id)
+    client = client or store.client()
+    run = _get_run(client, run_id)
+    tags = {k: v for k, v in run.data.tags.items() if k.startswith(TAG_PREFIXES)}
+    return {**run_row(run), "experiment_id": run.info.experiment_id, "end_time": run.info.end_time,
+            "params": dict(run.data.params), "metrics": {k: _number(v) for k, v in run.data.metrics.items()},
+            "tags": tags, "prompt_text": _text(client, run, "prompt.txt"),
+            "output_text": _text(client, run, "output.md"), "spans": _spans(client, run)}
+
+
+def compare_runs(store: Store, run_ids: list[str]) -> dict[str, Any]:
+    """Details of 2–6 runs, the union of their metric names and each later output's word diff vs the first."""
+    from ..compare import word_diff
+
+    client = store.client()
+    details = [run_detail(store, run_id, client) for run_id in run_ids]
+    baseline = details[0]
+    diffs = {d["run_id"]: [list(pair) for pair in word_diff(baseline["output_text"], d["output_text"])]
+             for d in details[1:]}
+    metrics = sorted({name for d in details for name in d["metrics"]})
+    return {"runs": details, "baseline": baseline["run_id"], "diffs": diffs, "metrics": metrics}

@@ -1,0 +1,101 @@
+"""Per-request store: which settings, MLflow store and experiment a notebook's kernel would use.
+
+Clients are cached per tracking URI and built with ``MlflowClient(tracking_uri=…)``: nothing here touches
+MLflow's process-global tracking URI, so two notebooks of two projects can be served side by side.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ..config import Settings, load_settings
+from . import paths
+
+_clients: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+def mask_uri(uri: str) -> str:
+    """``https://user:secret@host/x`` -> ``https://user:***@host/x``; other URIs unchanged."""
+    try:
+        parts = urlsplit(uri)
+        if parts.password is None:
+            return uri
+    except ValueError:
+        return "<unparseable tracking URI>"
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+@dataclass(frozen=True)
+class Store:
+    """What one request reads: settings, tracking URI and the notebook's experiment name."""
+
+    settings: Settings
+    uri: str
+    experiment: str
+    notebook: Path | None = None
+
+    @property
+    def shown_uri(self) -> str:
+        return mask_uri(self.uri)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        return Path(self.uri[len("sqlite:///"):]) if self.uri.startswith("sqlite:///") else None
+
+    def client(self) -> Any | None:
+        """The cached MlflowClient of this store; None while a local store does not exist yet (reading the
+        panel must not create a database in the project)."""
+        db = self.sqlite_path
+        if db is not None and not db.is_file():
+            return None
+        return client_for(self.uri)
+
+
+def resolve(root_dir: str | Path, notebook: str | None) -> Store:
+    """The store for ``notebook`` (relative to the server root, confined), else for the server root."""
+    from ..tracking.context import experiment_name
+
+    path = paths.confine(root_dir, notebook) if notebook is not None else None
+    settings = load_settings(start=path.parent if path else Path(root_dir))
+    return Store(settings, settings.resolved_tracking_uri(), experiment_name(settings, str(path) if path else None),
+                 path)
+
+
+def client_for(uri: str) -> Any:
+    """One MlflowClient per URI; a local store's first open waits for the writers' migration lock.
+
+    Not ``tracking.mlflow_sink.client_for``: that one also sets MLflow's global tracking/registry URI, which
+    is right in a kernel (one store) and wrong in a server answering for several projects.
+    """
+    client = _clients.get(uri)
+    if client is not None:
+        return client
+    with _lock:
+        if uri not in _clients:
+            from mlflow import MlflowClient
+
+            if uri.startswith("sqlite:///"):
+                from filelock import FileLock
+
+                # the same lock tracking.mlflow_sink.ensure_store holds while it creates/migrates the schema
+                with FileLock(uri[len("sqlite:///"):] + ".lock", timeout=120):
+                    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+                    client.search_experiments(max_results=1)
+            else:
+                client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            _clients[uri] = client
+        return _clients[uri]
+
+
+def experiment_id(store: Store, client: Any, name: str | None = None) -> str | None:
+    """The id of ``name`` (default: the notebook's experiment), None when it does not exist yet."""
+    if client is None:
+        return None
+    exp = client.get_experiment_by_name(name or store.experiment)
+    return exp.experiment_id if exp is not None else None
