@@ -53,6 +53,9 @@ def populated(tmp_path_factory, fake_server):
     old_cwd = os.getcwd()
     os.chdir(root)
     tracking.shutdown(5)
+    # an earlier test's writer may have exported its store (mlflow.set_tracking_uri sets the variable):
+    # these runs must go to this project's store, the one the server reads
+    saved_uri = os.environ.pop("MLFLOW_TRACKING_URI", None)
     config.reset_settings(root)
     fake_server.reset()
     fake_server.latency_ms, fake_server.responder, fake_server.fault_rate, fake_server.api_key = 0, None, 0.0, None
@@ -79,6 +82,8 @@ def populated(tmp_path_factory, fake_server):
     yield {"root": root, "single": ids, "batch": batch_id}
     tracking.shutdown(10)
     os.chdir(old_cwd)
+    if saved_uri is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = saved_uri
     config.reset_settings(REPO)
 
 
