@@ -68,10 +68,9 @@ def resolve(root_dir: str | Path, notebook: str | None) -> Store:
 
 
 def client_for(uri: str) -> Any:
-    """One MlflowClient per URI; a local store's first open waits for the writers' migration lock.
-
-    Not ``tracking.mlflow_sink.client_for``: that one also sets MLflow's global tracking/registry URI, which
-    is right in a kernel (one store) and wrong in a server answering for several projects.
+    """One MlflowClient per URI, built with the URI (``tracking.mlflow_sink.migrate_store`` waits for the
+    writers' migration lock on a local store); never MLflow's process-global URI, which a server answering
+    for several projects must not have.
     """
     client = _clients.get(uri)
     if client is not None:
@@ -80,16 +79,10 @@ def client_for(uri: str) -> Any:
         if uri not in _clients:
             from mlflow import MlflowClient
 
-            if uri.startswith("sqlite:///"):
-                from filelock import FileLock
+            from ..tracking.mlflow_sink import migrate_store
 
-                # the same lock tracking.mlflow_sink.ensure_store holds while it creates/migrates the schema
-                with FileLock(uri[len("sqlite:///"):] + ".lock", timeout=120):
-                    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-                    client.search_experiments(max_results=1)
-            else:
-                client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-            _clients[uri] = client
+            migrate_store(uri)
+            _clients[uri] = MlflowClient(tracking_uri=uri, registry_uri=uri)
         return _clients[uri]
 
 

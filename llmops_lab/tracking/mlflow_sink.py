@@ -17,19 +17,22 @@ os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
 
 TABLE_ROWS = 10_000  # rows in the MLflow results table (the full table is results.csv)
 _init_lock = threading.Lock()
-_initialised: set[str] = set()
+_initialised: set[str] = set()  # migrated and set as the process-wide URI
+_migrated: set[str] = set()
 
 
-def ensure_store(uri: str) -> None:
-    """Create/migrate a sqlite store once, under a file lock (MLflow's migrations race otherwise)."""
-    if uri in _initialised:
+def migrate_store(uri: str) -> None:
+    """Create/migrate a sqlite store once per process, under a file lock (MLflow's migrations race otherwise).
+
+    Touches no process-global MLflow state, so a server answering for several projects can call it too.
+    """
+    if uri in _migrated:
         return
     with _init_lock:
-        if uri in _initialised:
+        if uri in _migrated:
             return
         import logging
 
-        import mlflow
         from mlflow import MlflowClient
 
         for noisy in ("mlflow.store.db.utils", "alembic"):  # schema creation chatter in the notebook
@@ -41,6 +44,18 @@ def ensure_store(uri: str) -> None:
             db.parent.mkdir(parents=True, exist_ok=True)
             with FileLock(str(db) + ".lock", timeout=120):
                 MlflowClient(uri).search_experiments(max_results=1)
+        _migrated.add(uri)
+
+
+def ensure_store(uri: str) -> None:
+    """:func:`migrate_store`, then make ``uri`` MLflow's tracking/registry URI in this process (a kernel
+    has one store; fluent APIs such as ``mlflow.log_feedback`` use the global)."""
+    if uri in _initialised:
+        return
+    migrate_store(uri)
+    with _init_lock:
+        import mlflow
+
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
         _initialised.add(uri)
