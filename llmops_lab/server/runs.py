@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from .errors import ApiError
-from .stores import Store, experiment_id
+from .stores import Store, experiment_id, refresh_planner_stats
 
 MAX_RESULTS = 500
 DEFAULT_RESULTS = 50
@@ -101,6 +101,8 @@ def list_runs(store: Store, *, experiment: str | None = None, max_results: int =
     exp_id = experiment_id(store, client, name)
     if exp_id is None:
         return {"experiment": name, "experiment_id": None, "runs": [], "next_page_token": None}
+    if order_by.startswith("metrics."):
+        refresh_planner_stats(store)
     page = client.search_runs([exp_id], "", max_results=max_results, page_token=page_token, order_by=[order_by])
     token = page.token.decode("ascii") if isinstance(page.token, bytes) else page.token  # sqlite store: bytes
     return {"experiment": name, "experiment_id": exp_id, "runs": [run_row(r) for r in page],

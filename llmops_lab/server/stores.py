@@ -86,6 +86,33 @@ def client_for(uri: str) -> Any:
         return _clients[uri]
 
 
+_analyzed: dict[str, float] = {}
+ANALYZE_EVERY_S = 300.0
+
+
+def refresh_planner_stats(store: Store) -> None:
+    """Give SQLite's planner statistics (``ANALYZE``) before a metric-ordered search, at most every 5 minutes.
+
+    Ordering by a metric joins ``latest_metrics``; an MLflow sqlite store has no statistics, so SQLite
+    scans that table once per run (quadratic: 1.1 s at 3,000 runs, 14 s at 10,000). With statistics it
+    builds an index for the join (20 ms). Statistics are not data: MLflow's tables are left as they are.
+    Best effort: a busy or read-only store just keeps the slow plan.
+    """
+    import sqlite3
+    import time
+
+    db = store.sqlite_path
+    if db is None or not db.is_file() or time.monotonic() - _analyzed.get(str(db), -ANALYZE_EVERY_S) < ANALYZE_EVERY_S:
+        return
+    _analyzed[str(db)] = time.monotonic()
+    try:
+        with sqlite3.connect(db, timeout=2.0) as conn:
+            conn.execute("PRAGMA analysis_limit = 2000")  # bounded: samples, not a full pass, on big stores
+            conn.execute("ANALYZE")
+    except sqlite3.Error:
+        pass
+
+
 def experiment_id(store: Store, client: Any, name: str | None = None) -> str | None:
     """The id of ``name`` (default: the notebook's experiment), None when it does not exist yet."""
     if client is None:
