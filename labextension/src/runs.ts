@@ -49,6 +49,14 @@ export class RunsSection extends Section {
       );
       return;
     }
+    if (this.moreLoading) {
+      // A refresh started now would supersede the "More…" request (guarded) and reset the list to the
+      // rows shown before it: let the page arrive first, then reload that many rows.
+      await this.moreLoading;
+      if (this.view.kind !== 'list' || this.host.notebook !== notebook) {
+        return;
+      }
+    }
     if (!quiet && !this.runs.items.length) {
       replaceChildren(this.node, notice('loading', 'Loading runs…'));
     }
@@ -62,18 +70,26 @@ export class RunsSection extends Section {
     }
   }
 
-  private async loadMore(): Promise<void> {
+  private loadMore(): Promise<void> {
     const notebook = this.host.notebook;
     const token = this.runs.nextPageToken;
     if (!notebook || !token) {
-      return;
+      return Promise.resolve();
     }
-    const result = await this.guarded(() => api.runs(notebook, token, PAGE_SIZE));
-    if (result.ok) {
-      this.applyPage(result.value, true);
-    } else if (result.error !== undefined) {
-      this.showError(result.error);
+    if (!this.moreLoading) {
+      this.moreLoading = (async () => {
+        const result = await this.guarded(() => api.runs(notebook, token, PAGE_SIZE));
+        if (this.host.notebook !== notebook) {
+          return; // another notebook meanwhile (its refresh waited for this request)
+        }
+        if (result.ok) {
+          this.applyPage(result.value, true);
+        } else if (result.error !== undefined) {
+          this.showError(result.error);
+        }
+      })().finally(() => (this.moreLoading = null));
     }
+    return this.moreLoading;
   }
 
   private applyPage(page: IRunsPage, append: boolean): void {
@@ -311,6 +327,8 @@ export class RunsSection extends Section {
   }
 
   private view: View = { kind: 'list' };
+  /** The "More…" request in flight (one at a time; refreshes wait for it). */
+  private moreLoading: Promise<void> | null = null;
   private experiment: string | null = null;
 }
 

@@ -3,13 +3,24 @@
 Galata's helper gives the server a temporary root folder, no token and no XSRF check; each test then
 works in its own sub-folder (`tmpPath`), so every notebook gets a fresh llmops store next to it.
 """
+import os
+
 from jupyterlab.galata import configure_jupyter_server
 
 c = get_config()  # noqa: F821  (provided by Jupyter when it loads this file)
 configure_jupyter_server(c)
 
-c.ServerApp.port = 8899
+c.ServerApp.port = int(os.environ.get("LLMOPS_UI_PORT", "8899"))  # playwright.config.js reads the same variable
 c.ServerApp.allow_root = True
 c.IdentityProvider.token = ""
 c.LabApp.news_url = None
 c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"
+
+# Stop the MLflow UIs and job runs the llmops server extension started (each in its own session) when this
+# server exits: jupyter-server 2.x never calls the extension's `_unload_jupyter_server_extension`, so they
+# would outlive the test server (Playwright stops it with SIGTERM, see playwright.config.js).
+import atexit  # noqa: E402
+
+from llmops_lab.server import processes  # noqa: E402
+
+atexit.register(processes.stop_all)

@@ -132,7 +132,6 @@ class RunsHandler(BaseHandler):
                                    page_token=token, order_by=order_by))
 
 
-
 class RunHandler(BaseHandler):
     @tornado.web.authenticated
     async def get(self, run_id: str) -> None:
