@@ -37,8 +37,12 @@ def _cmd_ui(args: argparse.Namespace) -> int:
         print(f"tracking store is {uri}: open it directly (llmops-lab ui serves the local sqlite store)")
         return 1
     settings.home.mkdir(parents=True, exist_ok=True)
+    # One worker and no background job runner (MLflow's default is 4 workers + huey consumers, ~15
+    # processes): a local, single-user UI then starts without starving a kernel on a small machine.
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--default-artifact-root",
-               str(settings.home / "artifacts"), "--host", args.host, "--port", str(args.port)]
+               str(settings.home / "artifacts"), "--host", args.host, "--port", str(args.port),
+               "--workers", str(args.workers)]
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     print(f"MLflow UI on http://{args.host}:{args.port}  (store: {uri})", flush=True)
     os.execv(sys.executable, command)
     return 0  # not reached
@@ -84,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     ui = sub.add_parser("ui", help="start the MLflow UI on the project's store")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--workers", type=int, default=1, help="server worker processes (MLflow's default is 4)")
     ui.set_defaults(func=_cmd_ui)
     flush = sub.add_parser("flush", help="write records left in the spool to MLflow")
     flush.add_argument("--timeout", type=float, default=60.0)

@@ -494,3 +494,52 @@ async def test_cookie_auth_write_without_xsrf_is_refused(jp_fetch, jp_base_url, 
                                  body=json.dumps({"alias": "p", "version": 1}), headers={"Cookie": cookies},
                                  raise_error=False)
     assert refused.code == 403
+
+
+@pytest.mark.slow
+def test_children_stop_with_the_jupyter_server(tmp_path):
+    """A real `jupyter server` process: the MLflow UI the panel started does not outlive it (SIGTERM)."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    from conftest import REPO
+
+    (tmp_path / "llmops.toml").write_text("")
+    (tmp_path / ".llmops").mkdir()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "LLMOPS_HOME")}
+    server = subprocess.Popen([sys.executable, "-m", "jupyter", "server", "--no-browser", f"--port={port}",
+                               "--ServerApp.token=t0ken", "--allow-root", f"--ServerApp.root_dir={tmp_path}"],
+                              cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}/llmops-lab/api"
+    headers = {"Authorization": "token t0ken", "Content-Type": "application/json"}
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(urllib.request.Request(f"{base}/context", headers=headers), timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "jupyter server did not start"
+                time.sleep(0.3)
+        answer = json.loads(urllib.request.urlopen(urllib.request.Request(
+            f"{base}/mlflow-ui", data=b"{}", headers=headers, method="POST"), timeout=30).read())
+        ui_port = answer["url"].rsplit(":", 1)[1]
+
+        def ui_processes() -> list[str]:
+            out = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True).stdout
+            return [line for line in out.splitlines() if "ui --port " + ui_port in line or f"--port {ui_port}" in line]
+
+        assert ui_processes(), "the MLflow UI child did not start"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+    deadline = time.monotonic() + 15
+    while ui_processes() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert not ui_processes(), "the MLflow UI outlived the Jupyter server"

@@ -18,6 +18,11 @@ import { button, errorNotice, IHost, Section } from './section';
 
 export const POLL_MS = 4000;
 
+/** The MLflow UI process runs but does not answer yet (it needs ~10 s, more on a busy machine). */
+function uiStarting(ctx: IContext | null): boolean {
+  return !!ctx?.mlflow_ui?.running && ctx.mlflow_ui.ready === false;
+}
+
 export interface IPanelOptions {
   /** Inserts a code cell below the active cell of the active notebook; false if none. */
   insertCell: (source: string) => boolean;
@@ -161,6 +166,9 @@ export class LLMOpsPanel extends Widget implements IHost {
     if (!this.isVisible || document.hidden) {
       return;
     }
+    if (uiStarting(this._context) && !this.mlflowStarting) {
+      void this.loadContext(); // started earlier (or elsewhere) and still coming up: show the link once it answers
+    }
     const section = this.activeSection;
     if (section.pollable && !this.polling) {
       this.polling = true;
@@ -224,7 +232,7 @@ export class LLMOpsPanel extends Widget implements IHost {
       return;
     }
     const ui = ctx.mlflow_ui ?? { running: false, url: null };
-    const uiNode = this.mlflowStarting
+    const uiNode = this.mlflowStarting || uiStarting(ctx)
       ? h('span', { class: 'llmops-muted', testid: 'llmops-mlflow-starting' }, 'Starting the MLflow UI…')
       : ui.running && ui.ready !== false && ui.url && isSafeHttpUrl(ui.url)
         ? h(

@@ -16,11 +16,3 @@ c.IdentityProvider.token = ""
 c.LabApp.news_url = None
 c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"
 
-# Stop the MLflow UIs and job runs the llmops server extension started (each in its own session) when this
-# server exits: jupyter-server 2.x never calls the extension's `_unload_jupyter_server_extension`, so they
-# would outlive the test server (Playwright stops it with SIGTERM, see playwright.config.js).
-import atexit  # noqa: E402
-
-from llmops_lab.server import processes  # noqa: E402
-
-atexit.register(processes.stop_all)

@@ -37,8 +37,8 @@ module.exports = {
       url: `http://127.0.0.1:${PORT}/lab`,
       timeout: 60_000,
       reuseExistingServer: !process.env.CI,
-      // SIGTERM, not Playwright's default SIGKILL: Jupyter then exits cleanly and the atexit hook in
-      // jupyter_server_test_config.py stops the MLflow UI / job runs started in their own sessions.
+      // SIGTERM, not Playwright's default SIGKILL: Jupyter then exits cleanly and the llmops server
+      // extension stops the MLflow UI / job runs it started in their own sessions.
       gracefulShutdown: { signal: 'SIGTERM', timeout: 15_000 }
     },
     {

@@ -17,6 +17,13 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
 
     from .routes import setup_routes
 
+    import atexit
+
+    from .processes import stop_all
+
+    # jupyter-server 2.x never calls _unload_jupyter_server_extension for a module extension: stop the
+    # MLflow UIs and job runs this server started when its process exits (SIGTERM and Ctrl-C included)
+    atexit.register(stop_all)
     root = str(Path(server_app.root_dir).expanduser().resolve())
     setup_routes(server_app.web_app, root)
     server_app.log.info("llmops-lab: sidebar API at %sllmops-lab/api/ (root %s)",
@@ -24,7 +31,7 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
 
 
 def _unload_jupyter_server_extension(server_app: Any) -> None:
-    """Stop the MLflow UIs and job runs this server started."""
+    """Stop the MLflow UIs and job runs this server started (for servers that unload extensions)."""
     from .processes import stop_all
 
     stop_all()

@@ -1,0 +1,116 @@
+/**
+ * Browser test of the Jobs tab (issue #6): promote a tiny parameterised notebook with a live cron
+ * preview, create the job, "Run now" (a real papermill execution in a child process of the server),
+ * then its status and last metric. Screenshots in test-results/<test>/.
+ */
+import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
+
+const SIDEBAR_ID = 'llmops-lab-sidebar';
+
+const code = (source: string, tags: string[] = []) => ({
+  cell_type: 'code',
+  metadata: tags.length ? { tags } : {},
+  outputs: [],
+  execution_count: null,
+  source
+});
+
+// A job notebook as small as it gets: a `parameters` cell and one metric that depends on it, so the test
+// also sees that a parameter edited in the dialog reaches the execution (1 - 0.1 = 0.9, the default gives 0.5).
+const NOTEBOOK = {
+  cells: [
+    code('threshold = 0.5\nlabel = "nightly"', ['parameters']),
+    code('import llmops_lab\nllmops_lab.record("accuracy", 1 - threshold)')
+  ],
+  metadata: {
+    kernelspec: { display_name: 'Python 3 (ipykernel)', language: 'python', name: 'python3' },
+    language_info: { name: 'python' }
+  },
+  nbformat: 4,
+  nbformat_minor: 5
+};
+
+async function openSidebar(page: IJupyterLabPageFixture) {
+  await page.sidebar.openTab(SIDEBAR_ID);
+  const panel = page.locator(`#${SIDEBAR_ID}`);
+  await expect(panel).toBeVisible();
+  return panel;
+}
+
+test('promote a notebook into a job, with a live schedule preview, then run it now', async ({ page, tmpPath }, info) => {
+  test.setTimeout(150_000);
+  const path = `${tmpPath}/nightly.ipynb`;
+  await page.contents.uploadContent(JSON.stringify(NOTEBOOK), 'text', path);
+  await page.notebook.openByPath(path);
+  await page.notebook.activate('nightly.ipynb');
+
+  const panel = await openSidebar(page);
+  await page.sidebar.setWidth(640); // the jobs table is wider than the default sidebar (it scrolls)
+  await expect(panel.getByTestId('llmops-notebook')).toContainText('nightly.ipynb');
+  await panel.getByTestId('llmops-tab-jobs').click();
+  await expect(panel.getByTestId('llmops-jobs-empty')).toContainText('No jobs yet');
+
+  // 1. The dialog: the default schedule in words, then live as it is typed; a bad cron says why.
+  await panel.getByTestId('llmops-promote').click();
+  const dialog = page.locator('.jp-Dialog');
+  await expect(dialog).toContainText('Promote this notebook');
+  const preview = dialog.getByTestId('llmops-promote-preview');
+  const schedule = dialog.getByTestId('llmops-promote-schedule');
+  await expect(dialog.getByTestId('llmops-promote-name')).toHaveValue('nightly');
+  await expect(preview).toContainText('at 02:00, every day');
+  await expect(preview).toContainText('Next:');
+
+  await schedule.fill('61 2 * * *');
+  await expect(preview.locator('.llmops-preview-error')).toContainText("schedule '61 2 * * *' is not a valid cron expression");
+  await expect(preview).not.toContainText('Next:');
+  await shot(page, info, '1-promote-bad-cron');
+
+  await schedule.fill('30 6 * * 1-5');
+  await expect(preview).not.toContainText('not a valid cron');
+  await expect(preview).toContainText('at 06:30');
+  await schedule.fill('0 2 * * *');
+  await expect(preview).toContainText('at 02:00, every day');
+  await dialog.getByTestId('llmops-promote-timezone').fill('UTC');
+
+  // the parameters come from the notebook's `parameters` cell, with their types
+  const params = dialog.getByTestId('llmops-promote-params');
+  await expect(params).toContainText('threshold (float)');
+  await expect(params).toContainText('label (str)');
+  await expect(params.locator('input[data-param="threshold"]')).toHaveValue('0.5');
+  await expect(params.locator('input[data-param="label"]')).toHaveValue('nightly');
+  await params.locator('input[data-param="threshold"]').fill('0.1');
+  await shot(page, info, '2-promote-dialog');
+  await dialog.getByRole('button', { name: 'Create job' }).click();
+  await expect(dialog).toHaveCount(0);
+
+  // 2. The job is listed with its schedule in words and its next run (02:00 UTC shown in local time).
+  const row = panel.locator('[data-testid="llmops-job-row"][data-job="nightly"]');
+  await expect(row).toBeVisible();
+  const cells = row.locator('td');
+  await expect(cells.nth(1)).toContainText('nightly.ipynb');
+  await expect(cells.nth(2)).toContainText('at 02:00, every day');
+  const nextRun = await page.evaluate(() => {
+    const d = new Date();
+    const next = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate(), 2, 0, 0));
+    if (next.getTime() <= d.getTime()) {
+      next.setUTCDate(next.getUTCDate() + 1);
+    }
+    return next.toLocaleString();
+  });
+  await expect(cells.nth(3)).toHaveText(nextRun);
+  await expect(row.locator('.llmops-status')).toHaveText('never run');
+  await shot(page, info, '3-job-listed');
+
+  // 3. Run now: running while papermill executes, then completed with the recorded metric.
+  await row.getByTestId('llmops-job-run').click();
+  await expect(row.locator('.llmops-status')).toHaveText('running', { timeout: 10_000 });
+  await shot(page, info, '4-job-running');
+  await expect(row.locator('.llmops-status')).toHaveText('completed', { timeout: 100_000 });
+  await expect(cells.nth(5)).toHaveText(/^accuracy 0\.90*$/);
+  await expect(panel.getByTestId('llmops-error')).toHaveCount(0);
+  await shot(page, info, '5-job-completed');
+});
+
+async function shot(page: IJupyterLabPageFixture, info: { outputPath: (name: string) => string }, name: string) {
+  await page.screenshot({ path: info.outputPath(`${name}.png`) });
+}
