@@ -75,6 +75,7 @@ test-js: $(LAB_NPM)
 
 # Browser tests (Galata/Playwright on /usr/bin/chromium); screenshots in labextension/ui-tests/test-results/.
 test-ui: $(LAB_BUILT) $(UI_NPM) | chromium
+	cd $(UI_TESTS) && ../node_modules/.bin/tsc -p tsconfig.json  # Playwright runs the specs untyped
 	cd $(UI_TESTS) && $(VENV_PATH) npx playwright test
 
 lab: install labextension

@@ -4,37 +4,24 @@
  */
 import { expect, test } from '@jupyterlab/galata';
 
-const code = (source: string) => ({ cell_type: 'code', metadata: {}, outputs: [], execution_count: null, source });
+import { code, openNotebook } from './helpers';
 
-const NOTEBOOK = {
-  cells: [
-    code(
-      [
-        'import pandas as pd, llmops_lab',
-        'news = pd.DataFrame({"text": ["The council approved a new park downtown.",',
-        '                              "Heavy rain delayed trains across the region.",',
-        '                              "The team won the final after extra time."]})',
-        'cmp = llmops_lab.compare(["Summarize in one sentence: {{ text }}", "Give a three-word title for: {{ text }}"],',
-        '                         data=news, params={"temperature": 0, "max_tokens": 24}, logprobs=True,',
-        '                         top_logprobs=3, name="news-title")',
-        'cmp'
-      ].join('\n')
-    )
-  ],
-  metadata: {
-    kernelspec: { display_name: 'Python 3 (ipykernel)', language: 'python', name: 'python3' },
-    language_info: { name: 'python' }
-  },
-  nbformat: 4,
-  nbformat_minor: 5
-};
+const CELLS = [
+  code([
+    'import pandas as pd, llmops_lab',
+    'news = pd.DataFrame({"text": ["The council approved a new park downtown.",',
+    '                              "Heavy rain delayed trains across the region.",',
+    '                              "The team won the final after extra time."]})',
+    'cmp = llmops_lab.compare(["Summarize in one sentence: {{ text }}", "Give a three-word title for: {{ text }}"],',
+    '                         data=news, params={"temperature": 0, "max_tokens": 24}, logprobs=True,',
+    '                         top_logprobs=3, name="news-title")',
+    'cmp'
+  ])
+];
 
 test('the comparison grid renders, filters, pages and shades tokens', async ({ page, tmpPath }, info) => {
   test.setTimeout(150_000);
-  const path = `${tmpPath}/compare.ipynb`;
-  await page.contents.uploadContent(JSON.stringify(NOTEBOOK), 'text', path);
-  await page.notebook.openByPath(path);
-  await page.notebook.activate('compare.ipynb');
+  await openNotebook(page, tmpPath, 'compare.ipynb', CELLS);
   await page.notebook.runCell(0);
 
   const grid = page.locator('.llmops-cmp');

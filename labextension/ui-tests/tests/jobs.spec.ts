@@ -3,46 +3,20 @@
  * preview, create the job, "Run now" (a real papermill execution in a child process of the server),
  * then its status and last metric. Screenshots in test-results/<test>/.
  */
-import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
+import { expect, test } from '@jupyterlab/galata';
 
-const SIDEBAR_ID = 'llmops-lab-sidebar';
-
-const code = (source: string, tags: string[] = []) => ({
-  cell_type: 'code',
-  metadata: tags.length ? { tags } : {},
-  outputs: [],
-  execution_count: null,
-  source
-});
+import { code, openNotebook, openSidebar, shot } from './helpers';
 
 // A job notebook as small as it gets: a `parameters` cell and one metric that depends on it, so the test
 // also sees that a parameter edited in the dialog reaches the execution (1 - 0.1 = 0.9, the default gives 0.5).
-const NOTEBOOK = {
-  cells: [
-    code('threshold = 0.5\nlabel = "nightly"', ['parameters']),
-    code('import llmops_lab\nllmops_lab.record("accuracy", 1 - threshold)')
-  ],
-  metadata: {
-    kernelspec: { display_name: 'Python 3 (ipykernel)', language: 'python', name: 'python3' },
-    language_info: { name: 'python' }
-  },
-  nbformat: 4,
-  nbformat_minor: 5
-};
-
-async function openSidebar(page: IJupyterLabPageFixture) {
-  await page.sidebar.openTab(SIDEBAR_ID);
-  const panel = page.locator(`#${SIDEBAR_ID}`);
-  await expect(panel).toBeVisible();
-  return panel;
-}
+const CELLS = [
+  code('threshold = 0.5\nlabel = "nightly"', ['parameters']),
+  code('import llmops_lab\nllmops_lab.record("accuracy", 1 - threshold)')
+];
 
 test('promote a notebook into a job, with a live schedule preview, then run it now', async ({ page, tmpPath }, info) => {
   test.setTimeout(150_000);
-  const path = `${tmpPath}/nightly.ipynb`;
-  await page.contents.uploadContent(JSON.stringify(NOTEBOOK), 'text', path);
-  await page.notebook.openByPath(path);
-  await page.notebook.activate('nightly.ipynb');
+  await openNotebook(page, tmpPath, 'nightly.ipynb', CELLS);
 
   const panel = await openSidebar(page);
   await page.sidebar.setWidth(640); // the jobs table is wider than the default sidebar (it scrolls)
@@ -110,7 +84,3 @@ test('promote a notebook into a job, with a live schedule preview, then run it n
   await expect(panel.getByTestId('llmops-error')).toHaveCount(0);
   await shot(page, info, '5-job-completed');
 });
-
-async function shot(page: IJupyterLabPageFixture, info: { outputPath: (name: string) => string }, name: string) {
-  await page.screenshot({ path: info.outputPath(`${name}.png`) });
-}

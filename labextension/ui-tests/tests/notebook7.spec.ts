@@ -7,18 +7,12 @@
  */
 import { expect, test } from '@playwright/test';
 
+import { code, notebook } from './helpers';
+
 const BASE = `http://127.0.0.1:${process.env.LLMOPS_NB7_PORT ?? '8900'}`;
 
-const NOTEBOOK = {
-  cells: [{ cell_type: 'code', metadata: {}, outputs: [], execution_count: null, source: '%load_ext llmops_lab' }],
-  metadata: {
-    // a kernelspec, or Notebook 7 opens a "Select Kernel" dialog over the page
-    kernelspec: { display_name: 'Python 3 (ipykernel)', language: 'python', name: 'python3' },
-    language_info: { name: 'python' }
-  },
-  nbformat: 4,
-  nbformat_minor: 5
-};
+// a kernelspec (notebook() has one), or Notebook 7 opens a "Select Kernel" dialog over the page
+const NOTEBOOK = notebook([code('%load_ext llmops_lab')]);
 
 test('Notebook 7: the LLMOps panel opens from the View menu and follows the notebook', async ({ page, request }, info) => {
   const name = `nb7-${Date.now()}.ipynb`;

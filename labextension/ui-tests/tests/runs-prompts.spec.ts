@@ -3,58 +3,39 @@
  * the MLflow UI started from the panel with a link to the open run, and prompt aliases (set one, see
  * it; an alias the server refuses shows the server's one-line reason). Screenshots in test-results/<test>/.
  */
-import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
-import type { TestInfo } from '@playwright/test';
+import { expect, test } from '@jupyterlab/galata';
 
-const SIDEBAR_ID = 'llmops-lab-sidebar';
+import { code, openNotebook, openSidebar, shot } from './helpers';
+
 const PAGE_SIZE = 25; // labextension/src/runs.ts
 const LOOP = 30; // one run first, then LOOP more: 31 runs, two pages
 
-const code = (source: string) => ({ cell_type: 'code', metadata: {}, outputs: [], execution_count: null, source });
-
 // Runs on the embedded local model with max_tokens=1 (≈ 0.1–0.3 s each here). Prompt "pager" gets two
 // versions: v1 "Reply with one word.", v2 the numbered template.
-const NOTEBOOK = {
-  cells: [
-    code(
-      [
-        'import llmops_lab',
-        'first = llmops_lab.run("Reply with one word.", name="pager", max_tokens=1, temperature=0)',
-        'assert llmops_lab.flush() == 0',
-        'print("first run", first.run_id)'
-      ].join('\n')
-    ),
-    code(
-      [
-        `for i in range(${LOOP}):`,
-        '    last = llmops_lab.run("Reply with the number {{ n }}.", {"n": i}, name="pager", max_tokens=1, temperature=0)',
-        'assert llmops_lab.flush() == 0',
-        'print("loop done, last run", last.run_id)'
-      ].join('\n')
-    )
-  ],
-  metadata: {
-    kernelspec: { display_name: 'Python 3 (ipykernel)', language: 'python', name: 'python3' },
-    language_info: { name: 'python' }
-  },
-  nbformat: 4,
-  nbformat_minor: 5
-};
-
-async function shot(page: IJupyterLabPageFixture, info: TestInfo, name: string) {
-  await page.screenshot({ path: info.outputPath(`${name}.png`) });
-}
+const CELLS = [
+  code(
+    [
+      'import llmops_lab',
+      'first = llmops_lab.run("Reply with one word.", name="pager", max_tokens=1, temperature=0)',
+      'assert llmops_lab.flush() == 0',
+      'print("first run", first.run_id)'
+    ].join('\n')
+  ),
+  code(
+    [
+      `for i in range(${LOOP}):`,
+      '    last = llmops_lab.run("Reply with the number {{ n }}.", {"n": i}, name="pager", max_tokens=1, temperature=0)',
+      'assert llmops_lab.flush() == 0',
+      'print("loop done, last run", last.run_id)'
+    ].join('\n')
+  )
+];
 
 test('runs page with More…, the MLflow UI links to a run, prompt aliases', async ({ page, tmpPath }, info) => {
   test.setTimeout(150_000);
-  const path = `${tmpPath}/pager.ipynb`;
-  await page.contents.uploadContent(JSON.stringify(NOTEBOOK), 'text', path);
-  await page.notebook.openByPath(path);
-  await page.notebook.activate('pager.ipynb');
+  await openNotebook(page, tmpPath, 'pager.ipynb', CELLS);
 
-  await page.sidebar.openTab(SIDEBAR_ID);
-  const panel = page.locator(`#${SIDEBAR_ID}`);
-  await expect(panel).toBeVisible();
+  const panel = await openSidebar(page);
   await page.sidebar.setWidth(480);
   await expect(panel.getByTestId('llmops-notebook')).toContainText('pager.ipynb');
   await expect(panel.getByTestId('llmops-runs-empty')).toBeVisible();
@@ -126,7 +107,7 @@ test('runs page with More…, the MLflow UI links to a run, prompt aliases', asy
 
   // 5. The MLflow UI is up: the header links to it and the run detail links to the run in it.
   // (the server's view first, so a failure says whether the UI died or is just slow to come up)
-  const contextUrl = `/llmops-lab/api/context?notebook=${encodeURIComponent(path)}`;
+  const contextUrl = `/llmops-lab/api/context?notebook=${encodeURIComponent(`${tmpPath}/pager.ipynb`)}`;
   await expect
     .poll(async () => (await (await page.request.get(contextUrl)).json()).mlflow_ui, { timeout: 60_000 })
     .toMatchObject({ running: true, ready: true });

@@ -2,21 +2,9 @@
  * Browser tests of the LLMOps sidebar (JupyterLab 4 + the llmops_lab server extension).
  * Screenshots go to test-results/<test>/ (kept as CI artifacts).
  */
-import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
-import type { TestInfo } from '@playwright/test';
+import { expect, test } from '@jupyterlab/galata';
 
-const SIDEBAR_ID = 'llmops-lab-sidebar';
-
-async function openSidebar(page: IJupyterLabPageFixture) {
-  await page.sidebar.openTab(SIDEBAR_ID);
-  const panel = page.locator(`#${SIDEBAR_ID}`);
-  await expect(panel).toBeVisible();
-  return panel;
-}
-
-async function shot(page: IJupyterLabPageFixture, info: TestInfo, name: string) {
-  await page.screenshot({ path: info.outputPath(`${name}.png`) });
-}
+import { code, openNotebook, openSidebar, shot, SIDEBAR_ID } from './helpers';
 
 test.describe('LLMOps sidebar, smoke', () => {
   test('the icon is there and every section explains its empty state', async ({ page }, info) => {
@@ -48,41 +36,17 @@ test.describe('LLMOps sidebar, smoke', () => {
   });
 });
 
-const NOTEBOOK = {
-  cells: [
-    { cell_type: 'code', metadata: {}, outputs: [], execution_count: null, source: '%load_ext llmops_lab' },
-    {
-      cell_type: 'code',
-      metadata: {},
-      outputs: [],
-      execution_count: null,
-      source: '%%llm --name summarize --temperature 0 --max-tokens 32\nSummarize in one sentence: The cat sat on the mat all afternoon.'
-    },
-    {
-      cell_type: 'code',
-      metadata: {},
-      outputs: [],
-      execution_count: null,
-      source:
-        '%%llm --name summarize --temperature 0 --max-tokens 32\nSummarize in five words: The dog chased the ball across the park.'
-    }
-  ],
-  metadata: {
-    kernelspec: { display_name: 'Python 3 (ipykernel)', language: 'python', name: 'python3' },
-    language_info: { name: 'python' }
-  },
-  nbformat: 4,
-  nbformat_minor: 5
-};
+const CELLS = [
+  code('%load_ext llmops_lab'),
+  code('%%llm --name summarize --temperature 0 --max-tokens 32\nSummarize in one sentence: The cat sat on the mat all afternoon.'),
+  code('%%llm --name summarize --temperature 0 --max-tokens 32\nSummarize in five words: The dog chased the ball across the park.')
+];
 
 test.describe('LLMOps sidebar, full scenario', () => {
   test.setTimeout(150_000);
 
   test('runs appear live, open, compare; a prompt goes back into the notebook', async ({ page, tmpPath }, info) => {
-    const path = `${tmpPath}/scenario.ipynb`;
-    await page.contents.uploadContent(JSON.stringify(NOTEBOOK), 'text', path);
-    await page.notebook.openByPath(path);
-    await page.notebook.activate('scenario.ipynb');
+    await openNotebook(page, tmpPath, 'scenario.ipynb', CELLS);
 
     const panel = await openSidebar(page);
     await expect(panel.getByTestId('llmops-notebook')).toContainText('scenario.ipynb');
