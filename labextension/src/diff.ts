@@ -6,12 +6,18 @@ import { h } from './dom';
 /** One word-diff operation from the compare endpoint: '=' kept, '+' added, '-' removed. */
 export type DiffOp = [string, string];
 
-/** [['=', 'a '], ['-', 'b'], ['+', 'c']] -> <div>a <del>b</del><ins>c</ins></div> */
+/**
+ * [['=', 'a'], ['-', 'b'], ['+', 'c']] -> <div>a <del>b</del> <ins>c</ins></div>: the server joins the words
+ * of one operation with single spaces and operations are separated by one space (llmops_lab.compare.word_diff).
+ */
 export function renderWordDiff(ops: DiffOp[] | null | undefined): HTMLElement {
   const root = h('div', { class: 'llmops-worddiff', testid: 'llmops-worddiff' });
   for (const op of ops ?? []) {
     if (!Array.isArray(op) || op.length < 2) {
       continue;
+    }
+    if (root.childNodes.length) {
+      root.appendChild(document.createTextNode(' '));
     }
     const [kind, text] = op;
     if (kind === '+') {
