@@ -19,7 +19,8 @@ from typing import Any, Mapping
 from .errors import ConfigError
 
 __all__ = ["PromptRef", "LoadedPrompt", "parse_ref", "is_ref", "load_prompt", "get_version", "list_prompts",
-           "prompt_summaries", "diff_versions", "register_version", "check_alias", "promote_prompt",
+           "prompt_summaries", "versions_with_aliases", "diff_versions", "register_version", "check_alias",
+           "promote_prompt", "set_alias",
            "model_config_for", "params_from_config",
            "prompts_from_magic_args", "PromptDiff"]
 
@@ -183,8 +184,7 @@ def prompt_summaries(filter_string: str | None = None, client: Any = None) -> li
     client = client or _client()
     rows = []
     for prompt in client.search_prompts(filter_string=filter_string, max_results=1000):
-        # search_prompt_versions leaves aliases out: read each version (prompts have few versions)
-        versions = [client.get_prompt_version(prompt.name, v.version) for v in _versions(client, prompt.name)]
+        versions = versions_with_aliases(client, prompt.name)
         aliases = {}
         for v in versions:
             for alias in getattr(v, "aliases", None) or []:
@@ -255,19 +255,37 @@ def promote_prompt(name: str, template: str, *, model: str | None = None, params
                    alias: str = "production", reason: str | None = None, user: str | None = None,
                    source: str | None = None) -> Any:
     """Register (if needed) and point ``alias`` at the version; who/why/when go into the version's tags."""
-    from .tracking import context
-
     check_alias(alias)
     client = _client()
     version = register_version(name, template, model=model, params=params,
                                commit_message=f"promoted to {alias}" + (f": {reason}" if reason else ""), client=client)
-    client.set_prompt_alias(name, alias, int(version.version))
+    return set_alias(name, alias, int(version.version), reason=reason, user=user, source=source, client=client)
+
+
+def set_alias(name: str, alias: str, version: int, *, reason: str | None = None, user: str | None = None,
+              source: str | None = None, client: Any = None) -> Any:
+    """Point ``alias`` at ``name``'s ``version`` and record who/why/when/from where in that version's tags
+    (``llmops.promoted_*``); returns the version with its aliases. ``client`` defaults to the project's store.
+
+    >>> set_alias("summarize", "production", 2, reason="wins 14/3 on news-eval", source="sidebar")  # doctest: +SKIP
+    """
+    from .tracking import context
+
+    check_alias(alias)
+    client = client or _client()
+    client.set_prompt_alias(name, alias, int(version))
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     for key, value in {"llmops.promoted_by": user or context.user(), "llmops.promoted_alias": alias,
                        "llmops.promoted_at": stamp, "llmops.promoted_reason": reason or "",
                        "llmops.promoted_from": source or ""}.items():
-        client.set_prompt_version_tag(name, int(version.version), key, value)
-    return client.get_prompt_version(name, int(version.version))
+        client.set_prompt_version_tag(name, int(version), key, value)
+    return client.get_prompt_version(name, int(version))
+
+
+def versions_with_aliases(client: Any, name: str) -> list:
+    """Every version of ``name``, oldest first, each read on its own: search_prompt_versions leaves aliases out
+    (prompts have few versions)."""
+    return [client.get_prompt_version(name, v.version) for v in _versions(client, name)]
 
 
 class PromptDiff(str):

@@ -296,8 +296,13 @@ async def test_prompts_list_detail_diff_alias(jp_fetch, populated):
     assert "-Summarize: {{ text }}" in diff["diff"] and "+Summarize briefly: {{ text }}" in diff["diff"]
 
     response = await jp_fetch("llmops-lab", "api", "prompts", "summarize", "alias", method="PUT",
-                              body=json.dumps({"alias": "production", "version": 1}))
+                              body=json.dumps({"alias": "production", "version": 1, "reason": "shorter wins"}))
     assert json.loads(response.body) == {"version": 1, "aliases": ["production"]}
+    from llmops_lab.server import stores
+
+    tags = stores.client_for(f"sqlite:///{populated['root']}/.llmops/mlflow.db").get_prompt_version("summarize", 1).tags
+    assert tags["llmops.promoted_alias"] == "production" and tags["llmops.promoted_reason"] == "shorter wins"
+    assert tags["llmops.promoted_from"] == "jupyterlab sidebar" and tags["llmops.promoted_by"]  # the Jupyter user
     listed = {p["name"]: p for p in (await get(jp_fetch, "prompts"))["prompts"]}
     assert listed["summarize"]["aliases"] == {"production": 1}
     diff = await get(jp_fetch, "prompts/summarize/diff", a="production", b="2")

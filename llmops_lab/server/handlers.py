@@ -82,6 +82,12 @@ class BaseHandler(APIHandler):
             raise ApiError(400, "request body must be a JSON object")
         return data
 
+    def user_name(self) -> str | None:
+        """Who is logged in to Jupyter (recorded when the panel changes something)."""
+        user = self.current_user
+        name = getattr(user, "username", None) or getattr(user, "name", None)
+        return str(name)[:200] if name else None
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """``{"message": "<one line>"}``; tornado's HTTPError text with its arguments applied, no traceback."""
         exc = (kwargs.get("exc_info") or (None, None, None))[1]
@@ -176,7 +182,7 @@ class PromptAliasHandler(BaseHandler):
     async def put(self, name: str) -> None:
         body = self.body()
         store = await self.store()
-        self.reply(await self.call(prompts.set_alias, store, name, body))
+        self.reply(await self.call(prompts.set_alias, store, name, body, user=self.user_name()))
 
 
 class JobsHandler(BaseHandler):

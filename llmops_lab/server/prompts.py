@@ -23,13 +23,12 @@ def check_name(name: str) -> str:
 
 def _versions(client: Any, name: str) -> list[Any]:
     """Every version of ``name`` with its aliases, oldest first; 404 when the prompt does not exist."""
-    from ..registry import _versions as registry_versions
+    from ..registry import versions_with_aliases
 
-    found = registry_versions(client, name) if client is not None else []
+    found = versions_with_aliases(client, name) if client is not None else []
     if not found:
         raise ApiError(404, f"prompt {name!r} not found in the registry")
-    # search_prompt_versions leaves aliases out: read each version (prompts have few versions)
-    return [client.get_prompt_version(name, v.version) for v in found]
+    return found
 
 
 def list_prompts(store: Store, filter_string: str | None = None) -> dict[str, Any]:
@@ -76,23 +75,26 @@ def diff(store: Store, name: str, a: str | None, b: str | None) -> dict[str, Any
     return {"a": a, "b": b, "diff": text}
 
 
-def set_alias(store: Store, name: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Point ``alias`` at ``version`` (MLflow moves it if it pointed elsewhere)."""
+def set_alias(store: Store, name: str, body: dict[str, Any], user: str | None = None) -> dict[str, Any]:
+    """Point ``alias`` at ``version`` (MLflow moves it if it pointed elsewhere); who did it, from the panel, and
+    the optional ``reason`` are recorded on the version like any promotion (:func:`registry.set_alias`)."""
     from ..errors import ConfigError
-    from ..registry import check_alias
+    from ..registry import check_alias, set_alias as registry_set_alias
 
     check_name(name)
-    alias, version = body.get("alias"), body.get("version")
+    alias, version, reason = body.get("alias"), body.get("version"), body.get("reason")
     try:
         check_alias(alias)
     except ConfigError as err:
         raise ApiError(400, str(err)) from None
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ApiError(400, "version must be a whole number of an existing version, e.g. {\"version\": 2}")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > 1000):
+        raise ApiError(400, "reason must be text of at most 1,000 characters")
     client = store.client()
     numbers = [int(v.version) for v in _versions(client, name)]
     if version not in numbers:
         raise ApiError(404, f"{name}@{version} not found: versions are {', '.join(map(str, numbers))}")
-    client.set_prompt_alias(name, alias, version)
-    updated = client.get_prompt_version(name, version)
+    updated = registry_set_alias(name, alias, version, reason=reason, user=user, source="jupyterlab sidebar",
+                                 client=client)
     return {"version": version, "aliases": sorted(getattr(updated, "aliases", None) or [])}
