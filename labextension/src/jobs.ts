@@ -56,14 +56,9 @@ export class JobsSection extends Section {
       );
       return;
     }
-    const header = ['Job', 'Notebook', 'Schedule', 'Next run', 'Last', 'Metrics', ''];
-    const table = h(
-      'table',
-      { class: 'llmops-table', testid: 'llmops-jobs-table' },
-      h('thead', null, h('tr', null, ...header.map(t => h('th', null, t)))),
-      h('tbody', null, ...jobs.map(job => this.renderJob(job)))
-    );
-    replaceChildren(this.node, toolbar, h('div', { class: 'llmops-scroll' }, table));
+    // One card per job (not a table): a sidebar is narrow, and seven columns would scroll sideways.
+    const list = h('div', { class: 'llmops-job-list', testid: 'llmops-jobs-table' }, ...jobs.map(job => this.renderJob(job)));
+    replaceChildren(this.node, toolbar, list);
   }
 
   private renderJob(job: IJob): HTMLElement {
@@ -74,30 +69,43 @@ export class JobsSection extends Section {
           .map(([k, v]) => `${k} ${formatMetric(v)}`)
           .join(', ') || MISSING;
     const status = job.running ? 'running' : (job.last_status ?? 'never run').toLowerCase();
+    const runNow = button(
+      'Run now',
+      async () => {
+        try {
+          await api.runJob(job.name, this.host.notebook);
+          await this.refresh(true);
+        } catch (error) {
+          await showErrorMessage(`Run ${job.name}`, error instanceof Error ? error.message : String(error));
+        }
+      },
+      { testid: 'llmops-job-run' }
+    );
     return h(
-      'tr',
+      'div',
       { class: 'llmops-job-row', testid: 'llmops-job-row', 'data-job': job.name },
-      h('td', { class: 'llmops-run-name' }, job.name),
-      h('td', { title: job.notebook }, job.notebook),
-      h('td', { title: job.schedule ?? '' }, job.schedule_text || job.schedule || 'manual'),
-      h('td', null, job.next_run ? new Date(job.next_run).toLocaleString() : MISSING),
-      h('td', { class: `llmops-status llmops-status-${status}`, title: job.last_started ?? '' }, status),
-      h('td', null, metrics),
       h(
-        'td',
-        null,
-        button(
-          'Run now',
-          async () => {
-            try {
-              await api.runJob(job.name, this.host.notebook);
-              await this.refresh(true);
-            } catch (error) {
-              await showErrorMessage(`Run ${job.name}`, error instanceof Error ? error.message : String(error));
-            }
-          },
-          { testid: 'llmops-job-run' }
-        )
+        'div',
+        { class: 'llmops-job-head' },
+        h('span', { class: 'llmops-run-name' }, job.name),
+        h('span', { class: `llmops-status llmops-status-${status}`, title: job.last_started ?? '' }, status),
+        h('span', { class: 'llmops-spacer' }),
+        runNow
+      ),
+      h(
+        'div',
+        { class: 'llmops-job-meta' },
+        h('span', { testid: 'llmops-job-notebook', title: job.notebook }, job.notebook),
+        ' · ',
+        h('span', { testid: 'llmops-job-schedule', title: job.schedule ?? '' }, job.schedule_text || job.schedule || 'manual')
+      ),
+      h(
+        'div',
+        { class: 'llmops-job-meta' },
+        'Next: ',
+        h('span', { testid: 'llmops-job-next' }, job.next_run ? new Date(job.next_run).toLocaleString() : MISSING),
+        ' · ',
+        h('span', { testid: 'llmops-job-metrics' }, metrics)
       )
     );
   }

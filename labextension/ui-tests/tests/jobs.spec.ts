@@ -19,7 +19,6 @@ test('promote a notebook into a job, with a live schedule preview, then run it n
   await openNotebook(page, tmpPath, 'nightly.ipynb', CELLS);
 
   const panel = await openSidebar(page);
-  await page.sidebar.setWidth(640); // the jobs table is wider than the default sidebar (it scrolls)
   await expect(panel.getByTestId('llmops-notebook')).toContainText('nightly.ipynb');
   await panel.getByTestId('llmops-tab-jobs').click();
   await expect(panel.getByTestId('llmops-jobs-empty')).toContainText('No jobs yet');
@@ -60,9 +59,8 @@ test('promote a notebook into a job, with a live schedule preview, then run it n
   // 2. The job is listed with its schedule in words and its next run (02:00 UTC shown in local time).
   const row = panel.locator('[data-testid="llmops-job-row"][data-job="nightly"]');
   await expect(row).toBeVisible();
-  const cells = row.locator('td');
-  await expect(cells.nth(1)).toContainText('nightly.ipynb');
-  await expect(cells.nth(2)).toContainText('at 02:00, every day');
+  await expect(row.getByTestId('llmops-job-notebook')).toContainText('nightly.ipynb');
+  await expect(row.getByTestId('llmops-job-schedule')).toContainText('at 02:00, every day');
   const nextRun = await page.evaluate(() => {
     const d = new Date();
     const next = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate(), 2, 0, 0));
@@ -71,7 +69,7 @@ test('promote a notebook into a job, with a live schedule preview, then run it n
     }
     return next.toLocaleString();
   });
-  await expect(cells.nth(3)).toHaveText(nextRun);
+  await expect(row.getByTestId('llmops-job-next')).toHaveText(nextRun);
   await expect(row.locator('.llmops-status')).toHaveText('never run');
   await shot(page, info, '3-job-listed');
 
@@ -80,7 +78,7 @@ test('promote a notebook into a job, with a live schedule preview, then run it n
   await expect(row.locator('.llmops-status')).toHaveText('running', { timeout: 10_000 });
   await shot(page, info, '4-job-running');
   await expect(row.locator('.llmops-status')).toHaveText('completed', { timeout: 100_000 });
-  await expect(cells.nth(5)).toHaveText(/^accuracy 0\.90*$/);
+  await expect(row.getByTestId('llmops-job-metrics')).toHaveText(/^accuracy 0\.90*$/);
   await expect(panel.getByTestId('llmops-error')).toHaveCount(0);
   await shot(page, info, '5-job-completed');
 });
