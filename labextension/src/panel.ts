@@ -191,6 +191,9 @@ export class LLMOpsPanel extends Widget implements IHost {
       }
     }
     this.renderHeader();
+    for (const section of this.sections) {
+      section.contextChanged();
+    }
   }
 
   /** Starts `llmops-lab ui` (once per store); it answers ~10 s later: poll the context until `ready`. */

@@ -242,6 +242,14 @@ export class RunsSection extends Section {
     }
   }
 
+  /** The MLflow UI came up (or went away) while a run is open: update its link in place. */
+  contextChanged(): void {
+    const slot = this.node.querySelector<HTMLElement>('.llmops-mlflow-slot');
+    if (slot) {
+      replaceChildren(slot, this.mlflowLink(slot.dataset.run ?? '', slot.dataset.experiment || null));
+    }
+  }
+
   private mlflowLink(runId: string, runExperimentId?: string | null): HTMLElement | null {
     const ctx = this.host.context;
     const url = ctx?.mlflow_ui?.url;
@@ -280,7 +288,8 @@ export class RunsSection extends Section {
       h('h3', { class: 'llmops-detail-title' }, run.name || run.run_id),
       h('div', { class: 'llmops-muted' }, `${(run.status || '').toUpperCase()} · ${summary}`),
       h('div', { class: 'llmops-muted llmops-mono' }, run.run_id),
-      this.mlflowLink(run.run_id, run.experiment_id),
+      h('div', { class: 'llmops-mlflow-slot', 'data-run': run.run_id, 'data-experiment': run.experiment_id ?? '' },
+        this.mlflowLink(run.run_id, run.experiment_id)),
       run.error ? notice('error', 'The call failed', run.error, 'llmops-run-error') : null,
       h('h4', null, 'Prompt'),
       h('pre', { class: 'llmops-pre', testid: 'llmops-run-prompt' }, run.prompt_text ?? MISSING),

@@ -34,6 +34,11 @@ export abstract class Section {
     void this.refresh();
   }
 
+  /** Called when the panel's context (store, experiment, MLflow UI state) was reloaded. */
+  contextChanged(): void {
+    // most sections show nothing of the context
+  }
+
   /** Whether the background poll should refresh this section now. */
   get pollable(): boolean {
     return false;

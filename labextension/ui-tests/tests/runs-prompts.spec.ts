@@ -50,9 +50,15 @@ test('runs page with More…, the MLflow UI links to a run, prompt aliases', asy
   const lastRunId = output.match(/loop done, last run ([0-9a-f]{32})/)?.[1];
   expect(lastRunId, output).toBeTruthy();
 
-  // 2. Start the MLflow UI now: it needs ~10–20 s, used for the paging and prompt steps meanwhile.
+  // 2. Start the MLflow UI with a run open: no link while it starts, then the open run gains its link in
+  // place once the UI answers (the panel keeps polling the context meanwhile).
+  await rows.first().click();
+  await expect(panel.getByTestId('llmops-run-detail')).toBeVisible();
   await panel.getByTestId('llmops-start-mlflow').click();
   await expect(panel.getByTestId('llmops-mlflow-starting')).toBeVisible();
+  await expect(panel.getByTestId('llmops-mlflow-run-link')).toHaveCount(0);
+  await expect(panel.getByTestId('llmops-mlflow-run-link')).toBeVisible({ timeout: 60_000 });
+  await panel.getByTestId('llmops-back').click();
 
   // 3. Paging: the first page (once it shows the newest run: the panel refreshed during the loop
   // too), then "More…" appends the rest, without duplicates.
@@ -105,7 +111,7 @@ test('runs page with More…, the MLflow UI links to a run, prompt aliases', asy
   await panel.getByTestId('llmops-back').click();
   await expect(item.getByTestId('llmops-alias')).toHaveText(['production→v1']);
 
-  // 5. The MLflow UI is up: the header links to it and the run detail links to the run in it.
+  // 5. The MLflow UI is up: the header links to it and a run opened now links to the run in it.
   // (the server's view first, so a failure says whether the UI died or is just slow to come up)
   const contextUrl = `/llmops-lab/api/context?notebook=${encodeURIComponent(`${tmpPath}/pager.ipynb`)}`;
   await expect
