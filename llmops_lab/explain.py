@@ -13,14 +13,13 @@ Privacy (DESIGN §2, redaction): tokens are output text. They live in memory (``
 ``LLMResult.tokens``, a batch's ``tokens`` column) and are never put in a spool record or MLflow. What is
 stored or shown goes through :func:`mask_tokens`, which redacts the *joined* tokens (a secret split over
 several tokens is still found) and masks every token that overlaps a finding: the notebook gets the
-display policy (:func:`display_tokens`, like ``magics.for_display``), the response cache the log policy
+display policy (:func:`display_tokens`, :func:`redaction.display_redactor`), the response cache the log policy
 (:func:`storable_tokens`). Masking that fails hides the tokens (fail closed), never shows them raw.
 """
 from __future__ import annotations
 
 import html
 import json
-import os
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 if TYPE_CHECKING:
@@ -77,15 +76,13 @@ def mask_tokens(tokens: Sequence["TokenLogprob"], redact: Callable[[str], tuple[
 
 
 def display_tokens(tokens: Sequence["TokenLogprob"] | None) -> list["TokenLogprob"] | None:
-    """What a notebook may show of the tokens, like ``magics.for_display``: secrets masked (a saved .ipynb is
-    storage too), and in a job run (``LLMOPS_JOB``) the whole log policy. None if masking fails."""
+    """What a notebook may show of the tokens (:func:`redaction.display_redactor`). None if masking fails."""
     if tokens is None:
         return None
-    from . import redaction
+    from .redaction import display_redactor
 
     try:
-        redactor = redaction.redactor_for() if os.environ.get("LLMOPS_JOB") else redaction._secret_redactor()
-        return mask_tokens(tokens, redactor.redact)
+        return mask_tokens(tokens, display_redactor().redact)
     except Exception:  # noqa: BLE001 - fail closed: hide, never show raw
         return None
 
@@ -199,10 +196,9 @@ def result_html(text: str, tokens: Sequence["TokenLogprob"] | None, *, footer: s
     if tokens is not None and shown is None:
         body = (f'<div style="font-size:0.8em;color:#b00">({HIDDEN_NOTE})</div>')
     else:
-        from .redaction import mask_secrets, mask_text
+        from .redaction import mask_for_display
 
-        plain = mask_text(text) if os.environ.get("LLMOPS_JOB") else mask_secrets(text)
-        body = shade_html(shown, text=plain)
+        body = shade_html(shown, text=mask_for_display(text))
     if footer:
         body += f'<div style="color:#777;font-size:0.85em">{html.escape(footer)}</div>'
     return body

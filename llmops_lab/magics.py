@@ -151,13 +151,9 @@ def for_display(text: Any) -> Any:
     """What a notebook may keep of a text: secrets masked (the saved .ipynb is storage too); in a job run
     (``LLMOPS_JOB`` set: the output notebook becomes an artifact) the whole log policy applies. The result
     object keeps the real answer."""
-    import os
+    from .redaction import mask_for_display
 
-    from .redaction import mask_secrets, mask_text
-
-    if not isinstance(text, str):
-        return text
-    return mask_text(text) if os.environ.get("LLMOPS_JOB") else mask_secrets(text)
+    return mask_for_display(text) if isinstance(text, str) else text
 
 
 def show(result: Any, fmt: str, shell: Any) -> None:

@@ -649,6 +649,20 @@ def mask_secrets(text: str) -> str:
         return FAILED_MARK
 
 
+def display_redactor() -> Redactor:
+    """What a notebook may keep (a saved .ipynb is storage too): secrets masked; in a job run (``LLMOPS_JOB``
+    set: the output notebook becomes an artifact) the whole log policy."""
+    return redactor_for() if os.environ.get("LLMOPS_JOB") else _secret_redactor()
+
+
+def mask_for_display(text: str) -> str:
+    """``text`` masked with :func:`display_redactor`; never raises (fail closed)."""
+    try:
+        return display_redactor().mask(text)
+    except Exception:  # noqa: BLE001 - fail closed: never show raw
+        return FAILED_MARK
+
+
 _refusal: Redactor | None = None
 
 

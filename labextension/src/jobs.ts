@@ -86,7 +86,7 @@ export class JobsSection extends Section {
       { class: 'llmops-job-row', testid: 'llmops-job-row', 'data-job': job.name },
       h(
         'div',
-        { class: 'llmops-job-head' },
+        { class: 'llmops-run-line' },
         h('span', { class: 'llmops-run-name' }, job.name),
         h('span', { class: `llmops-status llmops-status-${status}`, title: job.last_started ?? '' }, status),
         h('span', { class: 'llmops-spacer' }),
