@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     from .runner import RowCall, RowResult
 
 CHUNK_ROWS = 1000  # rows per spool record: bounded records, flat memory in the writer
-RESULT_COLUMNS = ("output", "latency_ms", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd",
-                  "cached", "retries", "error", "token_logprobs")
 TOKENS_COLUMN = "token_logprobs"  # only with logprobs=True; in memory only, never logged
+RESULT_COLUMNS = ("output", "latency_ms", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd",
+                  "cached", "retries", "error", TOKENS_COLUMN)
 _tickets: dict[str, Any] = {}
 
 

@@ -112,10 +112,6 @@ def parse_cell_line(line: str) -> argparse.Namespace:
         raise ConfigError(f"--out {args.out!r} is not a Python variable name")
     if args.dataset is None and (args.scorer or args.refresh or args.judge_model):
         raise ConfigError("--scorer, --refresh and --judge-model go with --dataset (a batch over rows)")
-    if args.top_logprobs is not None and not args.logprobs:
-        raise ConfigError("--top-logprobs goes with --logprobs: add --logprobs to the %%llm line")
-    if args.top_logprobs is not None and not 0 <= args.top_logprobs <= 20:
-        raise ConfigError(f"--top-logprobs {args.top_logprobs} is out of range: use 0 to 20")
     if args.model is not None and ":" not in args.model:
         raise ConfigError(f"{args.model!r} is not provider:model (e.g. openai:gpt-4o-mini); options start with --")
     return args
@@ -232,7 +228,7 @@ class LlmMagics(Magics):
     def _batch(self, args: argparse.Namespace, cell: str, params: dict[str, Any]) -> None:
         from IPython.display import display
 
-        from .batch import batch
+        from .batch import TOKENS_COLUMN, batch
 
         data = self.shell.user_ns.get(args.dataset, args.dataset)  # a variable, else a .csv/.jsonl path
         results = batch(cell, data, model=args.model, name=args.name, system=args.system, scorers=args.scorer,
@@ -244,8 +240,8 @@ class LlmMagics(Magics):
             self.shell.user_ns[args.out] = results
         self.shell.user_ns["_"] = results
         shown = results.copy()  # the saved notebook gets masked text; the variable keeps the real answers
-        if "token_logprobs" in shown.columns:  # per-row token lists: not a table's job (explain.shade_html)
-            shown = shown.drop(columns="token_logprobs")
+        if TOKENS_COLUMN in shown.columns:  # per-row token lists: not a table's job (explain.shade_html)
+            shown = shown.drop(columns=TOKENS_COLUMN)
         for column in shown.columns[shown.dtypes == object]:
             shown[column] = shown[column].map(for_display)
         display(shown)

@@ -245,8 +245,8 @@ def test_llm_magic_without_logprobs_is_unchanged(shell, fake, monkeypatch):
 
 
 @pytest.mark.parametrize("line, message", [
-    ("--logprobs --top-logprobs 50", "--top-logprobs 50 is out of range: use 0 to 20"),
-    ("--top-logprobs 3", "--top-logprobs goes with --logprobs"),
+    ("--logprobs --top-logprobs 50", "top_logprobs=50 is out of range: use a whole number from 0 to 20"),
+    ("--top-logprobs 3", "top_logprobs=3 needs logprobs=True (in a cell: --logprobs --top-logprobs N)"),
     ("--logprobs --top-logprobs many", "'many' is not a whole number"),
 ])
 def test_llm_magic_bad_logprob_options(shell, fake, capsys, line, message):
