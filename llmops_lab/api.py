@@ -259,4 +259,4 @@ def run(template: str, variables: Mapping[str, Any] | None = None, *, model: str
         text=completion.text, model=record["model"], usage=record["usage"], latency_ms=completion.latency_ms,
         cost_usd=record["cost_usd"], prompt_name=call.name, messages=call.messages, params=call.params,
         record_id=record["id"], finish_reason=completion.finish_reason, retries=completion.retries,
-        _ticket=ticket, tokens=completion.tokens, logprobs_requested=logprobs)
+        _ticket=ticket, tokens=completion.tokens)

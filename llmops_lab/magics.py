@@ -161,7 +161,7 @@ def show(result: Any, fmt: str, shell: Any) -> None:
     from .results import strip_fences
 
     text = for_display(result.text)
-    shaded = bool(getattr(result, "logprobs_requested", False))
+    shaded = result.logprobs_requested
     if shaded:  # the answer shaded by token probability replaces the markdown/text view
         from IPython.display import HTML
 

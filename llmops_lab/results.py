@@ -42,7 +42,11 @@ class LLMResult:
     retries: int = 0
     _ticket: Any = field(default=None, repr=False)
     tokens: list[Any] | None = field(default=None, repr=False)  # TokenLogprob list when logprobs were asked for
-    logprobs_requested: bool = field(default=False, repr=False)
+
+    @property
+    def logprobs_requested(self) -> bool:
+        """Whether the call asked for token logprobs (they are request parameters)."""
+        return bool(self.params.get("logprobs"))
 
     @property
     def run_id(self) -> str | None:
