@@ -15,7 +15,24 @@ UI_TESTS  := $(LABEXT)/ui-tests
 UI_NPM    := $(UI_TESTS)/node_modules/.ci-stamp
 LAB_LINK  := $(VENV)/share/jupyter/labextensions/llmops-lab
 
-.PHONY: install demo test test-fast test-js test-ui labextension lab bench clean system-deps chromium
+.PHONY: install demo test test-fast test-js test-ui labextension lab bench clean system-deps chromium check-model
+
+# The embedded model's runtime, llama-cpp-python, compiled once per machine into a wheelhouse of our own,
+# never with pip's default -march=native (a build that uses AVX-512/AMX where it was built segfaults on
+# other CPUs). x86-64: AVX2/FMA/F16C/BMI2 (x86-64-v3), so it runs on any AVX2 CPU, AVX-512/AMX Xeons
+# included. Other architectures: llama.cpp's generic build. The folder is named by version and flags, and
+# the wheel is built with --no-cache-dir and installed by path, so a native wheel in pip's own cache (from
+# an older `make`) can never slip back in. README: "The embedded model's build".
+LLAMA_VERSION := 0.3.36
+ifeq ($(shell uname -m),x86_64)
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+LLAMA_TARGET := x86-64-v3
+else
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF
+LLAMA_TARGET := $(shell uname -m)-generic
+endif
+WHEELHOUSE ?= $(HOME)/.cache/llmops-lab/wheelhouse/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_TARGET)
+LLAMA_WHEEL_STAMP := $(WHEELHOUSE)/.complete
 
 # Build tools for llama-cpp-python (compiled from source once; pip caches the wheel afterwards).
 system-deps:
@@ -31,16 +48,26 @@ $(LAB_NPM): $(LABEXT)/package-lock.json
 	cd $(LABEXT) && npm ci --no-audit --no-fund
 	touch $@
 
+# Built in a temporary folder and renamed, so an interrupted build never leaves a half wheelhouse.
+$(LLAMA_WHEEL_STAMP): | system-deps
+	@echo "building llama-cpp-python $(LLAMA_VERSION) for $(LLAMA_TARGET) (once per machine, about 5 minutes on 2 cores) …"
+	rm -rf $(WHEELHOUSE).partial && mkdir -p $(WHEELHOUSE).partial
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PYTHON) -m pip wheel -q --no-cache-dir \
+	  --no-deps --no-binary llama-cpp-python -w $(WHEELHOUSE).partial llama-cpp-python==$(LLAMA_VERSION)
+	echo "$(LLAMA_CMAKE_ARGS)" > $(WHEELHOUSE).partial/.complete
+	rm -rf $(WHEELHOUSE) && mv $(WHEELHOUSE).partial $(WHEELHOUSE)
+
 # The venv, then the sidebar: `npm ci` (lockfile) + one `npm run build:prod` with the venv's jupyter-builder, then
 # `jupyter-builder develop` links llmops_lab/labextension into the venv, so rebuilds (`make labextension`) are live.
 # (A plain `pip install -e .` or a wheel build runs the same build through the hatch-jupyter-builder hook; here
 # the hook is skipped so npm runs once, from the lockfile.) The link is removed before pip runs, or pip would
 # uninstall the previous copy's files through it.
-$(STAMP): pyproject.toml $(LAB_NPM) | system-deps
+$(STAMP): pyproject.toml $(LAB_NPM) $(LLAMA_WHEEL_STAMP) | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	@if [ -L $(LAB_LINK) ]; then rm $(LAB_LINK); fi
-	HATCH_JUPYTER_BUILDER_SKIP_NPM=1 CMAKE_BUILD_PARALLEL_LEVEL=2 \
+	$(BIN)/python -m pip install -q --force-reinstall --no-deps $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
+	HATCH_JUPYTER_BUILDER_SKIP_NPM=1 CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" \
 	  $(BIN)/python -m pip install -q -e '.[local,serve,lab,dev,team]'
 	cd $(LABEXT) && $(VENV_PATH) npm run build:prod --silent
 	$(VENV_PATH) jupyter-builder develop --overwrite .
@@ -59,14 +86,18 @@ $(UI_NPM): $(UI_TESTS)/package-lock.json
 	cd $(UI_TESTS) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
 	touch $@
 
-demo: install
+# Fail early, not in a notebook: the embedded model must answer one short prompt in its worker process.
+check-model: install
+	@$(BIN)/llmops-lab local-model status
+
+demo: install check-model
 	$(BIN)/llmops-lab demo
 
-test: install test-js
+test: install check-model test-js
 	$(BIN)/python -m pytest -q
 	$(MAKE) test-ui
 
-test-fast: install test-js
+test-fast: install check-model test-js
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # Unit tests of the sidebar's pure modules (jest, jsdom).

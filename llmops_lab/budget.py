@@ -40,23 +40,24 @@ class CostEstimate:
 
 
 def _token_counter(model_id: ModelId):
-    """(count(text) -> int, exact?) for a model: the local model's tokenizer, else characters / 4."""
+    """(count(texts) -> [int], exact?) for a model: the local model's tokenizer, else characters / 4."""
     if model_id.provider == "local":
         from .providers import local
 
-        llm = local.provider().loaded_model(model_id.model)
-        return (lambda text: len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))), True
-    return (lambda text: max(1, len(text) // 4)), False
+        return (lambda texts: local.provider().count_tokens(model_id.model, texts)), True
+    return (lambda texts: [max(1, len(text) // 4) for text in texts]), False
 
 
 def estimate(model_id: ModelId, message_lists: Iterable[list[Message]], params: dict[str, Any],
              settings: Settings) -> CostEstimate:
     """Upper-bound cost of sending each message list once."""
     count, exact = _token_counter(model_id)
-    calls = tokens_in = 0
+    calls = 0
+    contents: list[str] = []
     for messages in message_lists:
         calls += 1
-        tokens_in += sum(count(m["content"]) + 4 for m in messages)  # + role/format overhead per message
+        contents.extend(m["content"] for m in messages)
+    tokens_in = sum(count(contents)) + 4 * len(contents)  # + role/format overhead per message
     tokens_out = calls * int(params.get("max_tokens") or ASSUMED_OUTPUT_TOKENS)
     return CostEstimate(calls, tokens_in, tokens_out, cost_usd(model_id, Usage(tokens_in, tokens_out),
                                                                settings.prices), exact)

