@@ -10,7 +10,7 @@ Only successful responses are cached: :meth:`ResponseCache.put` takes a :class:`
 (built from a provider's :class:`~llmops_lab.providers.base.Completion`), never an error, so a failed
 or rate-limited call is retried on the next run. Keys hash exactly what is sent (before the log-side
 redaction), so masking never merges two different prompts; the text stored is what the caller passes
-(the runner applies the log-side redaction first, DESIGN §2).
+(the runner applies the log-side redaction first, docs/architecture.md).
 
 Durability: the database is in WAL mode with ``synchronous=NORMAL``. A commit is appended to the WAL
 file before :meth:`put` returns, so it survives the process being killed (a notebook kernel killed

@@ -9,7 +9,7 @@
 One renderer for every front end: ``LLMResult``'s notebook HTML, the ``%%llm --logprobs`` cell and the
 comparison grid (``shade_tokens``) all call :func:`shade_html`.
 
-Privacy (DESIGN §2, redaction): tokens are output text. They live in memory (``Completion.tokens``,
+Privacy (docs/architecture.md, redaction): tokens are output text. They live in memory (``Completion.tokens``,
 ``LLMResult.tokens``, a batch's ``tokens`` column) and are never put in a spool record or MLflow. What is
 stored or shown goes through :func:`mask_tokens`, which redacts the *joined* tokens (a secret split over
 several tokens is still found) and masks every token that overlaps a finding: the notebook gets the

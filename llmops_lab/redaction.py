@@ -18,7 +18,7 @@ Policy (``[tool.llmops-lab.redaction]`` in pyproject.toml or llmops.toml)::
 The hash style keys an HMAC with ``LLMOPS_REDACTION_KEY`` from the environment (never from a notebook),
 so equal values get equal tokens (joinable across runs) without the value being recoverable.
 
-Where it runs (DESIGN §2): before sending, only with scope ``send`` (``CallPlan.messages``, so the cache
+Where it runs (docs/architecture.md): before sending, only with scope ``send`` (``CallPlan.messages``, so the cache
 key hashes exactly what is sent); before anything is stored (``redact_record`` on every spool record,
 ``mask_text`` on cached responses). Redaction never raises into a call: if it fails, the record is
 stored fully masked with ``redaction.status = "failed"`` (fail closed), never raw.

@@ -139,7 +139,7 @@ def run_rows(provider: Provider, model: str, params: dict[str, Any], rows: Itera
                     return None, str(err)
             limit.succeeded()
             if cache is not None and row.cache_key is not None:
-                stored = mask_text(completion.text)  # the log-side redaction (DESIGN §2); key = what was sent
+                stored = mask_text(completion.text)  # the log-side redaction (docs/architecture.md); key = what was sent
                 tokens, ok = _storable_tokens(completion.tokens) if want_tokens else (None, True)
                 if ok and (stored != FAILED_MARK or completion.text == FAILED_MARK):  # fail closed: not cached
                     # Written before the row completes: a kernel killed mid-batch never pays for it twice.
