@@ -20,13 +20,15 @@ def add_commands(sub: Any) -> None:
 
     server = sub.add_parser("server", help="run a team MLflow tracking server with basic auth",
                             description="Start `mlflow server --app-name basic-auth` with a database backend and an "
-                                        "artifact root. Secrets come from the environment only.")
+                                        "artifact root. Secrets come from the environment only; creating an "
+                                        "experiment or a prompt needs EDIT, like logging.")
     ssub = server.add_subparsers(dest="server_command", required=True)
     start = ssub.add_parser("start", help="start the server in the foreground (Ctrl-C stops it)")
     start.add_argument("--host", default="127.0.0.1", help="interface (0.0.0.0 for a team; see docs/security.md)")
     start.add_argument("--port", type=int, default=5000)
-    start.add_argument("--backend-store-uri", help="database URI; prefer LLMOPS_SERVER_BACKEND_URI for one with a "
-                                                   "password (default: sqlite under .llmops/server/)")
+    start.add_argument("--backend-store-uri", help="database URI (default: sqlite under .llmops/server/); one with "
+                                                   "a password belongs in LLMOPS_SERVER_BACKEND_URI (mlflow gets it "
+                                                   "through its environment either way, never its arguments)")
     start.add_argument("--artifacts-destination", help="artifact root (path, s3://...; default .llmops/server/artifacts)")
     start.add_argument("--default-permission", default="READ", help="what a new user may do: READ (default), EDIT, "
                                                                     "MANAGE, NO_PERMISSIONS")
@@ -57,7 +59,9 @@ def _cmd_server_start(args: argparse.Namespace) -> int:
                        artifacts_destination=args.artifacts_destination, auth=args.auth,
                        default_permission=args.default_permission, workers=args.workers,
                        allowed_hosts=args.allowed_hosts)
-    print(f"mlflow {plan.describe()}", flush=True)
+    print(plan.describe(), flush=True)
+    if plan.users_note():
+        print(plan.users_note(), flush=True)
     if args.dry_run:
         return 0
     print(f"clients: MLFLOW_TRACKING_URI=http://{args.host}:{args.port}"

@@ -1,85 +1,39 @@
 """Team scale against a real ``mlflow server --app-name basic-auth`` started by ``llmops-lab server start``:
-a READ user can read runs and load prompts but cannot log (and is told so clearly); then the server is killed
-while records are being written, calls go on (queued), it is restarted, and every record arrives exactly once.
+every role against the real server (admin, editor, reader, no account), a READ user can read runs and load
+prompts but cannot log nor create experiments or prompts (and is told so clearly, once, not on every retry);
+the users database is owner-only; then the server is killed while records are being written, calls go on
+(queued), it is restarted, and every record arrives exactly once.
 
-Slow (two server starts, each 10-30 s on 2 cores): ``pytest -m slow tests/test_team_server.py``.
+Slow (two server starts, each 10-30 s on 2 cores): ``pytest -m slow tests/test_team_server.py``. PostgreSQL:
+``tests/test_team_postgres.py``.
 """
 from __future__ import annotations
 
-import base64
 import json
+import logging
 import os
-import signal
-import socket
+import stat
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 import llmops_lab
 from llmops_lab import tracking
+from teamserver import ADMIN, BIN, Server, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
-pytest.importorskip("flask_wtf", reason="needs the team extra: pip install -e '.[team]' (make installs it)")
-BIN = Path(sys.executable).parent / "llmops-lab"
-ADMIN = ("admin", "admin-password-0123")
 READER = ("reader", "reader-password-0123")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """``llmops-lab server start`` in its own process group (the uvicorn workers die with it)."""
-
-    def __init__(self, folder: Path, port: int):
-        self.folder, self.port, self.proc = folder, port, None
-        self.url = f"http://127.0.0.1:{port}"
-
-    def start(self, timeout: float = 150.0) -> float:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_", "LLMOPS_"))}
-        env["MLFLOW_AUTH_ADMIN_PASSWORD"] = ADMIN[1]
-        started = time.monotonic()
-        self.proc = subprocess.Popen([str(BIN), "server", "start", "--port", str(self.port)], cwd=self.folder, env=env,
-                                     stdout=open(self.folder / "server.log", "ab"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        while time.monotonic() - started < timeout:
-            if self.proc.poll() is not None:
-                pytest.fail(f"the server exited: {(self.folder / 'server.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return time.monotonic() - started
-            except OSError:
-                time.sleep(0.3)
-        pytest.fail(f"the server did not answer /health in {timeout:.0f} s")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def api(self, path: str, body: dict, auth: tuple[str, str] = ADMIN) -> dict:
-        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-        request = urllib.request.Request(f"{self.url}/api/{path}", data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json", "Authorization": f"Basic {token}"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read() or b"{}")
+EDITOR = ("editor", "editor-password-0123")
+PROMPT_TAGS = [{"key": "mlflow.prompt.is_prompt", "value": "true"}]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("teamserver")
     (folder / "llmops.toml").write_text("")
-    srv = Server(folder, _free_port())
+    srv = Server(folder, free_port())
     srv.start_s = srv.start()
     yield srv
     srv.kill()
@@ -90,6 +44,10 @@ def as_user(monkeypatch, user: tuple[str, str]) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", user[1])
 
 
+def mode(path) -> str:
+    return oct(stat.S_IMODE(os.stat(path).st_mode))
+
+
 def test_server_command_is_what_we_document(tmp_path):
     (tmp_path / "llmops.toml").write_text("")
     out = subprocess.run([str(BIN), "server", "start", "--dry-run", "--port", "5999"], cwd=tmp_path, timeout=60,
@@ -97,11 +55,16 @@ def test_server_command_is_what_we_document(tmp_path):
                                                               "LLMOPS_SERVER_BACKEND_URI": "sqlite:////tmp/x.db"})
     assert out.returncode == 0, out.stderr
     line = out.stdout.splitlines()[0]
-    assert "mlflow server --backend-store-uri sqlite:////tmp/x.db --artifacts-destination" in line
+    assert "mlflow server --artifacts-destination" in line and "--backend-store-uri" not in line
+    assert "(backend store from the environment: sqlite:////tmp/x.db)" in line
     assert "--app-name basic-auth" in line and "--port 5999" in line and ADMIN[1] not in out.stdout
-    ini = (tmp_path / ".llmops" / "server" / "basic_auth.ini").read_text()
+    folder = tmp_path / ".llmops" / "server"
+    ini = (folder / "basic_auth.ini").read_text()
     assert "default_permission = READ" in ini and ADMIN[1] not in ini
-    assert oct((tmp_path / ".llmops" / "server" / "basic_auth.ini").stat().st_mode & 0o777) == "0o600"
+    assert "authorization_function = llmops_lab.team_auth:authenticate_request" in ini
+    assert mode(folder / "basic_auth.ini") == mode(folder / "basic_auth.db") == "0o600"
+    assert mode(folder) == "0o700"
+    assert f"users and permissions: {folder / 'basic_auth.db'} (mode 0600" in out.stdout and ".backup(sqlite3" in out.stdout
 
 
 def test_read_user_reads_but_cannot_log_with_a_clear_error(server, fake, project, monkeypatch):
@@ -143,6 +106,116 @@ def test_read_user_reads_but_cannot_log_with_a_clear_error(server, fake, project
     assert denied.run_id and client.get_run(denied.run_id).data.tags["llmops.user"]
     tagged = client.search_runs([exp_id], f"tags.`llmops.record_id` = '{denied.record_id}'")
     assert len(tagged) == 1
+
+
+def test_users_database_is_owner_only_and_its_place_is_printed(server):
+    folder = server.folder / ".llmops" / "server"
+    assert (folder / "basic_auth.db").stat().st_size > 0  # the server wrote its users there
+    assert mode(folder / "basic_auth.db") == mode(folder / "basic_auth.ini") == mode(folder / "mlflow.db") == "0o600"
+    assert mode(folder) == "0o700"
+    for extra in folder.glob("basic_auth.db-*"):  # sqlite journals, if any, keep the database's mode
+        assert mode(extra) == "0o600", extra
+    log = server.log()
+    assert f"users and permissions: {folder / 'basic_auth.db'} (mode 0600" in log
+    assert f"sqlite3.connect('{folder / 'basic_auth.db'}').backup(" in log
+
+
+def test_every_role_against_the_real_server(server):
+    """admin: everything; editor (EDIT on experiment * and prompt *): creates experiments and prompts and logs
+    anywhere, no models; reader (default READ): reads only; no account or a wrong password: 401."""
+    for user in (EDITOR, READER):
+        status, text = server.request("api/2.0/mlflow/users/create", {"username": user[0], "password": user[1]})
+        assert status == 200 or "already exists" in text.lower() or "RESOURCE_ALREADY_EXISTS" in text, text
+    server.make_editor(EDITOR[0])
+
+    def create_experiment(user, name):
+        return server.request("api/2.0/mlflow/experiments/create", {"name": name}, user)
+
+    def create_prompt(user, name):
+        return server.request("api/2.0/mlflow/registered-models/create", {"name": name, "tags": PROMPT_TAGS}, user)
+
+    def create_model(user, name):
+        return server.request("api/2.0/mlflow/registered-models/create", {"name": name}, user)
+
+    def create_run(user, experiment_id):
+        return server.request("api/2.0/mlflow/runs/create", {"experiment_id": experiment_id}, user)
+
+    # admin
+    status, text = create_experiment(ADMIN, "roles-admin")
+    assert status == 200, text
+    admin_exp = json.loads(text)["experiment_id"]
+    assert create_prompt(ADMIN, "roles-admin-prompt")[0] == 200
+    assert create_model(ADMIN, "roles-admin-model")[0] == 200
+    assert create_run(ADMIN, admin_exp)[0] == 200
+
+    # reader: reads everything, creates and writes nothing
+    status, text = server.request(f"api/2.0/mlflow/experiments/get?experiment_id={admin_exp}", None, READER)
+    assert status == 200 and "roles-admin" in text
+    assert server.request("api/2.0/mlflow/registered-models/get?name=roles-admin-prompt", None, READER)[0] == 200
+    for status, text in (create_experiment(READER, "roles-reader"), create_prompt(READER, "roles-reader-prompt"),
+                         create_model(READER, "roles-reader-model")):
+        assert status == 403 and "may not create" in text and "EDIT" in text, (status, text)
+    assert create_run(READER, admin_exp)[0] == 403
+    status, text = server.request("api/2.0/mlflow/experiments/get-by-name?experiment_name=roles-reader", None, READER)
+    assert status == 404  # the refused create left nothing behind
+
+    # editor: creates experiments and prompts, logs to any experiment; models were not granted
+    status, text = create_experiment(EDITOR, "roles-editor")
+    assert status == 200, text
+    assert create_prompt(EDITOR, "roles-editor-prompt")[0] == 200
+    assert create_run(EDITOR, admin_exp)[0] == 200
+    assert create_model(EDITOR, "roles-editor-model")[0] == 403
+    assert server.request("api/2.0/mlflow/users/create", {"username": "x", "password": "x-password-0123"},
+                          EDITOR)[0] == 403  # managing users stays with admins
+
+    # no account, wrong password, unknown user: 401 on reads and writes alike
+    for auth in (None, (READER[0], "wrong-password-0123"), ("nobody", "nobody-password-0123")):
+        assert server.request("api/2.0/mlflow/experiments/search", {"max_results": 1}, auth)[0] == 401
+        assert create_experiment(auth, "roles-anon")[0] == 401
+    assert server.request("health", None, None)[0] == 200  # the health check needs no account
+
+
+def test_read_user_in_a_new_notebook_cannot_create_its_experiment(server, fake, project, monkeypatch, caplog):
+    """Stock MLflow would let the READ user create the notebook's experiment and log freely; here the write is
+    refused with one clear line, and refused writes back off (not one log line per retry)."""
+    llmops_lab.configure(tracking_uri=server.url, experiment="notebooks/reader-new")
+    as_user(monkeypatch, READER)
+    caplog.set_level(logging.WARNING, logger="llmops_lab.tracking")
+    results = [llmops_lab.run("Reader prompt {{ i }}", {"i": i}, name="reader-new-prompt") for i in range(6)]
+    started = time.monotonic()
+    assert tracking.flush(8) == 6  # still queued: refused, not lost
+    tracker = tracking.get_tracker()
+    assert tracker.last_error.startswith("MLflow refused to log: user 'reader' may not create an experiment")
+    assert "EDIT" in tracker.last_error
+    assert all(r.run_id is None and r.tracking_status == "queued" for r in results)
+    assert "no permission" in results[-1].footer()
+    lines = [r.getMessage() for r in caplog.records if r.name == "llmops_lab.tracking"]
+    waited = time.monotonic() - started
+    print(f"\n{tracker.failures} refused writes in {waited:.1f} s of flush, {len(lines)} log line(s)")
+    assert len(lines) == 1 and "may not create an experiment" in lines[0], lines
+    assert tracker.failures < 20  # back-off: not ~10 retries a second while flush() waits
+    tracking.shutdown(1)
+    summary = [r.getMessage() for r in caplog.records if r.name == "llmops_lab.tracking"][1:]
+    assert len(summary) == 1 and summary[0].endswith(f"({tracker.failures - 1} more like this)"), summary
+    from mlflow import MlflowClient
+
+    as_user(monkeypatch, ADMIN)
+    assert MlflowClient(tracking_uri=server.url).get_experiment_by_name("notebooks/reader-new") is None
+
+
+def test_editor_in_a_new_notebook_creates_its_experiment_and_prompt(server, fake, project, monkeypatch):
+    from mlflow import MlflowClient
+
+    server.request("api/2.0/mlflow/users/create", {"username": EDITOR[0], "password": EDITOR[1]})  # or exists
+    server.make_editor(EDITOR[0])
+    llmops_lab.configure(tracking_uri=server.url, experiment="notebooks/editor-new")
+    as_user(monkeypatch, EDITOR)
+    r = llmops_lab.run("Editor prompt for {{ who }}", {"who": "ada"}, name="editor-new-prompt")
+    assert tracking.flush(60) == 0, tracking.get_tracker().last_error
+    assert r.run_id and r.prompt_uri == "prompts:/editor-new-prompt/1"
+    client = MlflowClient(tracking_uri=server.url)
+    run = client.get_run(r.run_id)
+    assert client.get_experiment(run.info.experiment_id).name == "notebooks/editor-new"
 
 
 def test_server_killed_mid_writes_and_restarted_loses_nothing(server, fake, project, monkeypatch):

@@ -27,6 +27,11 @@ def describe(err: BaseException) -> str:
     code = _code(err)
     user = os.environ.get("MLFLOW_TRACKING_USERNAME")
     who = f"user {user!r}" if user else "this user (no MLFLOW_TRACKING_USERNAME set)"
+    if "may not create" in text and ("error code 403" in text or "Permission denied" in text):
+        what = "a prompt" if "create a prompt" in text else "a model" if "registered model" in text else \
+            "an experiment"
+        return (f"{REFUSED}: {who} may not create {what} (403 PERMISSION_DENIED); reading works, logging and "
+                "creating need EDIT: ask an MLflow admin to grant it. Records stay in the spool and are retried")
     if "PERMISSION_DENIED" in code or "error code 403" in text or "Permission denied" in text:
         return (f"{REFUSED}: {who} has no write permission on this experiment (403 PERMISSION_DENIED); "
                 "reading works, logging needs EDIT: ask an MLflow admin to grant it. Records stay in the spool "

@@ -18,6 +18,7 @@ from . import spool as spool_mod
 log = logging.getLogger("llmops_lab.tracking")
 RETRY_BASE_S = 1.0
 RETRY_CAP_S = 30.0
+REPEAT_REPORT_S = 600.0  # a long outage still says, every 10 minutes, how often its error repeated
 
 
 class Ticket:
@@ -75,6 +76,9 @@ class Tracker:
         self.replayed = 0
         self.failures = 0
         self.last_error: str | None = None
+        # One log line per distinct error; repeats are counted, not logged, and reported in one line
+        # ("... (12 more like this)") when writes work again, at close, or every REPEAT_REPORT_S.
+        self._repeats: dict[str, list[float]] = {}  # error -> [count not yet reported, time last reported]
 
     # -- producer side (the call's critical path) ---------------------------------------------------
     def submit(self, record: dict[str, Any]) -> Ticket:
@@ -96,17 +100,24 @@ class Tracker:
 
     def flush(self, timeout: float = 30.0) -> int:
         """Wait until every submitted record is written (or ``timeout``); returns how many still wait."""
+        from .store_errors import is_refusal
+
         self.start()
         self._wake.set()
         deadline = time.monotonic() + timeout
         self._replayed_once.wait(timeout)
+        woken = time.monotonic()
         with self._cond:
             while self._busy:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._cond.wait(min(left, 0.1))
-                self._wake.set()
+                # Retry at most once a second while waiting, and a write the server refused (403/401: a
+                # person has to grant or fix something) only on the writer's own back-off schedule.
+                if time.monotonic() - woken >= RETRY_BASE_S and not is_refusal(self.last_error):
+                    self._wake.set()
+                    woken = time.monotonic()
             return self._busy
 
     def close(self, timeout: float = 3.0) -> int:
@@ -116,6 +127,7 @@ class Tracker:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=1.0)
+        self._log_repeats()  # how often each error repeated since its line (the writer has stopped)
         self.spool.close()
         return left
 
@@ -169,6 +181,9 @@ class Tracker:
             return False
         self.spool.ack([record["id"]])
         self.written += 1
+        if self._repeats:  # writes work again: say how often each error repeated, then forget them
+            self._log_repeats()
+            self._repeats.clear()
         self._settle(record, (run_id, prompt_uri))
         return True
 
@@ -201,4 +216,23 @@ class Tracker:
 
         self.failures += 1
         self.last_error = describe(err)  # one line, permission errors spelled out, secrets masked
-        log.warning("MLflow write failed, records kept in the spool: %s", self.last_error)
+        seen = self._repeats.get(self.last_error)
+        if seen is None:
+            self._repeats[self.last_error] = [0, time.monotonic()]
+            log.warning("MLflow write failed, records kept in the spool: %s", self.last_error)
+            return
+        seen[0] += 1
+        if time.monotonic() - seen[1] >= REPEAT_REPORT_S:
+            self._log_repeats()
+
+    @property
+    def repeats(self) -> int:
+        """Failures not logged because an identical line was logged already (not yet reported)."""
+        return int(sum(count for count, _ in self._repeats.values()))
+
+    def _log_repeats(self) -> None:
+        for error, seen in list(self._repeats.items()):
+            if seen[0]:
+                log.warning("MLflow write failed, records kept in the spool: %s (%d more like this)", error,
+                            int(seen[0]))
+                seen[0], seen[1] = 0, time.monotonic()
