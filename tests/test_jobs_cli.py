@@ -107,7 +107,11 @@ def test_promote_list_history_export_remove(proj, tmp_path):
     assert flow.returncode == 0 and "cron: \"30 9 * * 1-5\"" in flow.stdout
     assert "save as .github/workflows/llmops-nightly.yml" in flow.stderr
     crontab = cli("jobs", "export", "nightly", "--to", "cron", cwd=proj).stdout
-    assert "CRON_TZ=Europe/Paris\n30 9 * * 1-5 cd " in crontab and " jobs run nightly >> " in crontab
+    assert "CRON_TZ=Europe/Paris\n30 9 * * 1-5 mkdir -p " in crontab
+    assert " jobs run nightly --trigger cron >> " in crontab
+    bad = cli("jobs", "export", "nightly", "--to", "github-actions", "--install", "llmops-lab>=0.1", cwd=proj)
+    assert bad.returncode != 0 and bad.stdout == "" and len(bad.stderr.strip().splitlines()) == 1
+    assert "--install 'llmops-lab>=0.1' is not valid" in bad.stderr
 
     removed = cli("jobs", "remove", "nightly", cwd=proj)
     assert removed.returncode == 0 and "[jobs.nightly]" not in (proj / "llmops_jobs.toml").read_text()

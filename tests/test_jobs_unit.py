@@ -12,7 +12,7 @@ import pytest
 
 from llmops_lab.jobs import cron, gate as gate_mod
 from llmops_lab.jobs.definition import Gate, Job, get_job, load_jobs, make_gate, save_jobs
-from llmops_lab.jobs.errors import JobDefinitionError, JobNotFoundError, NotebookError
+from llmops_lab.jobs.errors import JobDefinitionError, JobError, JobNotFoundError, NotebookError
 from llmops_lab.jobs.store import HistoryStore
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
@@ -294,6 +294,7 @@ def nightly(project):
 
 
 def _stub_airflow(monkeypatch, captured):
+    """Just enough of airflow (DAG, BashOperator, PapermillOperator) and pendulum to exec an exported DAG."""
     class DAG:
         def __init__(self, **kwargs):
             captured["dag"] = kwargs
@@ -304,52 +305,123 @@ def _stub_airflow(monkeypatch, captured):
         def __exit__(self, *exc):
             return False
 
-    class PapermillOperator:
+    class Operator:
         def __init__(self, **kwargs):
             captured["task"] = kwargs
+            captured["operator"] = self
+            self.output_nb = kwargs.get("output_nb")
 
-    modules = {"airflow": types.ModuleType("airflow"), "airflow.providers": types.ModuleType("airflow.providers"),
-               "airflow.providers.papermill": types.ModuleType("airflow.providers.papermill"),
-               "airflow.providers.papermill.operators": types.ModuleType("airflow.providers.papermill.operators"),
-               "airflow.providers.papermill.operators.papermill":
-                   types.ModuleType("airflow.providers.papermill.operators.papermill"),
-               "pendulum": types.ModuleType("pendulum")}
-    modules["airflow"].DAG = DAG
-    modules["airflow.providers.papermill.operators.papermill"].PapermillOperator = PapermillOperator
+        def execute(self, context):
+            captured["executed"] = context
+
+    names = ["airflow", "airflow.sdk", "airflow.providers", "airflow.providers.standard",
+             "airflow.providers.standard.operators", "airflow.providers.standard.operators.bash",
+             "airflow.providers.papermill", "airflow.providers.papermill.operators",
+             "airflow.providers.papermill.operators.papermill", "pendulum"]
+    modules = {name: types.ModuleType(name) for name in names}
+    modules["airflow.sdk"].DAG = DAG
+    modules["airflow.providers.standard.operators.bash"].BashOperator = Operator
+    modules["airflow.providers.papermill.operators.papermill"].PapermillOperator = Operator
     modules["pendulum"].datetime = lambda *a, tz=None: ("datetime", a, tz)
     for name, module in modules.items():
         monkeypatch.setitem(sys.modules, name, module)
 
 
-def test_export_airflow_dag_compiles_and_carries_the_job(nightly, monkeypatch, tmp_path):
-    from llmops_lab.jobs import export
-
-    text = export("nightly", "airflow")
-    code = compile(text, "llmops_nightly.py", "exec")
+def _exec_dag(text, monkeypatch) -> dict:
     captured: dict = {}
     _stub_airflow(monkeypatch, captured)
-    exec(code, {"__name__": "dag_module"})
+    exec(compile(text, "llmops_nightly.py", "exec"), {"__name__": "dag_module"})
+    return captured
+
+
+def test_export_airflow_dag_runs_the_job_with_its_tracking_uri(nightly, monkeypatch):
+    import shlex
+
+    from llmops_lab.jobs import export
+
+    monkeypatch.delenv("LLMOPS_PROJECT", raising=False)
+    monkeypatch.delenv("LLMOPS_LAB", raising=False)
+    captured = _exec_dag(export("nightly", "airflow"), monkeypatch)
     dag, task = captured["dag"], captured["task"]
     assert dag["dag_id"] == "llmops_nightly" and dag["schedule"] == "0 2 * * *" and not dag["catchup"]
     assert dag["start_date"][2] == "Europe/Paris" and dag["max_active_runs"] == 1
-    assert dag["default_args"]["retries"] == 1 and dag["default_args"]["execution_timeout"] == timedelta(seconds=1800)
-    assert task["parameters"] == {"model": "openai:gpt-4o-mini", "threshold": 0.8}
-    assert task["input_nb"] == str(nightly.project_root.resolve() / "notebooks/04_nightly_eval.ipynb")
-    assert task["output_nb"].endswith(".llmops/jobs/nightly/{{ ts_nodash }}.ipynb")
-    assert task["kernel_name"] == "python3"
+    # the job retries itself: Airflow runs the task once, for all its attempts
+    assert dag["default_args"] == {"retries": 0, "execution_timeout": timedelta(seconds=1800 * 2 + 300)}
+    words = shlex.split(task["bash_command"])
+    assert words[0] == "exec" and words[1] == str(Path(sys.executable).parent / "llmops-lab")
+    assert words[2:] == ["jobs", "run", "nightly", "--trigger", "airflow"]
+    assert task["cwd"] == str(nightly.project_root.resolve()) and task["append_env"] is True
+    assert task["env"] == {"MLFLOW_TRACKING_URI": nightly.resolved_tracking_uri()}
 
 
-def test_export_airflow_dag_loads_in_a_dagbag(nightly, tmp_path):
-    pytest.importorskip("airflow.providers.papermill")
-    from airflow.models import DagBag
+def test_export_airflow_dag_follows_the_project_and_a_team_server(nightly, monkeypatch):
+    from llmops_lab.jobs import export
+
+    monkeypatch.setenv("LLMOPS_PROJECT", "/srv/checkout")
+    task = _exec_dag(export("nightly", "airflow"), monkeypatch)["task"]
+    assert task["cwd"] == "/srv/checkout" and task["env"]["MLFLOW_TRACKING_URI"] == \
+        "sqlite:////srv/checkout/.llmops/mlflow.db"
+    nightly.tracking_uri = "http://mlflow.internal:5000"
+    task = _exec_dag(export("nightly", "airflow", nightly), monkeypatch)["task"]
+    assert task["env"] == {"MLFLOW_TRACKING_URI": "http://mlflow.internal:5000"}
+    nightly.tracking_uri = "http://ada:s3cret@mlflow.internal:5000"
+    with pytest.raises(JobError, match="carries credentials") as err:
+        export("nightly", "airflow", nightly)
+    assert "s3cret" not in str(err.value)
+
+
+def _kernelspec(folder: Path, name: str, python: str) -> None:
+    import json
+
+    (folder / "kernels" / name).mkdir(parents=True)
+    (folder / "kernels" / name / "kernel.json").write_text(json.dumps(
+        {"argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"], "display_name": name,
+         "language": "python"}))
+
+
+def test_export_airflow_papermill_dag_needs_a_kernel_of_the_project(nightly, monkeypatch, tmp_path):
+    import os
 
     from llmops_lab.jobs import export
 
-    folder = tmp_path / "dags"
-    folder.mkdir()
-    (folder / "llmops_nightly.py").write_text(export("nightly", "airflow"))
-    bag = DagBag(dag_folder=str(folder), include_examples=False)
-    assert not bag.import_errors and "llmops_nightly" in bag.dags
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    _kernelspec(tmp_path / "jupyter", "llmops-proj", sys.executable)
+    _kernelspec(tmp_path / "jupyter", "bare", "python")
+    for kernel, message in [(None, "needs --kernel NAME, a kernelspec of the project's venv"),
+                            ("python3", "kernel 'python3' is whatever Python the Airflow worker runs"),
+                            ("missing", "no kernelspec named 'missing': create it with .* -m ipykernel install "
+                                        "--user --name missing"),
+                            ("bare", "kernelspec 'bare' starts 'python', not a venv's python")]:
+        with pytest.raises(JobError, match=message):
+            export("nightly", "airflow", operator="papermill", kernel=kernel)
+    text = export("nightly", "airflow", operator="papermill", kernel="llmops-proj")
+    assert "ipykernel install --user --name llmops-proj" in text and "no regression gate" in text
+    captured = _exec_dag(text, monkeypatch)
+    dag, task = captured["dag"], captured["task"]
+    assert dag["default_args"] == {"retries": 1, "execution_timeout": timedelta(seconds=1800)}
+    root = nightly.project_root.resolve()
+    assert task["kernel_name"] == "llmops-proj" and task["parameters"] == {"model": "openai:gpt-4o-mini",
+                                                                           "threshold": 0.8}
+    assert task["input_nb"] == str(root / "notebooks/04_nightly_eval.ipynb")
+    assert task["output_nb"] == str(root / ".llmops/jobs/nightly/airflow-{{ ts_nodash }}.ipynb")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "elsewhere")
+    monkeypatch.chdir(tmp_path)
+    (root / "notebooks").mkdir()
+    captured["operator"].execute({"ti": None})  # what the kernel will inherit
+    assert captured["executed"] == {"ti": None} and os.environ["MLFLOW_TRACKING_URI"] == nightly.resolved_tracking_uri()
+    assert os.environ["LLMOPS_NOTEBOOK"] == task["input_nb"] and Path.cwd() == root / "notebooks"
+    assert (root / ".llmops/jobs/nightly").is_dir()
+
+
+def test_export_options_belong_to_their_target(nightly):
+    from llmops_lab.jobs import export
+
+    for to, options, message in [("cron", {"install": "llmops-lab==0.1.0"}, "--install is for --to github-actions"),
+                                 ("cron", {"operator": "bash"}, "--airflow-operator is for --to airflow"),
+                                 ("airflow", {"operator": "docker"}, "Airflow operator 'docker' is unknown"),
+                                 ("airflow", {"kernel": "k"}, "--kernel is for --to airflow --airflow-operator")]:
+        with pytest.raises(JobError, match=message):
+            export("nightly", to, **options)
 
 
 def test_export_crontab_line(nightly):
@@ -358,16 +430,18 @@ def test_export_crontab_line(nightly):
     from croniter import croniter
 
     from llmops_lab.jobs import export
-    from llmops_lab.jobs.errors import JobError
 
     text = export("nightly", "cron")
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert lines[0] == "CRON_TZ=Europe/Paris"
     fields = lines[1].split(None, 5)
     assert " ".join(fields[:5]) == "0 2 * * *" and croniter.is_valid(" ".join(fields[:5]))
-    words = shlex.split(fields[5])
-    assert words[:3] == ["cd", str(nightly.project_root.resolve()), "&&"]
-    assert Path(words[3]).name == "llmops-lab" and words[4:7] == ["jobs", "run", "nightly"]
+    root = nightly.project_root.resolve()
+    folder = root / ".llmops" / "jobs" / "nightly"
+    assert shlex.split(fields[5]) == [
+        "mkdir", "-p", str(folder), "&&", "cd", str(root), "&&",
+        f"MLFLOW_TRACKING_URI={nightly.resolved_tracking_uri()}", str(Path(sys.executable).parent / "llmops-lab"),
+        "jobs", "run", "nightly", "--trigger", "cron", ">>", str(folder / "cron.log"), "2>&1"]
     with pytest.raises(JobError, match="has no schedule"):
         export("manual", "cron")
 
@@ -382,13 +456,58 @@ def test_export_github_actions_workflow(nightly):
     flow = yaml.safe_load(text)
     assert flow["on"]["schedule"] == [{"cron": "0 2 * * *"}] and "workflow_dispatch" in flow["on"]
     job = flow["jobs"]["nightly"]
-    steps = [s.get("run") for s in job["steps"]]
-    assert "llmops-lab jobs run nightly" in steps
+    assert {k: job["env"][k] for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")} \
+        == {k: f"${{{{ secrets.{k} }}}}" for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
+                                                   "MLFLOW_TRACKING_PASSWORD")}
+    steps = job["steps"]
+    runs = [s.get("run") for s in steps]
+    assert "python -m pip install 'llmops-lab[local]==0.1.0'" in runs  # llmops-lab itself, not the project
+    assert "llmops-lab jobs run nightly --trigger ci" in runs
+    install = next(s for s in steps if s.get("run", "").startswith("python -m pip install"))
+    assert install["env"]["CMAKE_ARGS"] == ("-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON "
+                                            "-DGGML_F16C=ON -DGGML_BMI2=ON")
+    caches = [s["with"]["path"].split() for s in steps if s.get("uses", "").startswith("actions/cache@")]
+    assert caches == [["~/.cache/pip", "~/.cache/llmops-lab"],
+                      [".llmops/*.db*", ".llmops/artifacts/", ".llmops/spool/"]]
+    assert not any("cache" in s.get("with", {}) for s in steps)  # setup-python's cache: pip needs a requirements file
     assert job["timeout-minutes"] >= 1800 * 2 / 60
-    upload = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact"))
-    assert upload["if"] == "always()" and upload["with"]["path"] == ".llmops/jobs/nightly/"
+    upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact"))
+    assert upload["if"] == "always() && env.MLFLOW_TRACKING_URI == ''"
+    assert upload["with"]["path"].split() == [".llmops/jobs/nightly/", ".llmops/*.db*", ".llmops/artifacts/"]
+    assert upload["with"]["include-hidden-files"] is True
+    summary = next(s for s in steps if s.get("name") == "Job summary")
+    assert summary["if"] == "always()" and '>> "$GITHUB_STEP_SUMMARY"' in summary["run"]
     manual = yaml.safe_load(export("manual", "github-actions"))
     assert "schedule" not in manual["on"]
+
+
+def test_export_github_actions_install_is_validated(nightly):
+    import yaml
+
+    from llmops_lab.jobs import export
+
+    def install(spec):
+        steps = yaml.safe_load(export("nightly", "github-actions", install=spec))["jobs"]["nightly"]["steps"]
+        return next(s["run"] for s in steps if s.get("run", "").startswith("python -m pip install"))
+
+    root = nightly.project_root
+    (root / "dist").mkdir()
+    (root / "dist" / "llmops_lab-0.2.0-py3-none-any.whl").write_bytes(b"")
+    assert install("llmops-lab==0.2.0") == "python -m pip install 'llmops-lab[local]==0.2.0'"
+    assert install("git+https://github.com/acme/llmops-lab@v0.2.0") == \
+        "python -m pip install 'llmops-lab[local] @ git+https://github.com/acme/llmops-lab@v0.2.0'"
+    assert install("dist/llmops_lab-0.2.0-py3-none-any.whl") == \
+        "python -m pip install './dist/llmops_lab-0.2.0-py3-none-any.whl[local]'"
+    for spec, message in [("llmops-lab>=0.1", "is not valid: use llmops-lab==VERSION"),
+                          ("requests==2.0", "is not valid"), ("-e .", "is not valid"),
+                          ("git+https://tok3n@github.com/acme/llmops-lab", "carries credentials"),
+                          ("git+ssh://github.com/acme/llmops-lab", "is not valid"),
+                          (str(root / "dist" / "llmops_lab-0.2.0-py3-none-any.whl"), "inside the repository"),
+                          ("dist/other-1.0-py3-none-any.whl", "inside the repository"),
+                          ("dist/llmops_lab-9.9-py3-none-any.whl", "no such wheel")]:
+        with pytest.raises(JobError, match=message) as err:
+            export("nightly", "github-actions", install=spec)
+        assert "\n" not in str(err.value) and "tok3n" not in str(err.value)
 
 
 def test_export_rejects_an_unknown_target(nightly):

@@ -49,7 +49,8 @@ def add_commands(sub: Any) -> None:
     run.add_argument("name")
     run.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
                      help="override a parameter for this execution")
-    run.add_argument("--trigger", default="manual", choices=["manual", "schedule", "ci"], help=argparse.SUPPRESS)
+    run.add_argument("--trigger", default="manual", choices=["manual", "schedule", "ci", "cron", "airflow"],
+                     help=argparse.SUPPRESS)
     run.add_argument("--scheduled-for", help=argparse.SUPPRESS)
     run.set_defaults(func=_cmd_run)
     hist = jsub.add_parser("history", help="executions with status, duration, metrics and report path")
@@ -61,6 +62,14 @@ def add_commands(sub: Any) -> None:
     exp.add_argument("name")
     exp.add_argument("--to", required=True, choices=TARGETS)
     exp.add_argument("--output", "-o", help="write to this file (default: print)")
+    exp.add_argument("--airflow-operator", choices=["bash", "papermill"],
+                     help="airflow: bash (default) runs `llmops-lab jobs run` (gate, history, MLflow run); "
+                          "papermill runs the notebook alone in --kernel")
+    exp.add_argument("--kernel", help="airflow papermill: a kernelspec of the project's venv "
+                                      "(python -m ipykernel install --user --name NAME)")
+    exp.add_argument("--install", metavar="SPEC",
+                     help="github-actions: llmops-lab==VERSION (default: this version), git+https://HOST/PATH[@REF] "
+                          "or the path of an llmops_lab-*.whl in the repository")
     exp.set_defaults(func=_cmd_export)
     rm = jsub.add_parser("remove", help="remove a job from llmops_jobs.toml (its history stays)")
     rm.add_argument("name")
@@ -222,7 +231,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from .exports import SUGGESTED, export
 
-    text = export(args.name, args.to)
+    text = export(args.name, args.to, operator=args.airflow_operator, kernel=args.kernel, install=args.install)
     if not args.output:
         sys.stdout.write(text)
         if args.to in SUGGESTED:
