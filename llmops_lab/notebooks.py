@@ -16,6 +16,7 @@ def execute_notebook(source: Path, output: Path, settings: Settings, parameters:
 
     ``env``: extra environment variables for the kernel (set for the call, then restored).
     ``papermill_kwargs`` go to ``papermill.execute_notebook`` (e.g. ``engine_name`` and engine options).
+    The kernel's sockets are encrypted where jupyter_client and the kernel support it (:func:`kernel_config`).
     """
     if not source.is_file():
         raise ConfigError(f"notebook {source} not found")
@@ -28,6 +29,7 @@ def execute_notebook(source: Path, output: Path, settings: Settings, parameters:
         raise ConfigError(f"{source} is not a readable notebook ({type(err).__name__}): fix or re-save it") from None
     kernel_name = kernel_name or metadata.get("kernelspec", {}).get("name") or "python3"
     output.parent.mkdir(parents=True, exist_ok=True)
+    papermill_kwargs["config"] = kernel_config(papermill_kwargs.get("config"))
     kernel_env = {**(env or {}), "LLMOPS_NOTEBOOK": str(source.resolve())}
     env_before = {key: os.environ.get(key) for key in kernel_env}
     os.environ.update(kernel_env)  # the kernel inherits our environment
@@ -45,6 +47,30 @@ def execute_notebook(source: Path, output: Path, settings: Settings, parameters:
             else:
                 os.environ[key] = value
     return output
+
+
+def kernel_config(config: Any = None) -> Any:
+    """nbclient's traitlets config, asking the kernel manager for CurveZMQ keys (``transport_encryption =
+    "auto"``: only for a kernelspec that declares ``supported_encryption``, as ipykernel >= 7 does).
+
+    papermill's kernel then talks encrypted over localhost TCP instead of in plain text, and ipykernel no
+    longer warns "Kernel is running over TCP without encryption" on every run. An older jupyter_client (no
+    such setting; its ipykernel does not warn) or a pyzmq without Curve: the config is left as it was.
+    """
+    from traitlets.config import Config
+
+    merged = Config()
+    try:
+        import zmq
+        from jupyter_client.manager import KernelManager
+
+        if "transport_encryption" in KernelManager.class_trait_names() and zmq.has("curve"):
+            merged.KernelManager.transport_encryption = "auto"
+    except ImportError:
+        pass
+    if config:
+        merged.merge(config)  # the caller's settings win
+    return merged
 
 
 def _failure_reason(output: Path, err: Any) -> str:

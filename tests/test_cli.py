@@ -39,6 +39,33 @@ def test_demo_reports_failing_cell_without_traceback(tmp_path):
     assert "Traceback" not in out.stderr
 
 
+def test_demo_kernel_is_encrypted_and_quiet(tmp_path):
+    """papermill's kernel gets CurveZMQ keys: no "running over TCP without encryption" warning, no other noise."""
+    import nbformat
+
+    (tmp_path / "llmops.toml").write_text("")
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}})
+    nb.cells = [nbformat.v4.new_code_cell("from ipykernel.kernelapp import IPKernelApp\n"
+                                          "print('curve', IPKernelApp.instance().curve_secretkey is not None)")]
+    nbformat.write(nb, tmp_path / "k.ipynb")
+    out = cli("demo", "--notebook", "k.ipynb", "--output", "out.ipynb", cwd=tmp_path,
+              env={"LLMOPS_HOME": str(tmp_path / "h")})
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == "" and "browse the runs it logged:" in out.stdout
+    cells = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells
+    assert cells[0].outputs[0]["text"] == "curve True\n"
+
+
+def test_kernel_config_asks_for_encryption_and_keeps_the_callers_settings():
+    from traitlets.config import Config
+
+    from llmops_lab.notebooks import kernel_config
+
+    assert kernel_config().KernelManager.transport_encryption == "auto"
+    mine = kernel_config(Config({"KernelManager": {"transport_encryption": "required", "shutdown_wait_time": 1.0}}))
+    assert mine.KernelManager.transport_encryption == "required" and mine.KernelManager.shutdown_wait_time == 1.0
+
+
 def test_flush_with_empty_spool(tmp_path):
     (tmp_path / "llmops.toml").write_text("")
     out = cli("flush", cwd=tmp_path, env={"LLMOPS_HOME": str(tmp_path / "h")})
