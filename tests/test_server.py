@@ -77,6 +77,13 @@ def populated(tmp_path_factory, fake_server):
                                    progress=False)
         batch_id = llmops_lab.batch_run_id(results)
         assert tracking.flush(30) == 0
+        if batch_id is None:  # the results' attrs lost their record id: find the run in the store instead
+            from llmops_lab.server.stores import client_for
+
+            client = client_for(f"sqlite:///{root.resolve() / '.llmops' / 'mlflow.db'}")
+            exp = client.get_experiment_by_name("notebooks/01_demo")
+            (found,) = client.search_runs([exp.experiment_id], "tags.`llmops.kind` = 'batch'")
+            batch_id = found.info.run_id
     finally:
         os.environ.pop("LLMOPS_NOTEBOOK", None)
     yield {"root": root, "single": ids, "batch": batch_id}
@@ -258,6 +265,38 @@ async def test_run_detail(jp_fetch, populated):
     batch = await get(jp_fetch, f"runs/{populated['batch']}")
     assert batch["prompt_text"] == "Classify: {{ text }}" and batch["output_text"] is None
     assert len(batch["spans"]) == 3 and batch["metrics"]["score.exact_label"] == pytest.approx(2 / 3)
+    assert detail["results"] is None
+    # a batch has no single output: its first result rows instead (inputs, output, scores)
+    results = batch["results"]
+    assert results["columns"] == ["text", "label", "output", "exact_label"]
+    assert results["score_columns"] == ["exact_label"] and results["total"] == 3 and results["truncated"] is False
+    assert [r[:3] for r in results["rows"]] == [["a", "echo: Classify: a", "echo: Classify: a"],
+                                                ["b", "x", "echo: Classify: b"],
+                                                ["c", "echo: Classify: c", "echo: Classify: c"]]
+    assert [float(r[3]) for r in results["rows"]] == [1.0, 0.0, 1.0]
+    assert batch["rows"] == 3 and batch["variants"] is None and batch["job"] is None
+
+
+def test_batch_rows_are_capped_and_cut(tmp_path):
+    import csv
+    from types import SimpleNamespace
+
+    from llmops_lab.server import runs
+
+    with open(tmp_path / "results.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["question", "output", "latency_ms", "error", "judge", "judge_rationale"])
+        for i in range(50):
+            writer.writerow([f"q{i}\nline two", "x" * 2000, 12, "" if i != 3 else "timeout", i % 2, "why"])
+    run = SimpleNamespace(info=SimpleNamespace(artifact_uri=str(tmp_path), run_id="0" * 32),
+                          data=SimpleNamespace(metrics={"score.judge": 0.5, "rows": 50.0}))
+    got = runs.batch_rows(None, run)
+    assert got["columns"] == ["question", "output", "judge", "error"]  # a row failed: its error is shown
+    assert len(got["rows"]) == runs.MAX_ROWS and got["truncated"] is True and got["total"] == 50
+    assert got["rows"][0][0] == "q0\nline two" and len(got["rows"][0][1]) == runs.MAX_CELL
+    assert got["rows"][3][3] == "timeout"
+    (tmp_path / "results.csv").unlink()
+    assert runs.batch_rows(None, run) is None
 
 
 async def test_run_detail_errors(jp_fetch, populated):
@@ -342,6 +381,7 @@ async def test_jobs_preview_promote_list_run(jp_fetch, populated):
     await fails(jp_fetch, "jobs/preview", 400)  # notebook is required
 
     assert (await get(jp_fetch, "jobs"))["jobs"] == []
+    assert not (populated["root"] / ".llmops" / "jobs.db").exists()  # reading the panel creates no database
     response = await jp_fetch("llmops-lab", "api", "jobs", method="POST",
                               body=json.dumps({"notebook": NOTEBOOK, "name": "nightly", "schedule": "0 2 * * *",
                                                "parameters": {"repeat": 3}}))
@@ -372,6 +412,66 @@ async def test_jobs_preview_promote_list_run(jp_fetch, populated):
     assert history[0].status == "completed" and history[0].metrics == {"words": 3.0}
     (row,) = (await get(jp_fetch, "jobs"))["jobs"]
     assert row["last_status"] == "completed" and row["score"] == ["words", 3.0] and row["last_metrics"]
+
+    # the last execution's files: the executed notebook (hidden .llmops/: JupyterLab cannot open it unless
+    # ContentsManager.allow_hidden), its HTML report and the history
+    last = row["last_execution"]
+    assert last["id"] == history[0].id and last["status"] == "completed" and last["report"] is True
+    assert last["output_path"].startswith(".llmops/jobs/nightly/") and last["output_path"].endswith(".ipynb")
+    assert last["output_openable"] is False and last["has_output"] is True and last["metrics"] == {"words": 3.0}
+    (listed,) = (await get(jp_fetch, "jobs/nightly/history"))["executions"]
+    assert listed == last
+    assert (await get(jp_fetch, "jobs/nightly/history", limit="1"))["name"] == "nightly"
+    await fails(jp_fetch, "jobs/nightly/history", 400, params={"limit": "0"})
+    await fails(jp_fetch, "jobs/nope/history", 404)
+
+    report = await jp_fetch("llmops-lab", "api", "jobs", "nightly", "executions", str(last["id"]), "report")
+    assert report.headers["Content-Type"].startswith("text/html")
+    assert report.headers["Content-Security-Policy"].startswith("sandbox;")
+    assert "default-src 'none'" in report.headers["Content-Security-Policy"]
+    assert b"Job nightly: completed" in report.body
+    executed = await jp_fetch("llmops-lab", "api", "jobs", "nightly", "executions", str(last["id"]), "notebook")
+    assert "attachment" in executed.headers["Content-Disposition"]
+    assert json.loads(executed.body)["nbformat"] == 4
+    await fails(jp_fetch, f"jobs/nightly/executions/{last['id'] + 99}/report", 404)
+    await fails(jp_fetch, "jobs/nightly/executions/x1/report", 400)
+    await fails(jp_fetch, f"jobs/nope/executions/{last['id']}/report", 404)
+    # a history row pointing elsewhere (a tampered jobs.db) never serves that file
+    import sqlite3
+
+    with sqlite3.connect(populated["root"] / ".llmops" / "jobs.db") as db:
+        db.execute("UPDATE executions SET report_path = ? WHERE id = ?",
+                   (str(populated["root"] / "llmops.toml"), last["id"]))
+    try:
+        assert "outside" in await fails(jp_fetch, f"jobs/nightly/executions/{last['id']}/report", 403)
+    finally:
+        with sqlite3.connect(populated["root"] / ".llmops" / "jobs.db") as db:
+            db.execute("UPDATE executions SET report_path = ? WHERE id = ?", (history[0].report_path, last["id"]))
+
+
+async def test_executed_notebook_opens_in_jupyterlab_when_hidden_files_are_shown(jp_fetch, populated,
+                                                                                 jp_serverapp):
+    jobs = (await get(jp_fetch, "jobs"))["jobs"]
+    if not jobs or not jobs[0]["last_execution"]:
+        pytest.skip("needs the job run by test_jobs_preview_promote_list_run")
+    jp_serverapp.contents_manager.allow_hidden = True
+    try:
+        (row,) = (await get(jp_fetch, "jobs"))["jobs"]
+        assert row["last_execution"]["output_openable"] is True
+        model = await jp_fetch("api", "contents", *row["last_execution"]["output_path"].split("/"))
+        assert json.loads(model.body)["type"] == "notebook"
+    finally:
+        jp_serverapp.contents_manager.allow_hidden = False
+
+
+def test_warm_up_imports_mlflow_and_builds_the_root_client(populated, monkeypatch):
+    from llmops_lab.server import stores
+
+    uri = f"sqlite:///{populated['root'].resolve() / '.llmops' / 'mlflow.db'}"
+    monkeypatch.setattr(stores, "_clients", {})
+    stores.start_warm_up(populated["root"]).join(60)
+    assert uri in stores._clients
+    stores.warm_up(populated["root"] / "missing")  # never raises
 
 
 # -- MLflow UI ---------------------------------------------------------------------------------------
@@ -458,10 +558,14 @@ def test_every_verb_is_wrapped_by_authenticated():
 async def test_every_route_refuses_anonymous_requests(jp_fetch, jp_base_url, jp_http_port, populated):
     """Live: each route x verb without a token (and without cookies) is 403, and nothing ran."""
     client = tornado.httpclient.AsyncHTTPClient()
-    samples = {"run_id": "0" * 32, "name": "summarize"}
+    samples = {"(?P<run_id>[^/]+)": "0" * 32, "(?P<name>[^/]+)": "summarize", "(?P<execution>[^/]+)": "1",
+               "(?P<what>report|notebook)": "report"}
     checked = 0
     for path, _, verb in _routes():
-        concrete = path.replace("(?P<run_id>[^/]+)", samples["run_id"]).replace("(?P<name>[^/]+)", samples["name"])
+        concrete = path
+        for pattern, sample in samples.items():
+            concrete = concrete.replace(pattern, sample)
+        assert "(" not in concrete, concrete
         url = f"http://localhost:{jp_http_port}{jp_base_url}llmops-lab/api/{concrete}"
         body = b"{}" if verb in ("post", "put", "patch") else None
         for headers in ({}, {"Authorization": "token wrong"}):

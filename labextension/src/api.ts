@@ -4,7 +4,7 @@
 import { DiffOp } from './diff';
 import { IParameter, ParamValue } from './params';
 import { apiPath, buildQuery } from './query';
-import { requestAPI } from './request';
+import { apiUrl, requestAPI, requestText } from './request';
 
 export interface IContext {
   project_root: string;
@@ -28,6 +28,22 @@ export interface IRunRow {
   score: { name: string; value: number | null } | null;
   notebook: string | null;
   error: string | null;
+  /** A job run: the job's name, up to three of the metrics its notebook recorded, its duration. */
+  job?: string | null;
+  job_metrics?: Record<string, number | null> | null;
+  duration_s?: number | null;
+  /** A comparison: how many variants; a comparison or batch: how many data rows. */
+  variants?: number | null;
+  rows?: number | null;
+}
+
+/** The first rows of a batch run's results table (cells as text). */
+export interface IResultRows {
+  columns: string[];
+  score_columns: string[];
+  rows: string[][];
+  total: number;
+  truncated: boolean;
 }
 
 export interface ISpan {
@@ -48,6 +64,7 @@ export interface IRunDetail extends IRunRow {
   prompt_text: string | null;
   output_text: string | null;
   spans: ISpan[];
+  results?: IResultRows | null;
 }
 
 export interface IRunsPage {
@@ -96,6 +113,26 @@ export interface IJob {
   score: [string, number] | null;
   timezone?: string | null;
   running?: boolean;
+  last_execution?: IExecution | null;
+}
+
+/** One execution of a job (its history). */
+export interface IExecution {
+  id: number;
+  status: string;
+  trigger: string;
+  started_at: string | null;
+  ended_at: string | null;
+  duration_s: number | null;
+  metrics: Record<string, number>;
+  run_id: string | null;
+  error: string | null;
+  /** Whether the HTML report exists. */
+  report: boolean;
+  /** The executed notebook relative to the server root (null: outside it), and whether JupyterLab opens it. */
+  output_path: string | null;
+  output_openable: boolean;
+  has_output: boolean;
 }
 
 export interface IPreview {
@@ -148,6 +185,18 @@ export const api = {
     requestAPI<{ name: string; started: boolean }>(`${apiPath('jobs', name, 'run')}${buildQuery({ notebook })}`, {
       method: 'POST'
     }),
+
+  jobHistory: (name: string, notebook: string | null, limit = 10) =>
+    requestAPI<{ name: string; executions: IExecution[] }>(
+      `${apiPath('jobs', name, 'history')}${buildQuery({ notebook, limit })}`
+    ),
+
+  jobReport: (name: string, execution: number, notebook: string | null) =>
+    requestText(`${apiPath('jobs', name, 'executions', String(execution), 'report')}${buildQuery({ notebook })}`),
+
+  /** The executed notebook as a download (for a link). */
+  jobNotebookUrl: (name: string, execution: number, notebook: string | null) =>
+    apiUrl(`${apiPath('jobs', name, 'executions', String(execution), 'notebook')}${buildQuery({ notebook })}`),
 
   preview: (notebook: string, schedule: string | null, timezone: string | null) =>
     requestAPI<IPreview>(`jobs/preview${buildQuery({ notebook, schedule, timezone })}`),

@@ -111,3 +111,70 @@ function trimZero(text: string, keepExponent = false): string {
   }
   return text.includes('.') ? text.replace(/\.?0+$/, '') : text;
 }
+
+/** The run fields a row or a detail shows, in order; what a run does not have is left out, not dashed. */
+export interface IRunFactsInput {
+  kind?: string | null;
+  model?: string | null;
+  prompt?: string | null;
+  latency_ms?: number | null;
+  total_tokens?: number | null;
+  cost_usd?: number | null;
+  job_metrics?: Record<string, number | null> | null;
+  duration_s?: number | null;
+  variants?: number | null;
+  rows?: number | null;
+}
+
+/**
+ * One call: model · prompt · latency · tokens · cost. A job run: its notebook's metrics and duration; a
+ * comparison: its variant and row counts; a batch: its rows too. Nothing known: a single dash.
+ */
+export function runFacts(run: IRunFactsInput, tokensWord = 'tok'): string[] {
+  const facts: string[] = [];
+  const add = (text: string | null | undefined) => {
+    if (text && text !== MISSING) {
+      facts.push(text);
+    }
+  };
+  add(run.model);
+  add(run.prompt);
+  if (run.kind === 'compare' && isNumber(run.variants)) {
+    add(`${run.variants} variant${run.variants === 1 ? '' : 's'}`);
+  }
+  if ((run.kind === 'compare' || run.kind === 'batch') && isNumber(run.rows)) {
+    add(`${run.rows} row${run.rows === 1 ? '' : 's'}`);
+  }
+  for (const [name, value] of Object.entries(run.job_metrics ?? {})) {
+    if (isNumber(value)) {
+      add(`${name} ${formatMetric(value)}`);
+    }
+  }
+  add(formatLatency(run.latency_ms));
+  if (isNumber(run.total_tokens) && run.total_tokens >= 0) {
+    add(`${formatTokens(run.total_tokens)} ${tokensWord}`);
+  }
+  add(formatCost(run.cost_usd));
+  if (run.kind === 'job' && isNumber(run.duration_s)) {
+    add(`ran ${formatLatency(run.duration_s * 1000)}`);
+  }
+  return facts.length ? facts : [MISSING];
+}
+
+/**
+ * A long path or URI cut in the middle so its start (scheme) and end (file name) stay readable:
+ * "sqlite:////home/ada/projects/demo/.llmops/mlflow.db" -> "sqlite:////home/…/demo/.llmops/mlflow.db".
+ */
+export function shortenPath(text: string, max = 48): string {
+  if (text.length <= max) {
+    return text;
+  }
+  const tail = Math.ceil((max - 1) * 0.65);
+  const head = max - 1 - tail;
+  let end = text.slice(text.length - tail);
+  const slash = end.indexOf('/');
+  if (slash > 0 && slash < end.length - 8) {
+    end = end.slice(slash); // start the tail at a folder boundary
+  }
+  return `${text.slice(0, head)}…${end}`;
+}

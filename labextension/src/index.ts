@@ -3,7 +3,9 @@
  */
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
+import { MainAreaWidget } from '@jupyterlab/apputils';
 import { LabIcon } from '@jupyterlab/ui-components';
+import { Widget } from '@lumino/widgets';
 
 import { LLMOpsPanel } from './panel';
 import { IParameter, parseParametersCell } from './params';
@@ -46,6 +48,31 @@ function localParameters(tracker: INotebookTracker | null): Record<string, IPara
   return {};
 }
 
+let htmlViews = 0;
+
+/**
+ * An HTML document (a job's report) in a main-area tab. The frame is sandboxed without `allow-scripts`:
+ * whatever the executed notebook's outputs held, nothing in it runs or reaches this page (the server
+ * sends the same document with a CSP sandbox header when it is opened directly).
+ */
+export function htmlView(title: string, html: string): MainAreaWidget<Widget> {
+  const content = new Widget();
+  content.addClass('llmops-html-view');
+  const frame = document.createElement('iframe');
+  frame.setAttribute('sandbox', '');
+  frame.setAttribute('referrerpolicy', 'no-referrer');
+  frame.dataset.testid = 'llmops-report-frame';
+  frame.title = title;
+  frame.srcdoc = html;
+  content.node.appendChild(frame);
+  const widget = new MainAreaWidget({ content });
+  widget.id = `llmops-lab-html-${++htmlViews}`;
+  widget.title.label = title;
+  widget.title.caption = title;
+  widget.title.closable = true;
+  return widget;
+}
+
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'llmops-lab:sidebar',
   description: 'LLMOps sidebar: runs, prompts and jobs of the active notebook.',
@@ -54,7 +81,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
   activate: (app: JupyterFrontEnd, tracker: INotebookTracker | null, restorer: ILayoutRestorer | null) => {
     const panel = new LLMOpsPanel({
       insertCell: source => insertCell(tracker, source),
-      localParameters: () => localParameters(tracker)
+      localParameters: () => localParameters(tracker),
+      openPath: async path => {
+        await app.commands.execute('docmanager:open', { path });
+      },
+      openHtml: (title, html) => {
+        const view = htmlView(title, html);
+        app.shell.add(view, 'main');
+        app.shell.activateById(view.id);
+      }
     });
     panel.title.icon = llmopsIcon;
     app.shell.add(panel, 'left', { rank: 650 });

@@ -12,11 +12,24 @@ import { ApiError } from './errors';
 import { JobsSection, promoteNotebook } from './jobs';
 import { IParameter } from './params';
 import { PromptsSection } from './prompts';
+import { shortenPath } from './format';
 import { isSafeHttpUrl } from './query';
 import { RunsSection } from './runs';
 import { button, errorNotice, IHost, Section } from './section';
 
 export const POLL_MS = 4000;
+
+/** A path as text with a line-break opportunity after each "/", so a wrapped path breaks between folders. */
+function pathWords(path: string): (string | HTMLElement)[] {
+  const out: (string | HTMLElement)[] = [];
+  for (const part of path.split(/(?<=\/)/)) {
+    if (out.length) {
+      out.push(h('wbr'));
+    }
+    out.push(part);
+  }
+  return out;
+}
 
 /** The MLflow UI process runs but does not answer yet (it needs ~10 s, more on a busy machine). */
 function uiStarting(ctx: IContext | null): boolean {
@@ -28,6 +41,10 @@ export interface IPanelOptions {
   insertCell: (source: string) => boolean;
   /** The parameters cell of the active notebook as parsed locally (fallback for the promote dialog). */
   localParameters: () => Record<string, IParameter>;
+  /** Opens a file (path relative to the server root) in JupyterLab. */
+  openPath: (path: string) => Promise<void>;
+  /** Shows an HTML document in a main-area tab (sandboxed). */
+  openHtml: (title: string, html: string) => void;
 }
 
 export class LLMOpsPanel extends Widget implements IHost {
@@ -85,6 +102,14 @@ export class LLMOpsPanel extends Widget implements IHost {
     return this.options.insertCell(source);
   }
 
+  openPath(path: string): Promise<void> {
+    return this.options.openPath(path);
+  }
+
+  openHtml(title: string, html: string): void {
+    this.options.openHtml(title, html);
+  }
+
   async promote(): Promise<void> {
     if (!this._notebook) {
       return;
@@ -117,13 +142,38 @@ export class LLMOpsPanel extends Widget implements IHost {
     this.renderHeader();
   }
 
-  /** A cell of the active notebook finished: its run reaches MLflow shortly after (spool writer). */
+  /**
+   * A cell of the active notebook finished: its run reaches MLflow shortly after (spool writer), or much
+   * later after the notebook's first cell (the kernel's writer imports MLflow and creates the store first,
+   * ≈ 20 s on 2 busy cores). Refresh soon, then every second until a new run is listed (at most 40 s), rather
+   * than leave it to the 4 s poll.
+   */
   cellExecuted(): void {
     if (!this.isVisible || this.active !== 'runs') {
       return;
     }
     window.clearTimeout(this.executedTimer);
-    this.executedTimer = window.setTimeout(() => void this.activeSection.refresh(true), 800);
+    const runs = this.sections.find(s => s.id === 'runs') as RunsSection;
+    const before = runs.newestRunId;
+    const notebook = this._notebook;
+    const deadline = Date.now() + 40_000;
+    const tick = async () => {
+      if (!this.isVisible || this.active !== 'runs' || this._notebook !== notebook) {
+        return;
+      }
+      if (!this.polling) {
+        this.polling = true;
+        try {
+          await runs.refresh(true);
+        } finally {
+          this.polling = false;
+        }
+      }
+      if (runs.newestRunId === before && Date.now() < deadline) {
+        this.executedTimer = window.setTimeout(() => void tick(), 1000);
+      }
+    };
+    this.executedTimer = window.setTimeout(() => void tick(), 800);
   }
 
   select(id: string, load = true): void {
@@ -141,6 +191,20 @@ export class LLMOpsPanel extends Widget implements IHost {
       } else {
         void this.activeSection.refresh(true);
       }
+    }
+  }
+
+  /** How many characters of the store's URI fit on two lines of the header at the panel's width. */
+  private storeChars(): number {
+    const width = this.node.clientWidth || 300;
+    return Math.max(40, Math.floor(((width - 24) * 2) / 7.2) - 8);
+  }
+
+  protected onResize(): void {
+    const width = this.node.clientWidth;
+    if (width && width !== this.lastWidth) {
+      this.lastWidth = width;
+      this.renderHeader();
     }
   }
 
@@ -220,10 +284,11 @@ export class LLMOpsPanel extends Widget implements IHost {
 
   private renderHeader(): void {
     const ctx = this._context;
+    const chars = this.storeChars();
     const nb = h(
       'div',
-      { class: 'llmops-header-line', testid: 'llmops-notebook', title: this._notebook ?? '' },
-      this._notebook ? `Notebook: ${this._notebook}` : 'No active notebook'
+      { class: 'llmops-header-line llmops-header-wrap', testid: 'llmops-notebook', title: this._notebook ?? '' },
+      ...(this._notebook ? ['Notebook: ', ...pathWords(shortenPath(this._notebook, chars))] : ['No active notebook'])
     );
     if (this.contextError) {
       // The missing server extension explains itself once, here; the sections say it again.
@@ -247,8 +312,19 @@ export class LLMOpsPanel extends Widget implements IHost {
     replaceChildren(
       this.headerNode,
       nb,
-      h('div', { class: 'llmops-header-line', title: ctx.tracking_uri }, `Store: ${ctx.tracking_uri}`),
-      h('div', { class: 'llmops-header-line', title: ctx.experiment }, `Experiment: ${ctx.experiment}`),
+      // The store's URI is long (an absolute path): cut in the middle to the panel's width, whole in the tooltip.
+      h(
+        'div',
+        { class: 'llmops-header-line llmops-header-store', testid: 'llmops-store', title: ctx.tracking_uri },
+        'Store: ',
+        h('span', { class: 'llmops-store-path', testid: 'llmops-store-path' }, ...pathWords(shortenPath(ctx.tracking_uri, chars)))
+      ),
+      h(
+        'div',
+        { class: 'llmops-header-line llmops-header-wrap', testid: 'llmops-experiment', title: ctx.experiment },
+        'Experiment: ',
+        ...pathWords(shortenPath(ctx.experiment, chars))
+      ),
       h('div', { class: 'llmops-header-actions' }, uiNode)
     );
   }
@@ -266,4 +342,5 @@ export class LLMOpsPanel extends Widget implements IHost {
   private executedTimer = 0;
   private polling = false;
   private mlflowStarting = false;
+  private lastWidth = 0;
 }

@@ -9,9 +9,48 @@ import { h, notice, replaceChildren } from './dom';
 import { formatAge, MISSING } from './format';
 import { button, errorNotice, IHost, Section } from './section';
 
-/** The cell inserted for a prompt version. */
-export function llmCellSource(name: string, template: string): string {
-  return `%%llm --name ${name}\n${template}`;
+/** A value as one shell word of the %%llm line (the magic splits it with shlex). */
+function shellWord(value: string): string {
+  return /^[\w.:@%+=,/-]+$/.test(value) ? value : `'${value.replace(/'/g, `'"'"'`)}'`;
+}
+
+/** The %%llm options of a version's generation parameters (its `model_config`), in the magic's spelling. */
+const CELL_FLAGS: [string, string][] = [
+  ['temperature', '--temperature'],
+  ['max_tokens', '--max-tokens'],
+  ['top_p', '--top-p'],
+  ['seed', '--seed'],
+  ['stop', '--stop']
+];
+
+/**
+ * The cell inserted for a prompt version: its model (provider:model) and generation parameters as
+ * options, so the cell calls the model as the version was registered:
+ * `%%llm local:smollm2 --name summarize --temperature 0 --max-tokens 64`.
+ * Parameters the magic has no option for are left out (a one-stop list only: --stop takes one sequence).
+ */
+export function llmCellSource(
+  name: string,
+  template: string,
+  model?: string | null,
+  params: Record<string, unknown> = {}
+): string {
+  const words = ['%%llm'];
+  if (model && /^[^\s:]+:\S+$/.test(model)) {
+    words.push(shellWord(model));
+  }
+  words.push('--name', shellWord(name));
+  for (const [key, flag] of CELL_FLAGS) {
+    let value = params?.[key];
+    if (key === 'stop' && Array.isArray(value)) {
+      value = value.length === 1 ? value[0] : undefined;
+    }
+    if (value === undefined || value === null || value === '' || typeof value === 'object') {
+      continue;
+    }
+    words.push(flag, shellWord(String(value)));
+  }
+  return `${words.join(' ')}\n${template}`;
 }
 
 export class PromptsSection extends Section {
@@ -192,19 +231,30 @@ export class PromptsSection extends Section {
         button(
           'Insert as %%llm cell',
           () => {
-            if (!this.host.insertCell(llmCellSource(name, v.template))) {
+            if (!this.host.insertCell(llmCellSource(name, v.template, v.model, v.params))) {
               void showErrorMessage('Insert as %%llm cell', 'Open a notebook first: the cell is inserted below its active cell.');
             }
           },
-          { testid: 'llmops-insert-cell', title: 'Insert a code cell below the active cell of the active notebook' }
+          {
+            testid: 'llmops-insert-cell',
+            title: `Insert a code cell below the active cell of the active notebook:\n${llmCellSource(name, '', v.model, v.params).trim()}`
+          }
         )
       ),
+      paramsText(v.params) ? h('div', { class: 'llmops-muted', testid: 'llmops-version-params' }, paramsText(v.params)) : null,
       v.commit_message ? h('div', { class: 'llmops-muted' }, v.commit_message) : null,
       h('pre', { class: 'llmops-pre' }, v.template ?? MISSING)
     );
   }
 
   private open: string | null = null;
+}
+
+/** A version's generation parameters in one line: "temperature 0 · max_tokens 64". */
+function paramsText(params: Record<string, unknown> | null | undefined): string {
+  return Object.entries(params ?? {})
+    .map(([k, v]) => `${k} ${typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .join(' · ');
 }
 
 function aliasBadge(alias: string, version?: number): HTMLElement {

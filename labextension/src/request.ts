@@ -18,6 +18,27 @@ function settings(): ServerConnection.ISettings {
   return defaultSettings;
 }
 
+/** The full URL of an endpoint (for a download link: the browser sends the session cookie). */
+export function apiUrl(endpoint: string): string {
+  return URLExt.join(settings().baseUrl, API_ROOT, endpoint);
+}
+
+/** A GET whose answer is text (an HTML report), not JSON. */
+export async function requestText(endpoint: string): Promise<string> {
+  const s = settings();
+  let response: Response;
+  try {
+    response = await ServerConnection.makeRequest(URLExt.join(s.baseUrl, API_ROOT, endpoint), { method: 'GET' }, s);
+  } catch (reason) {
+    throw networkError(reason);
+  }
+  const text = await response.text();
+  if (!response.ok) {
+    throw errorFromResponse(response.status, text);
+  }
+  return text;
+}
+
 /** `endpoint` is already encoded (see query.ts apiPath/buildQuery). */
 export async function requestAPI<T>(
   endpoint: string,

@@ -1,10 +1,10 @@
 /**
  * Runs of the active notebook's experiment: a paged, live table; a run's detail; a comparison.
  */
-import { api, ICompare, IRunDetail, IRunRow, IRunsPage } from './api';
+import { api, ICompare, IResultRows, IRunDetail, IRunRow, IRunsPage } from './api';
 import { diffStats, renderWordDiff } from './diff';
 import { h, notice, replaceChildren } from './dom';
-import { formatAge, formatCost, formatLatency, formatMetric, formatScore, formatTokens, MISSING, truncate } from './format';
+import { formatAge, formatLatency, formatMetric, formatScore, MISSING, runFacts, truncate } from './format';
 import { PagedList, Selection } from './paging';
 import { isSafeHttpUrl, mlflowRunUrl } from './query';
 import { button, errorNotice, keyValueTable, Section } from './section';
@@ -23,6 +23,11 @@ export class RunsSection extends Section {
 
   get pollable(): boolean {
     return this.view.kind === 'list';
+  }
+
+  /** The newest listed run (to tell when a cell's run has arrived). */
+  get newestRunId(): string | null {
+    return this.runs.items[0]?.run_id ?? null;
   }
 
   notebookChanged(): void {
@@ -164,14 +169,7 @@ export class RunsSection extends Section {
       }
     });
     const status = (run.status || '').toUpperCase();
-    const facts = [
-      run.model,
-      run.prompt,
-      formatLatency(run.latency_ms),
-      `${formatTokens(run.total_tokens)} tok`,
-      formatCost(run.cost_usd),
-      run.score ? formatScore(run.score) : null
-    ].filter(Boolean);
+    const facts = [...runFacts(run), run.score ? formatScore(run.score) : null].filter(f => f && f !== MISSING);
     return h(
       'div',
       {
@@ -199,7 +197,7 @@ export class RunsSection extends Section {
             formatAge(run.start_time)
           )
         ),
-        h('div', { class: 'llmops-run-facts llmops-muted' }, facts.join(' · ')),
+        h('div', { class: 'llmops-run-facts llmops-muted', testid: 'llmops-run-facts' }, facts.join(' · ') || MISSING),
         run.error ? h('div', { class: 'llmops-run-error-line' }, truncate(run.error, 120)) : null
       )
     );
@@ -271,30 +269,29 @@ export class RunsSection extends Section {
   }
 
   private renderDetail(run: IRunDetail): HTMLElement {
-    const summary = [
-      run.kind,
-      run.model,
-      run.prompt,
-      formatLatency(run.latency_ms),
-      `${formatTokens(run.total_tokens)} tokens`,
-      formatCost(run.cost_usd)
-    ]
-      .filter(Boolean)
-      .join(' · ');
+    const summary = [run.kind, ...runFacts(run, 'tokens')].filter(f => f && f !== MISSING).join(' · ');
     const spans = run.spans ?? [];
+    // A batch has one output per row (its results table); a comparison or a job has none of its own.
+    const output =
+      run.output_text !== null && run.output_text !== undefined
+        ? [h('h4', null, 'Output'), h('pre', { class: 'llmops-pre', testid: 'llmops-run-output' }, run.output_text)]
+        : run.results
+          ? [h('h4', null, resultsTitle(run.results)), renderResults(run.results)]
+          : run.kind === 'single' || !run.kind
+            ? [h('h4', null, 'Output'), h('pre', { class: 'llmops-pre', testid: 'llmops-run-output' }, MISSING)]
+            : [];
     return h(
       'div',
       { class: 'llmops-detail', testid: 'llmops-run-detail' },
       h('h3', { class: 'llmops-detail-title' }, run.name || run.run_id),
-      h('div', { class: 'llmops-muted' }, `${(run.status || '').toUpperCase()} · ${summary}`),
+      h('div', { class: 'llmops-muted', testid: 'llmops-run-summary' }, [(run.status || '').toUpperCase(), summary].filter(Boolean).join(' · ')),
       h('div', { class: 'llmops-muted llmops-mono' }, run.run_id),
       h('div', { class: 'llmops-mlflow-slot', 'data-run': run.run_id, 'data-experiment': run.experiment_id ?? '' },
         this.mlflowLink(run.run_id, run.experiment_id)),
       run.error ? notice('error', 'The call failed', run.error, 'llmops-run-error') : null,
       h('h4', null, 'Prompt'),
       h('pre', { class: 'llmops-pre', testid: 'llmops-run-prompt' }, run.prompt_text ?? MISSING),
-      h('h4', null, 'Output'),
-      h('pre', { class: 'llmops-pre', testid: 'llmops-run-output' }, run.output_text ?? MISSING),
+      ...output,
       h('h4', null, 'Parameters'),
       keyValueTable(run.params, 'llmops-run-params'),
       h('h4', null, 'Metrics'),
@@ -339,6 +336,41 @@ export class RunsSection extends Section {
   /** The "More…" request in flight (one at a time; refreshes wait for it). */
   private moreLoading: Promise<void> | null = null;
   private experiment: string | null = null;
+}
+
+function resultsTitle(results: IResultRows): string {
+  const shown = results.rows.length;
+  return shown < results.total ? `Results (first ${shown} of ${results.total} rows)` : `Results (${shown} row${shown === 1 ? '' : 's'})`;
+}
+
+/** A batch run's first result rows: inputs, output, scores (score columns right-aligned). */
+export function renderResults(results: IResultRows): HTMLElement {
+  const scores = new Set(results.score_columns ?? []);
+  if (!results.rows.length) {
+    return h('div', { class: 'llmops-muted', testid: 'llmops-run-results' }, 'No rows.');
+  }
+  return h(
+    'div',
+    { class: 'llmops-scroll llmops-results-scroll' },
+    h(
+      'table',
+      { class: 'llmops-table llmops-results', testid: 'llmops-run-results' },
+      h('thead', null, h('tr', null, ...results.columns.map(c => h('th', { class: scores.has(c) ? 'llmops-num' : '' }, c)))),
+      h(
+        'tbody',
+        null,
+        ...results.rows.map(row =>
+          h(
+            'tr',
+            null,
+            ...row.map((cell, i) =>
+              h('td', { class: scores.has(results.columns[i]) ? 'llmops-num' : 'llmops-cell', title: cell }, truncate(cell, 160))
+            )
+          )
+        )
+      )
+    )
+  );
 }
 
 /** Outputs side by side (each against the baseline's word diff) and a metrics table. */

@@ -14,6 +14,10 @@ export interface IHost {
   insertCell(source: string): boolean;
   /** Promote the active notebook (opens the dialog). */
   promote(): Promise<void>;
+  /** Opens a file in JupyterLab (docmanager:open; `path` relative to the server root). */
+  openPath(path: string): Promise<void>;
+  /** Shows an HTML document (a job report) in a main-area tab, in a sandboxed frame. */
+  openHtml(title: string, html: string): void;
 }
 
 export abstract class Section {

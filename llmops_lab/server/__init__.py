@@ -1,7 +1,8 @@
 """jupyter-server extension behind the JupyterLab LLMOps sidebar (REST contract: docs/server-api.md).
 
-Loading it only registers routes: MLflow, pandas and papermill load inside request handlers, and no
-process starts until a request asks for one (``mlflow-ui``, ``jobs/<name>/run``).
+Loading it registers routes and starts one background thread that imports MLflow at low priority
+(``stores.warm_up``: the panel's first live refresh no longer pays for it); pandas and papermill load inside
+request handlers, and no process starts until a request asks for one (``mlflow-ui``, ``jobs/<name>/run``).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 
 def _load_jupyter_server_extension(server_app: Any) -> None:
+    import os
     from pathlib import Path
 
     from .routes import setup_routes
@@ -26,6 +28,10 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
     atexit.register(stop_all)
     root = str(Path(server_app.root_dir).expanduser().resolve())
     setup_routes(server_app.web_app, root)
+    if os.environ.get("LLMOPS_SERVER_WARM_UP", "1") != "0":
+        from .stores import start_warm_up
+
+        start_warm_up(root)
     server_app.log.info("llmops-lab: sidebar API at %sllmops-lab/api/ (root %s)",
                         server_app.web_app.settings["base_url"], root)
 

@@ -82,6 +82,13 @@ class BaseHandler(APIHandler):
             raise ApiError(400, "request body must be a JSON object")
         return data
 
+    def where(self) -> jobs.Where:
+        """The server root and whether its contents manager opens hidden files (for links into JupyterLab)."""
+        from pathlib import Path
+
+        manager = getattr(self, "contents_manager", None)
+        return jobs.Where(Path(self.root_dir), bool(getattr(manager, "allow_hidden", False)))
+
     def user_name(self) -> str | None:
         """Who is logged in to Jupyter (recorded when the panel changes something)."""
         user = self.current_user
@@ -189,7 +196,7 @@ class JobsHandler(BaseHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
         store = await self.store()
-        self.reply(await self.call(jobs.list_jobs, store))
+        self.reply(await self.call(jobs.list_jobs, store, self.where()))
 
     @tornado.web.authenticated
     async def post(self) -> None:
@@ -198,7 +205,7 @@ class JobsHandler(BaseHandler):
         if not isinstance(notebook, str) or not notebook:
             raise ApiError(400, "notebook is required: a path relative to the server root")
         self._store = await self.call(stores.resolve, self.root_dir, notebook)
-        self.reply(await self.call(jobs.promote, self._store, body), status=201)
+        self.reply(await self.call(jobs.promote, self._store, body, self.where()), status=201)
 
 
 class JobPreviewHandler(BaseHandler):
@@ -215,6 +222,43 @@ class JobRunHandler(BaseHandler):
         jobs.check_job_name(name)
         store = await self.store()
         self.reply(await self.call(jobs.run_now, store, name), status=202)
+
+
+class JobHistoryHandler(BaseHandler):
+    @tornado.web.authenticated
+    async def get(self, name: str) -> None:
+        jobs.check_job_name(name)
+        limit = jobs.parse_limit(self.get_query_argument("limit", None))
+        store = await self.store()
+        self.reply(await self.call(jobs.history, store, name, limit, self.where()))
+
+
+# An executed job notebook's HTML may hold anything its outputs held: served as an inert document (CSP
+# sandbox: no script runs, no request leaves it, its origin is opaque), never as a page of this server.
+REPORT_CSP = ("sandbox; default-src 'none'; style-src 'unsafe-inline' data:; img-src data:; font-src data:; "
+              "frame-ancestors 'self'")
+
+
+class JobFileHandler(BaseHandler):
+    """``jobs/<name>/executions/<id>/report`` (the HTML report) and ``…/notebook`` (the executed notebook,
+    as a download): the files recorded in the job's history, confined to ``.llmops/jobs/<name>/``."""
+
+    @tornado.web.authenticated
+    async def get(self, name: str, execution: str, what: str) -> None:
+        jobs.check_job_name(name)
+        execution_id = jobs.check_execution_id(execution)
+        store = await self.store()
+        path = await self.call(jobs.execution_file, store, name, execution_id, what)
+        data = await self.call(path.read_bytes)
+        if what == "report":
+            content_type = "text/html; charset=utf-8"
+            self.set_header("Content-Security-Policy", REPORT_CSP)
+        else:
+            content_type = "application/x-ipynb+json"
+            self.set_header("Content-Disposition", f'attachment; filename="{name}-{path.name}"')
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(data, set_content_type=content_type)  # APIHandler.finish would say application/json
 
 
 class MlflowUiHandler(BaseHandler):

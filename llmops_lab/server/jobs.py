@@ -6,23 +6,59 @@ from __future__ import annotations
 
 import ast
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from . import processes
-from .errors import ApiError
+from .errors import ApiError, one_line
 from .stores import Store
 
 _JOB_NAME = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 PREVIEW_RUNS = 3
+HISTORY_LIMIT = 10  # executions listed in a job's history by default
+MAX_HISTORY = 200
 
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
-def job_row(status: Any, root: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Where:
+    """Where the Jupyter server looks for files: its root, and whether its contents manager shows hidden
+    files (``ContentsManager.allow_hidden``; the executed notebooks live in the hidden ``.llmops/``)."""
+
+    root_dir: Path
+    allow_hidden: bool = False
+
+
+def _under_root(where: Where | None, path: str | None) -> tuple[str | None, bool]:
+    """(path relative to the server root or None when outside it or missing, whether JupyterLab can open it)."""
+    if where is None or not path:
+        return None, False
+    real = Path(path).resolve()
+    base = where.root_dir.resolve()
+    if not real.is_file() or base not in real.parents:
+        return None, False
+    relative = real.relative_to(base)
+    hidden = any(part.startswith(".") for part in relative.parts)
+    return relative.as_posix(), where.allow_hidden or not hidden
+
+
+def execution_row(ex: Any, where: Where | None) -> dict[str, Any]:
+    """One execution of a job (``jobs.store.Execution``) as the panel shows it in a job's history."""
+    output, openable = _under_root(where, ex.output_path)
+    report = bool(ex.report_path) and Path(ex.report_path).is_file()
+    return {"id": ex.id, "status": ex.status, "trigger": ex.trigger, "started_at": _iso(ex.started_at),
+            "ended_at": _iso(ex.ended_at), "duration_s": ex.duration_s, "metrics": dict(ex.metrics or {}),
+            "run_id": ex.run_id, "error": one_line(ex.error) if ex.error else None, "report": report,
+            "output_path": output, "output_openable": openable,
+            "has_output": bool(ex.output_path) and Path(ex.output_path).is_file()}
+
+
+def job_row(status: Any, root: Path, where: Where | None = None) -> dict[str, Any]:
     """A ``jobs.listing.JobStatus`` as the panel's job row."""
     job, last = status.job, status.last
     return {"name": job.name, "notebook": job.notebook, "schedule": job.schedule, "timezone": job.timezone,
@@ -31,13 +67,70 @@ def job_row(status: Any, root: Path) -> dict[str, Any]:
             "last_started": _iso(last.started_at) if last else None,
             "last_metrics": dict(last.metrics) if last else {},
             "score": list(status.score) if status.score else None,
-            "running": processes.running(_run_key(root, job.name)) is not None}
+            "running": processes.running(_run_key(root, job.name)) is not None,
+            "last_execution": execution_row(last, where) if last else None}
 
 
-def list_jobs(store: Store) -> dict[str, Any]:
+def list_jobs(store: Store, where: Where | None = None) -> dict[str, Any]:
+    from ..jobs.definition import load_jobs
     from ..jobs.listing import list_jobs as listing
 
-    return {"jobs": [job_row(s, store.settings.project_root) for s in listing(store.settings)]}
+    if not load_jobs(store.settings.project_root):
+        return {"jobs": []}  # nothing promoted: reading the panel must not create .llmops/jobs.db
+    return {"jobs": [job_row(s, store.settings.project_root, where) for s in listing(store.settings)]}
+
+
+def history(store: Store, name: str, limit: int = HISTORY_LIMIT, where: Where | None = None) -> dict[str, Any]:
+    """The newest ``limit`` executions of job ``name`` (404 for an unknown job)."""
+    from ..jobs.listing import history as listing_history
+
+    check_job_name(name)
+    executions = listing_history(name, limit, settings=store.settings)
+    return {"name": name, "executions": [execution_row(ex, where) for ex in executions]}
+
+
+def parse_limit(value: str | None) -> int:
+    if value is None or value == "":
+        return HISTORY_LIMIT
+    if not value.isdigit() or not 1 <= int(value) <= MAX_HISTORY:
+        raise ApiError(400, f"limit={value!r} is invalid: use a whole number from 1 to {MAX_HISTORY}")
+    return int(value)
+
+
+def check_execution_id(value: str) -> int:
+    if not isinstance(value, str) or not value.isdigit() or len(value) > 12:
+        raise ApiError(400, f"execution id {str(value)[:20]!r} is invalid: a whole number")
+    return int(value)
+
+
+def execution_file(store: Store, name: str, execution_id: int, what: str) -> Path:
+    """The report (``what="report"``, HTML) or executed notebook (``"notebook"``) of one execution of job
+    ``name``: the path recorded in the history, served only if it really is that job's file under
+    ``<home>/jobs/<name>/`` (symlinks resolved), never another path of the disk."""
+    from ..jobs.definition import get_job
+    from ..jobs.store import store_for
+
+    check_job_name(name)
+    get_job(store.settings.project_root, name)  # 404 for an unknown job
+    try:
+        ex = store_for(store.settings.home).get(execution_id)
+    except KeyError:
+        ex = None
+    if ex is None or ex.job != name:
+        raise ApiError(404, f"job {name} has no execution {execution_id}")
+    recorded = ex.report_path if what == "report" else ex.output_path
+    suffix = ".html" if what == "report" else ".ipynb"
+    label = "HTML report" if what == "report" else "executed notebook"
+    if not recorded:
+        raise ApiError(404, f"execution {execution_id} of job {name} has no {label}"
+                            + (" (it failed before its notebook ran)" if what == "report" else ""))
+    folder = (store.settings.home / "jobs" / name).resolve()
+    real = Path(recorded).resolve()
+    if folder not in real.parents or real.suffix != suffix:
+        raise ApiError(403, f"the {label} of execution {execution_id} is outside .llmops/jobs/{name}/")
+    if not real.is_file():
+        raise ApiError(404, f"the {label} of execution {execution_id} of job {name} was deleted")
+    return real
 
 
 def check_job_name(name: str) -> str:
@@ -107,7 +200,7 @@ def _relative(store: Store) -> str:
         return store.notebook.name
 
 
-def promote(store: Store, body: dict[str, Any]) -> dict[str, Any]:
+def promote(store: Store, body: dict[str, Any], where: Where | None = None) -> dict[str, Any]:
     """Promote ``store.notebook`` into job ``name`` (409 if it exists); returns the new job row."""
     from ..jobs.definition import load_jobs
     from ..jobs.listing import list_jobs as listing
@@ -124,4 +217,4 @@ def promote(store: Store, body: dict[str, Any]) -> dict[str, Any]:
         raise ApiError(409, f"job {name!r} already exists in llmops_jobs.toml: choose another name")
     promote_notebook(store.notebook, name, schedule or None, parameters, timezone=str(timezone),
                      settings=store.settings)
-    return next(job_row(s, store.settings.project_root) for s in listing(store.settings) if s.name == name)
+    return next(job_row(s, store.settings.project_root, where) for s in listing(store.settings) if s.name == name)

@@ -23,6 +23,8 @@ ROUTES: list[tuple[str, type]] = [
     ("jobs", handlers.JobsHandler),
     ("jobs/preview", handlers.JobPreviewHandler),
     (rf"jobs/{_NAME}/run", handlers.JobRunHandler),
+    (rf"jobs/{_NAME}/history", handlers.JobHistoryHandler),
+    (rf"jobs/{_NAME}/executions/(?P<execution>[^/]+)/(?P<what>report|notebook)", handlers.JobFileHandler),
     ("mlflow-ui", handlers.MlflowUiHandler),
 ]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 from .errors import ApiError
@@ -25,6 +26,14 @@ MAX_TRACES = 20  # traces read per run detail (a batch run has one per sampled r
 MAX_SPANS = 100
 MAX_ATTRIBUTE = 1_000  # characters of one span attribute's JSON
 TAG_PREFIXES = ("llmops.", "mlflow.source.")
+MAX_ROWS = 20  # rows of a batch run's results table in its detail
+MAX_CELL = 500  # characters of one cell of those rows
+# results-table columns that are the call's bookkeeping, not its inputs (llmops_lab.batch.RESULT_COLUMNS)
+_RESULT_COLUMNS = ("output", "latency_ms", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd",
+                   "cached", "retries", "error", "token_logprobs")
+# metrics every run kind logs: left out of a job run's highlights (its notebook's own metrics come first)
+_STANDARD_METRICS = ("latency_ms", "total_tokens", "cost_usd", "prompt_tokens", "completion_tokens",
+                     "duration_s", "attempts")
 _SPAN_SKIP = ("mlflow.spanInputs", "mlflow.spanOutputs")  # the prompt/output texts are shown already
 
 
@@ -90,7 +99,33 @@ def run_row(run: Any) -> dict[str, Any]:
         "score": {"name": scores[0][len("score."):], "value": _number(metrics[scores[0]])} if scores else None,
         "notebook": tags.get("llmops.notebook"),
         "error": error.strip().splitlines()[0][:500] if error and error.strip() else None,
+        **_highlights(run),
     }
+
+
+def _count(value: Any) -> int | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if math.isfinite(number) and number >= 0 else None
+
+
+def _highlights(run: Any) -> dict[str, Any]:
+    """What a run that is not one call has instead of model/latency/tokens: a job its notebook's metrics and
+    duration, a comparison its variant and row counts, a batch its row count."""
+    tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
+    kind = tags.get("llmops.kind")
+    out: dict[str, Any] = {"job": None, "job_metrics": None, "duration_s": None, "variants": None, "rows": None}
+    if kind == "job":
+        own = {k: _number(v) for k, v in sorted(metrics.items()) if k not in _STANDARD_METRICS}
+        out.update(job=tags.get("llmops.job"), job_metrics=dict(list(own.items())[:3]),
+                   duration_s=_number(metrics.get("duration_s")))
+    elif kind == "compare":
+        out.update(variants=_count(params.get("variants")), rows=_count(params.get("rows")))
+    elif kind == "batch":
+        out.update(rows=_count(metrics.get("rows")))
+    return out
 
 
 def list_runs(store: Store, *, experiment: str | None = None, max_results: int = DEFAULT_RESULTS,
@@ -162,8 +197,66 @@ def _get_run(client: Any, run_id: str) -> Any:
     return run
 
 
+def _cell(value: str) -> str:
+    return value if len(value) <= MAX_CELL else value[:MAX_CELL - 1] + "…"
+
+
+def _first_rows(path: Path, limit: int) -> tuple[list[str], list[list[str]], bool]:
+    """Header and the first ``limit`` rows of a CSV file, read as a stream (a batch may have 100,000 rows);
+    the flag says whether more rows follow."""
+    import csv
+
+    csv.field_size_limit(16 * 1024 * 1024)
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        rows = []
+        for row in reader:
+            if len(rows) == limit:
+                return header, rows, True
+            rows.append(row)
+    return header, rows, False
+
+
+def batch_rows(client: Any, run: Any, limit: int = MAX_ROWS) -> dict[str, Any] | None:
+    """The first rows of a batch run's ``results.csv``: its input columns, ``output``, the scores (and
+    ``error`` when a row failed), each cell at most MAX_CELL characters; None without the artifact."""
+    import tempfile
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    uri = run.info.artifact_uri or ""
+    parsed = urlparse(uri)
+    try:
+        if parsed.scheme in ("", "file"):
+            local = Path(url2pathname(parsed.path) if parsed.scheme else uri) / "results.csv"
+            if not local.is_file():
+                return None
+            header, rows, more = _first_rows(local, limit)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                try:
+                    local = Path(client.download_artifacts(run.info.run_id, "results.csv", tmp))
+                except Exception:  # noqa: BLE001 - no such artifact on a remote store
+                    return None
+                header, rows, more = _first_rows(local, limit)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    scores = {k[len("score."):] for k in run.data.metrics if k.startswith("score.")}
+    score_columns = [c for c in header if c in scores]
+    inputs = [c for c in header if c not in _RESULT_COLUMNS and c not in scores and not c.endswith("_rationale")]
+    index = {c: i for i, c in enumerate(header)}
+    failed = "error" in index and any(len(r) > index["error"] and r[index["error"]].strip() for r in rows)
+    columns = inputs + (["output"] if "output" in index else []) + score_columns + (["error"] if failed else [])
+    total = _count(run.data.metrics.get("rows"))
+    return {"columns": columns, "score_columns": score_columns,
+            "rows": [[_cell(r[index[c]]) if index[c] < len(r) else "" for c in columns] for r in rows],
+            "total": total if total is not None else len(rows) + (1 if more else 0), "truncated": more}
+
+
 def run_detail(store: Store, run_id: str, client: Any = None) -> dict[str, Any]:
-    """RunRow + params, metrics, llmops/source tags, prompt and output texts, trace spans."""
+    """RunRow + params, metrics, llmops/source tags, prompt and output texts, trace spans; a batch run's
+    first result rows."""
     check_run_id(run_id)
     client = client or store.client()
     run = _get_run(client, run_id)
@@ -171,7 +264,8 @@ def run_detail(store: Store, run_id: str, client: Any = None) -> dict[str, Any]:
     return {**run_row(run), "experiment_id": run.info.experiment_id, "end_time": run.info.end_time,
             "params": dict(run.data.params), "metrics": {k: _number(v) for k, v in run.data.metrics.items()},
             "tags": tags, "prompt_text": _text(client, run, "prompt.txt"),
-            "output_text": _text(client, run, "output.md"), "spans": _spans(client, run)}
+            "output_text": _text(client, run, "output.md"), "spans": _spans(client, run),
+            "results": batch_rows(client, run) if tags.get("llmops.kind") == "batch" else None}
 
 
 def compare_runs(store: Store, run_ids: list[str]) -> dict[str, Any]:

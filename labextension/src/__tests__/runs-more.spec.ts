@@ -37,7 +37,9 @@ const host: IHost = {
   notebook: 'a.ipynb',
   context: null,
   insertCell: () => false,
-  promote: async () => undefined
+  promote: async () => undefined,
+  openPath: async () => undefined,
+  openHtml: () => undefined
 };
 
 function deferred<T>() {

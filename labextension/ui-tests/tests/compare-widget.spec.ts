@@ -1,10 +1,14 @@
 /**
  * Browser test of the comparison grid (issue #4): a real `llmops_lab.compare` on the embedded local
- * model, rendered by JupyterLab's ipywidgets manager in Chromium. Screenshots in test-results/<test>/.
+ * model, rendered by JupyterLab's ipywidgets manager in Chromium; then a variant (an inline template)
+ * promoted from the grid under a typed name, seen in the sidebar's registry and inserted back as a
+ * %%llm cell with its parameters (issue #8). At 1400×900; screenshots in test-results/<test>/.
  */
 import { expect, test } from '@jupyterlab/galata';
 
-import { code, openNotebook } from './helpers';
+import { code, openNotebook, openSidebar, shot } from './helpers';
+
+test.use({ viewport: { width: 1400, height: 900 } });
 
 const CELLS = [
   code([
@@ -44,4 +48,36 @@ test('the comparison grid renders, filters, pages and shades tokens', async ({ p
   await grid.getByText('only failures').click();
   await expect(grid).toContainText('no rows match the filters');
   await expect(grid).toContainText('0 of 3 rows');
+
+  // promote the baseline (an inline template) under a name typed in the grid's name field
+  const nameField = grid.locator('.widget-text').filter({ has: page.locator('label', { hasText: /^name$/ }) }).locator('input');
+  await expect(nameField).toBeVisible();
+  await nameField.fill('news-summary');
+  await nameField.press('Tab'); // ipywidgets syncs a Text on change
+  await grid.getByRole('button', { name: 'Promote' }).click();
+  await expect(grid).toContainText('promoted [0] → news-summary@1 as production', { timeout: 30_000 });
+  await grid.screenshot({ path: info.outputPath('3-promoted.png') });
+
+  // the sidebar's registry has it, with the alias and the variant's parameters; inserted with them
+  const panel = await openSidebar(page);
+  await panel.getByTestId('llmops-tab-prompts').click();
+  const item = panel.locator('[data-testid="llmops-prompt-item"][data-prompt="news-summary"]');
+  await expect(item).toBeVisible({ timeout: 30_000 });
+  await expect(item.getByTestId('llmops-alias')).toHaveText(['production→v1']);
+  await item.click();
+  const version = panel.locator('[data-testid="llmops-prompt-version"][data-version="1"]');
+  await expect(version).toContainText('Summarize in one sentence: {{ text }}');
+  await expect(version.getByTestId('llmops-version-params')).toContainText('temperature 0');
+  await expect(version.getByTestId('llmops-version-params')).toContainText('max_tokens 24');
+  const cellsBefore = await page.notebook.getCellCount();
+  await page.notebook.selectCells(0);
+  await version.getByTestId('llmops-insert-cell').click();
+  await expect.poll(() => page.notebook.getCellCount()).toBe(cellsBefore + 1);
+  const source = await page.evaluate(() => {
+    const app = (window as any).jupyterapp;
+    return app.shell.currentWidget.content.model.cells.get(1).sharedModel.getSource() as string;
+  });
+  expect(source).toMatch(/^%%llm \S+:\S+ --name news-summary --temperature 0 --max-tokens 24\n/);
+  expect(source.endsWith('\nSummarize in one sentence: {{ text }}')).toBe(true);
+  await shot(page, info, '4-promoted-in-sidebar');
 });

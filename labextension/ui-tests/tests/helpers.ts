@@ -30,7 +30,11 @@ export function notebook(cells: ReturnType<typeof code>[]) {
   };
 }
 
-/** Upload `cells` as `<tmpPath>/<name>` and make it the active notebook. */
+/**
+ * Upload `cells` as `<tmpPath>/<name>` and make it the active notebook. An empty `llmops.toml` next to it makes
+ * the test's folder its own llmops project (store, jobs): a marker in a folder above Galata's temporary root
+ * (e.g. a stray /tmp/llmops.toml) would otherwise make every test, and every run, share one store.
+ */
 export async function openNotebook(
   page: IJupyterLabPageFixture,
   tmpPath: string,
@@ -38,6 +42,7 @@ export async function openNotebook(
   cells: ReturnType<typeof code>[]
 ): Promise<void> {
   const path = `${tmpPath}/${name}`;
+  await page.contents.uploadContent('', 'text', `${tmpPath}/llmops.toml`);
   await page.contents.uploadContent(JSON.stringify(notebook(cells)), 'text', path);
   await page.notebook.openByPath(path);
   await page.notebook.activate(name);

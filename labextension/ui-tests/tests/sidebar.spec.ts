@@ -6,6 +6,8 @@ import { expect, test } from '@jupyterlab/galata';
 
 import { code, openNotebook, openSidebar, shot, SIDEBAR_ID } from './helpers';
 
+test.use({ viewport: { width: 1400, height: 900 } }); // screenshots at the size, default sidebar width
+
 test.describe('LLMOps sidebar, smoke', () => {
   test('the icon is there and every section explains its empty state', async ({ page }, info) => {
     await expect(page.sidebar.getTabLocator(SIDEBAR_ID)).toBeVisible();
