@@ -70,6 +70,16 @@ def shell(project):
     ip.user_ns.pop("_", None)
 
 
+@pytest.fixture(scope="session")
+def wheel_venv(tmp_path_factory):
+    """A clean venv with the wheel of this checkout installed (built once per session; see wheel_venv.py)."""
+    import wheel_venv as wv
+
+    built = wv.build(tmp_path_factory.mktemp("wheel-venv"))
+    yield built
+    wv.remove(built)
+
+
 def mlflow_client():
     import llmops_lab
     from mlflow import MlflowClient

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import glob
-import importlib.metadata
 import json
 import os
 import re
@@ -20,13 +19,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import nbformat
 import pytest
 import yaml
 
 from conftest import REPO
+from wheel_venv import llama_wheels
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
 BIN = Path(sys.executable).parent / "llmops-lab"
@@ -245,16 +244,6 @@ def test_workflow_passes_actionlint(tmp_path):
     assert _actionlint(bad).returncode != 0  # the linter does lint
 
 
-def _llama_wheels() -> Path:
-    """The folder of the portable llama-cpp-python wheel the main venv was installed from."""
-    direct = importlib.metadata.distribution("llama-cpp-python").read_text("direct_url.json") or "{}"
-    url = json.loads(direct).get("url", "")
-    wheel = Path(unquote(urlparse(url).path)) if url.startswith("file://") else None
-    if wheel is None or wheel.suffix != ".whl" or not wheel.is_file():
-        pytest.fail(f"llama-cpp-python was not installed from a portable wheel file ({url or 'no url'}): make install")
-    return wheel.parent
-
-
 def _expand(text: str, values: dict[str, str]) -> str:
     """``${{ expr }}`` as GitHub would: secrets unset (no team server), github.* and runner.* from ``values``."""
     def one(match: re.Match) -> str:
@@ -268,12 +257,10 @@ def _expand(text: str, values: dict[str, str]) -> str:
 
 
 @pytest.mark.slow
-def test_workflow_run_steps_replayed_in_a_clean_venv(tmp_path):
-    start = time.monotonic()
-    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path / "dist", REPO], cwd=tmp_path,
-         timeout=900)
-    TIMINGS["build wheel"] = time.monotonic() - start
-    [wheel] = (tmp_path / "dist").glob("llmops_lab-*.whl")
+def test_workflow_run_steps_replayed_in_a_clean_venv(tmp_path, wheel_venv):
+    """The runner's Python is the session's clean venv (as actions/setup-python gives one): the workflow's own
+    install step then installs the wheel into it, finding the dependencies already there."""
+    wheel = wheel_venv.wheel
     project = new_project(tmp_path / "project")
     (project / "dist").mkdir()
     shutil.copy(wheel, project / "dist")
@@ -286,16 +273,15 @@ def test_workflow_run_steps_replayed_in_a_clean_venv(tmp_path):
 
     workspace = tmp_path / "runner" / "work"  # actions/checkout
     _run(["git", "clone", "-q", project, workspace], cwd=tmp_path)
-    _run([sys.executable, "-m", "venv", tmp_path / "runner" / "python"], cwd=tmp_path)  # actions/setup-python
     flow = yaml.safe_load(flow_path.read_text())
     job = flow["jobs"]["nightly"]
     values = {"github.workspace": str(workspace), "github.run_id": "1", "runner.os": "Linux"}
     summary = tmp_path / "runner" / "summary.md"
     env = {**_clean_env(), **{k: _expand(str(v), values) for k, v in job["env"].items()},
-           "PATH": f"{tmp_path / 'runner' / 'python' / 'bin'}:/usr/bin:/bin", "GITHUB_WORKSPACE": str(workspace),
+           "PATH": f"{wheel_venv.bin}:/usr/bin:/bin", "GITHUB_WORKSPACE": str(workspace),
            "GITHUB_STEP_SUMMARY": str(summary), "CI": "true",
            # nothing compiles here: llama-cpp-python from the portable wheel the main venv came from
-           "PIP_FIND_LINKS": str(_llama_wheels()), "PIP_ONLY_BINARY": "llama-cpp-python",
+           "PIP_FIND_LINKS": str(llama_wheels()), "PIP_ONLY_BINARY": "llama-cpp-python",
            "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     assert env["MLFLOW_TRACKING_URI"] == "" and "OPENAI_API_KEY" in env
     failed = False
@@ -309,7 +295,7 @@ def test_workflow_run_steps_replayed_in_a_clean_venv(tmp_path):
                    check=False)
         TIMINGS[f"step {step.get('name', step['run'][:30])}"] = time.monotonic() - start
         assert out.returncode == 0, f"{step.get('name')}: {out.stdout[-3000:]}\n{out.stderr[-3000:]}"
-    assert (tmp_path / "runner" / "python" / "bin" / "llmops-lab").is_file()  # llmops-lab itself was installed
+    assert (wheel_venv.bin / "llmops-lab").is_file()  # llmops-lab itself was installed
     [ex] = history(workspace, "nightly")
     assert (ex["trigger"], ex["status"], ex["gate"]["passed"]) == ("ci", "completed", True)
     assert mlflow_run(workspace, ex["run_id"]).data.tags["llmops.job.trigger"] == "ci"

@@ -5,41 +5,21 @@ Slow (a wheel build and a venv install, then the embedded model): one venv serve
 """
 from __future__ import annotations
 
-import importlib.metadata
-import json
 import os
 import re
-import shutil
 import sqlite3
 import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import pytest
 
-from conftest import REPO
 
 pytestmark = pytest.mark.slow
 
 NODE_TOOLS = {"node", "nodejs", "npm", "npx", "corepack", "yarn", "pnpm"}
 MARKERS = ("pyproject.toml", ".git", "llmops.toml")
-
-
-def _llama_wheels() -> Path:
-    """The folder of the portable llama-cpp-python wheel the main venv was installed from (never compiled again)."""
-    hint = "`make install` installs llama-cpp-python from a portable wheel file; run it first"
-    try:
-        direct = importlib.metadata.distribution("llama-cpp-python").read_text("direct_url.json")
-    except importlib.metadata.PackageNotFoundError:
-        pytest.fail(f"llama-cpp-python is not installed in {sys.prefix}: {hint}")
-    url = json.loads(direct or "{}").get("url", "")
-    wheel = Path(unquote(urlparse(url).path)) if url.startswith("file://") else None
-    if wheel is None or wheel.suffix != ".whl" or not wheel.is_file():
-        pytest.fail(f"llama-cpp-python was not installed from a local wheel file (direct_url: {url or 'none'}): {hint}")
-    return wheel.parent
 
 
 def _bin_without_node(folder: Path) -> Path:
@@ -60,19 +40,19 @@ def _outside_any_project(folder: Path) -> Path:
 
 
 class Venv:
-    def __init__(self, root: Path, wheel: Path, timings: dict[str, float]):
-        self.root, self.wheel, self.timings = root, wheel, timings
-        self.bin = root / "venv" / "bin"
+    def __init__(self, built, work: Path):
+        self.root, self.wheel, self.timings = built.root, built.wheel, built.timings
+        self.bin, self.work = built.bin, work
         clean = {k: v for k, v in os.environ.items()
                  if not k.startswith(("JUPYTER", "LLMOPS_", "MLFLOW_", "PYTHON", "VIRTUAL_ENV", "CONDA", "PIP_"))}
-        self.env = {**clean, "PATH": f"{self.bin}:{_bin_without_node(root / 'sysbin')}"}
+        self.env = {**clean, "PATH": f"{self.bin}:{_bin_without_node(work / 'sysbin')}"}
 
     def run(self, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
         return subprocess.run([str(self.bin / args[0]), *args[1:]], cwd=cwd, env=self.env, capture_output=True,
                               text=True, timeout=timeout)
 
     def folder(self, name: str) -> Path:
-        path = self.root / "work" / name
+        path = self.work / "work" / name
         path.mkdir(parents=True)
         return _outside_any_project(path)
 
@@ -88,26 +68,9 @@ def _check(step: str, out: subprocess.CompletedProcess) -> None:
 
 
 @pytest.fixture(scope="module")
-def venv(tmp_path_factory) -> Venv:
-    """Build the wheel, then ``pip install 'WHEEL[local,lab]'`` into a new venv (timings printed at the end, -s)."""
-    llama = _llama_wheels()
-    root = tmp_path_factory.mktemp("wheel-install")
-    timings: dict[str, float] = {}
-    start = time.monotonic()
-    _check("pip wheel", subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
-                                        str(root / "dist"), str(REPO)], capture_output=True, text=True, timeout=600))
-    timings["build wheel"] = time.monotonic() - start
-    wheel = next((root / "dist").glob("llmops_lab-*.whl"))
-    start = time.monotonic()
-    _check("venv", subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], capture_output=True, text=True))
-    _check("pip install", subprocess.run(
-        [str(root / "venv" / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-         "--find-links", str(llama), "--only-binary", "llama-cpp-python", f"{wheel}[local,lab]"],
-        capture_output=True, text=True, timeout=1800))
-    timings["venv + pip install"] = time.monotonic() - start
-    yield Venv(root, wheel, timings)
-    print("\nwheel install timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
-    shutil.rmtree(root / "venv", ignore_errors=True)  # 1.3 GB; the wheel and the work folders stay
+def venv(wheel_venv, tmp_path_factory) -> Venv:
+    """The session's clean venv with the wheel installed (conftest.wheel_venv), seen without Node.js."""
+    return Venv(wheel_venv, tmp_path_factory.mktemp("wheel-install"))
 
 
 def test_wheel_ships_the_examples_templates_and_types(venv):
@@ -177,4 +140,4 @@ def test_installed_package_is_typed_and_outside_the_checkout(venv):
     out = venv.run("python", "-c", code, cwd=venv.folder("typed"))
     _check("import llmops_lab", out)
     location, typed = out.stdout.split()
-    assert Path(location).is_relative_to(venv.root / "venv") and typed == "True"
+    assert Path(location).is_relative_to(venv.bin.parent) and typed == "True"
