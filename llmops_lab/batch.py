@@ -126,6 +126,11 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
     budget.note_spend(summary["cost_usd"])
     results.attrs["llmops"] = {"summary": summary, "record_id": None}
     print(format_summary(summary))
+    from . import debug
+    from .results import tidy
+
+    debug.note_bulk("batch", f"{plan.name}, {len(results)} rows", len(results), "the results DataFrame")
+    results = tidy(results)  # readable floats when shown; the values are exact
     if settings.tracking:
         record_id = _track(results, frame, plan, settings, summary, collector, started_ns, ended_ns,
                            concurrency, trace_sample, dataset_name or (data if isinstance(data, str) else None))
@@ -160,10 +165,24 @@ class _Collector:
         self.errors = 0
         self.spent = 0.0
         self._bar = None
+        self._handle = None
         if progress:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=n, desc=plan.name, unit="row", mininterval=0.25)
+            try:
+                from tqdm.notebook import tqdm_notebook
+            except ImportError:  # pragma: no cover - tqdm.notebook needs nothing beyond tqdm itself
+                tqdm_notebook = None
+            if tqdm_notebook is not None and isinstance(tqdm, type) and issubclass(tqdm, tqdm_notebook):
+                # In a notebook the bar is a widget whose saved text is its first state ("0% 0/8"): it is
+                # displayed with an id and replaced by its final line when the batch ends (see close).
+                from IPython.display import display
+
+                self._bar = tqdm(total=n, desc=plan.name, unit="row", mininterval=0.25, display=False)
+                self._handle = display(self._bar.container, display_id=True)
+                self._bar.displayed = True
+            else:
+                self._bar = tqdm(total=n, desc=plan.name, unit="row", mininterval=0.25)
 
     def add(self, r: "RowResult") -> None:
         i = r.index
@@ -186,7 +205,10 @@ class _Collector:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.set_postfix(errors=self.errors, cost=f"${self.spent:.4f}", refresh=False)
+            final = self._bar.format_meter(**self._bar.format_dict)
             self._bar.close()
+            if self._handle is not None:
+                self._handle.update(_FinalBar(final))
 
     def frame(self, inputs: Any) -> Any:
         results = inputs.reset_index(drop=True).copy()
@@ -202,6 +224,21 @@ class _Collector:
         if self.tokens is not None:
             results[TOKENS_COLUMN] = self.tokens
         return results
+
+
+class _FinalBar:
+    """What a finished notebook progress bar leaves in the saved output: its last line."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return f"<pre style='margin:0'>{html.escape(self.text)}</pre>"
 
 
 def _score(results: Any, inputs: Any, scorers: list, collector: _Collector, concurrency: int) -> list[str]:
@@ -266,6 +303,11 @@ def _summary(results: Any, score_columns: list[str], stats: dict[str, int], wall
     return summary
 
 
+def _rate(value: float) -> str:
+    """``290``, ``3.2``, ``0.63``: a slow batch is not "0 rows/s"."""
+    return f"{value:,.0f}" if value >= 10 else f"{value:.2g}"
+
+
 def format_summary(summary: Mapping[str, Any]) -> str:
     """One line: ``200 rows · 0 errors · 35 cached · p50 52 ms · p95 61 ms · 290 rows/s · $0.0012 · exact_label 0.91``."""
     def ms(v: float | None) -> str:
@@ -273,7 +315,7 @@ def format_summary(summary: Mapping[str, Any]) -> str:
 
     parts = [f"{summary['rows']} rows", f"{summary['errors']} errors", f"{summary['cache_hits']} cached",
              f"p50 {ms(summary['latency_p50_ms'])}", f"p95 {ms(summary['latency_p95_ms'])}",
-             f"{summary['rows_per_s']:,.0f} rows/s" if summary.get("rows_per_s") else "",
+             f"{_rate(summary['rows_per_s'])} rows/s" if summary.get("rows_per_s") else "",
              "cost unknown" if summary["cost_usd"] is None else f"${summary['cost_usd']:.4f}"]
     parts += [f"{k} {'–' if v is None else f'{v:.3f}'}" for k, v in summary["scores"].items()]
     return " · ".join(p for p in parts if p)

@@ -28,10 +28,15 @@ from typing import Any, Mapping, Sequence
 from .errors import ConfigError
 
 __all__ = ["Variant", "Comparison", "compare", "compare_from_magic_args", "resolve_variants", "mcnemar_exact",
-           "paired_bootstrap", "paired_stats", "word_diff", "word_diff_html"]
+           "paired_bootstrap", "paired_stats", "direction", "word_diff", "word_diff_html", "DRAFTS_NAME"]
 
 BOOTSTRAP_SAMPLES = 2000
 SEED = 0
+# Inline templates of a comparison with no ``name`` and no registry prompt to borrow one from all run under this
+# one registry name (a version per template text) instead of one ``prompt-<hash>`` prompt each: the registry
+# gets one clearly-named entry for drafts. Promoting such a variant needs a real name (``name=`` / the grid's
+# name field).
+DRAFTS_NAME = "compare-drafts"
 
 
 # ---- variants ------------------------------------------------------------------------------------
@@ -97,7 +102,7 @@ def resolve_variants(prompts: Sequence[str] | str, models: Sequence[str] | str |
         else:
             resolved.append((source, None, None, None, source, None, {}))
     registry_names = [r[2] for r in resolved if r[2]]
-    inline_name = name or (registry_names[0] if registry_names else None)
+    inline_name = name or (registry_names[0] if registry_names else DRAFTS_NAME)
     variants: list[Variant] = []
     inline_no = 0
     for source, label, pname, version, template, model_cfg, cfg in resolved:
@@ -193,7 +198,7 @@ def paired_stats(variant: Sequence[float | None], baseline: Sequence[float | Non
     out: dict[str, Any] = {"n_paired": int(v.size), "wins": wins, "ties": int(v.size) - wins - losses,
                            "losses": losses, "win_rate": wins / v.size if v.size else None,
                            "diff": float((v - b).mean()) if v.size else None, "ci_low": None, "ci_high": None,
-                           "p_value": None, "significant": None, "test": None}
+                           "p_value": None, "significant": None, "direction": None, "test": None}
     if not v.size:
         return out
     if _is_binary(v, b):
@@ -202,7 +207,22 @@ def paired_stats(variant: Sequence[float | None], baseline: Sequence[float | Non
     else:
         mean, lo, hi, p = paired_bootstrap(v, b, seed=seed, confidence=1 - alpha)
         out.update(test="bootstrap", ci_low=lo, ci_high=hi, p_value=p, significant=not (lo <= 0 <= hi))
+    out["direction"] = direction(out["significant"], out["diff"], wins - losses)
     return out
+
+
+def direction(significant: bool | None, diff: float | None, net_wins: int = 0) -> str | None:
+    """``better`` / ``worse`` (significant, in the sign of the effect) or ``no difference``; None: nothing paired.
+
+    >>> direction(True, -0.4), direction(True, 0.2), direction(False, -0.4)
+    ('worse', 'better', 'no difference')
+    """
+    if significant is None:
+        return None
+    if not significant:
+        return "no difference"
+    effect = diff if diff is not None and not math.isnan(diff) and diff != 0 else net_wins
+    return "better" if effect > 0 else "worse" if effect < 0 else "no difference"
 
 
 # ---- word diff (pure) ----------------------------------------------------------------------------
@@ -315,29 +335,34 @@ class Comparison:
 
     # -- statistics
     def summary(self, alpha: float = 0.05):
-        """One row per variant: model, params, rows, errors, score means, human ratings, wins/ties/losses of
-        the primary scorer vs the baseline, p-value, ``significant``, p50 latency, total cost, run id."""
+        """One row per variant: prompt (its text, shortened), model, params, rows, errors, score means, human
+        ratings, wins/ties/losses of the primary scorer vs the baseline, p-value, ``significant`` and
+        ``direction`` (``better`` / ``worse`` than the baseline, or ``no difference``), p50 latency of the rows
+        that reached the model (NaN when every row came from the cache: see ``cached``), total cost, run id."""
         import pandas as pd
 
         base = self.results[self.baseline]
         thumbs = self._rating_columns()
         rows = []
         for v, res in zip(self.variants, self.results):
-            row: dict[str, Any] = {"variant": v.label, "baseline": v.index == self.baseline, "model": v.model,
+            row: dict[str, Any] = {"variant": v.label, "baseline": v.index == self.baseline,
+                                   "prompt": prompt_snippet(v.template), "model": v.model,
                                    "params": v.params, "rows": len(res), "errors": int(res["error"].notna().sum())}
             for s in self.scorers:
                 values = res[s].dropna()
                 row[f"{s}_mean"] = float(values.mean()) if len(values) else None
             row.update({k: thumbs[k][v.index] for k in thumbs})
             stats = dict.fromkeys(("wins", "ties", "losses", "win_rate", "diff", "ci_low", "ci_high", "p_value",
-                                   "significant", "test"))
+                                   "significant", "direction", "test"))
             if self.primary and v.index != self.baseline:
                 stats = paired_stats(res[self.primary].tolist(), base[self.primary].tolist(), alpha=alpha)
                 stats.pop("n_paired")
+            elif self.primary:
+                stats["direction"] = "baseline"
             row.update(stats)
             called = res[~res["cached"].astype(bool) & res["error"].isna()]["latency_ms"].dropna()
-            latency = called if len(called) else res["latency_ms"].dropna()
-            row["latency_p50_ms"] = float(latency.median()) if len(latency) else None
+            row["latency_p50_ms"] = float(called.median()) if len(called) else None  # cache hits took no model time
+            row["cached"] = int(res["cached"].astype(bool).sum())
             costs = res["cost_usd"].dropna()
             row["cost_usd"] = float(costs.sum()) if len(costs) else None
             row["total_tokens"] = int(res["total_tokens"].sum())
@@ -347,7 +372,10 @@ class Comparison:
         for col in ("wins", "ties", "losses"):
             frame[col] = frame[col].astype("Int64")
         frame["significant"] = frame["significant"].astype("boolean")
-        return frame
+        frame["latency_p50_ms"] = frame["latency_p50_ms"].astype(float)  # NaN: every row came from the cache
+        from .results import tidy
+
+        return tidy(frame)
 
     def _rating_columns(self) -> dict[str, list]:
         if not self.ratings:
@@ -476,9 +504,10 @@ class Comparison:
         from . import registry
 
         v = self.variants[self.variant_index(variant)]
-        prompt_name = name or v.prompt_name or self.name
+        prompt_name = name or self.promote_name(v.index)
         if not prompt_name:
-            raise ConfigError("this variant is an inline template with no prompt name: pass name='my-prompt'")
+            raise ConfigError(f"variant {v.label!r} is an inline template with no prompt name yet: give one "
+                              "(the grid's name field, or cmp.promote(..., name='my-prompt'))")
         stats = self.summary().loc[v.label]
         why = reason or (f"compare: {self.primary} {stats.get(f'{self.primary}_mean')}" if self.primary else "compare")
         version = registry.promote_prompt(prompt_name, v.template, model=v.model, params=v.params, alias=alias,
@@ -490,6 +519,15 @@ class Comparison:
             client.set_tag(self.parent_run_id, f"llmops.promoted.{alias}",
                            f"{prompt_name}@{version.version} ({v.label}) by {user or context.user()}: {why}"[:5000])
         return version
+
+    def promote_name(self, variant: int | str) -> str | None:
+        """The registry name :meth:`promote` uses without ``name=``: a registry variant's own name, the name its
+        inline templates ran under, or None for an unnamed inline draft (``compare-drafts``)."""
+        v = self.variants[self.variant_index(variant)]
+        for candidate in (v.prompt_name, self.name):
+            if candidate and candidate != DRAFTS_NAME:
+                return candidate
+        return None
 
     # -- display
     def widget(self, **kwargs: Any):
@@ -503,7 +541,11 @@ class Comparison:
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        display(self.widget())
+        display(self.widget())  # the widget's bundle also carries a static HTML table for saved notebooks
+
+    def _repr_html_(self) -> str:
+        """The grid's first page as static HTML (what nbconvert and GitHub show of a saved notebook)."""
+        return self.widget().static_html()
 
     def __repr__(self) -> str:
         return (f"Comparison({len(self.variants)} variants x {self.n_rows} rows, baseline "
@@ -553,6 +595,10 @@ def compare(prompts: Sequence[str] | str, models: Sequence[str] | str | None = N
             scorer_names = list((res.attrs.get("llmops") or {}).get("summary", {}).get("scores", {}))
     cmp = Comparison(variants, results, scorers=scorer_names or [], baseline=baseline,
                      name=name or next((v.prompt_name for v in variants if v.prompt_name), None), primary=primary)
+    from . import debug
+
+    debug.note_bulk("compare", f"compare of {len(variants)} variants x {cmp.n_rows} rows", cmp.n_rows,
+                    "cmp.summary(), cmp.table()")
     if settings.tracking:
         traced = len(cmp.inputs()) if trace_sample is None else min(trace_sample, cmp.n_rows)
         cmp.run_ids = [batch_run_id(r, timeout=120 + 0.2 * traced) for r in results]  # ~70 ms per trace
@@ -603,6 +649,17 @@ def _track_parent(cmp: Comparison, settings: Any, started_ms: int) -> str:
 
 def _nan(x: Any) -> bool:
     return isinstance(x, float) and math.isnan(x)
+
+
+def prompt_snippet(template: str, limit: int = 80) -> str:
+    """A template on one line, shortened: what the grid and ``summary()`` show to tell variants apart."""
+    text = " ".join(str(template).split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def format_params(params: Mapping[str, Any] | None) -> str:
+    """``{"max_tokens": 5, "temperature": 0}`` -> ``max_tokens=5 · temperature=0`` (unset ones left out)."""
+    return " · ".join(f"{k}={v}" for k, v in sorted((params or {}).items()) if v is not None)
 
 
 def compare_from_magic_args(prompts: Sequence[str], *, models: Sequence[str] | str | None = None,

@@ -11,16 +11,24 @@ from typing import Any
 from .errors import ConfigError
 
 _last: dict[str, Any] = {}
+_bulk: dict[str, Any] = {}  # the last batch or comparison, when it came after the last single call
 
 
 def remember(record: dict[str, Any], completion: Any, ticket: Any, timings: dict[str, float]) -> None:
     _last.clear()
     _last.update(record=record, completion=completion, ticket=ticket, timings=timings)
+    _bulk.clear()
+
+
+def note_bulk(kind: str, what: str, rows: int, where: str) -> None:
+    """A batch or comparison ran: ``%llm last`` says so instead of silently showing an older single call."""
+    _bulk.clear()
+    _bulk.update(kind=kind, what=what, rows=rows, where=where)
 
 
 @dataclass
 class CallReport:
-    """Everything about one call, shown as Markdown in a notebook and as text elsewhere."""
+    """Everything about one call, shown as HTML in a notebook and as text elsewhere."""
 
     title: str
     facts: dict[str, Any]
@@ -28,11 +36,13 @@ class CallReport:
     output: str | None
     raw_response: Any = None
     spans: list[dict[str, Any]] = field(default_factory=list)
+    note: str | None = None  # e.g. "the last call was a batch": shown above everything
 
     def _sections(self) -> list[tuple[str, str]]:
         out = [("call", "\n".join(f"{k}: {v}" for k, v in self.facts.items() if v is not None))]
         out += [(f"message [{m['role']}]", m["content"]) for m in self.messages]
-        out.append(("output", self.output if self.output is not None else "(none)"))
+        if self.messages or self.output is not None:
+            out.append(("output", self.output if self.output is not None else "(none)"))
         if self.raw_response is not None:
             out.append(("raw response", json.dumps(self.raw_response, indent=2, default=str)[:20000]))
         for span in self.spans:
@@ -42,18 +52,38 @@ class CallReport:
         return [(name, mask_secrets(body)) for name, body in out]
 
     def __str__(self) -> str:
-        return "\n\n".join([self.title] + [f"--- {name}\n{body}" for name, body in self._sections()])
+        head = [self.title] + ([self.note] if self.note else [])
+        return "\n\n".join(head + [f"--- {name}\n{body}" for name, body in self._sections()])
 
-    def _repr_markdown_(self) -> str:
-        parts = [f"**{self.title}**"]
+    def _repr_html_(self) -> str:
+        """Sections as collapsible blocks. Text wraps at word boundaries (Jupyter's own output style breaks
+        long lines mid-word); JSON keeps its layout."""
+        import html
+
+        parts = [f"<div><b>{html.escape(self.title)}</b></div>"]
+        if self.note:
+            parts.append(f"<div style='color:#8a5a00;margin:4px 0'>{html.escape(self.note)}</div>")
         for name, body in self._sections():
-            parts.append(f"<details{' open' if name in ('call', 'output') else ''}><summary>{name}</summary>"
-                         f"\n\n```\n{body}\n```\n</details>")
-        return "\n\n".join(parts)
+            wrap = "pre" if name.startswith(("raw response", "span ")) else "pre-wrap"
+            parts.append(f"<details{' open' if name in ('call', 'output') else ''}><summary>{html.escape(name)}"
+                         f"</summary><pre style='white-space:{wrap};word-break:normal;overflow-wrap:break-word;"
+                         f"margin:4px 0 8px 0'>{html.escape(body)}</pre></details>")
+        return "".join(parts)
 
 
 def last() -> CallReport:
-    """The last single call of this process: messages, parameters, raw response, retries, timings."""
+    """The last single call of this process: messages, parameters, raw response, retries, timings.
+
+    Batches and comparisons are many calls: when one ran after the last single call, the report says so
+    (where its rows are) above that call; with no single call yet it is a short report of the batch."""
+    note = None
+    if _bulk:
+        note = (f"the last call of this session was a {_bulk['kind']} ({_bulk['what']}): %llm last shows single "
+                f"calls; its rows are in {_bulk['where']}")
+        if not _last:
+            return CallReport(f"last call: a {_bulk['kind']}", {"kind": _bulk["kind"], "what": _bulk["what"],
+                                                                 "rows": _bulk["rows"]}, [], None, note=note)
+        note += ". Below: the last single call, before it"
     if not _last:
         raise ConfigError("no call yet in this session: run a %%llm cell first")
     record, completion, ticket = _last["record"], _last["completion"], _last["ticket"]
@@ -71,7 +101,7 @@ def last() -> CallReport:
         "run_id": ticket.run_id if ticket is not None else None,
         "prompt_uri": ticket.prompt_uri if ticket is not None else None,
     }
-    return CallReport("last call", facts, record["messages"], record.get("output"), raw)
+    return CallReport("last call", facts, record["messages"], record.get("output"), raw, note=note)
 
 
 def describe_run(run_id: str) -> CallReport:

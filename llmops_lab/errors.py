@@ -6,7 +6,22 @@ from __future__ import annotations
 
 
 class LlmopsError(Exception):
-    """A user-fixable problem. `str(err)` is a single line that says what to change."""
+    """A user-fixable problem. `str(err)` is a single line that says what to change.
+
+    Raised from the Python API in IPython/Jupyter (``llmops_lab.run(...)`` in a cell), it shows as that one line
+    (``ConfigError: ...``), like the magics' ``UsageError``: IPython calls :meth:`_render_traceback_` instead of
+    printing the stack. ``%tb`` or ``err.__traceback__`` still have it for a bug report.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        text = str(self)
+        try:
+            from .redaction import mask_secrets  # a saved notebook keeps error outputs: never a key in them
+
+            text = mask_secrets(text)
+        except Exception:  # noqa: BLE001 - an error about an error must still show
+            pass
+        return [f"{type(self).__name__}: {text}"]
 
 
 class ConfigError(LlmopsError):

@@ -14,6 +14,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from .errors import ConfigError, LlmopsError
 
 FORMATS = ("markdown", "text", "json", "code")
+UNATTENDED_FOOTER_WAIT_S = 30.0  # in a papermill run, how long a cell waits for its run id (see show)
 HELP = """\
 %%llm [PROVIDER:MODEL] [options]      the cell body is a Jinja2 prompt template over notebook variables
   --name NAME            prompt name in the MLflow registry (default: prompt-<hash>)
@@ -24,8 +25,8 @@ HELP = """\
   --logprobs [--top-logprobs N]   token probabilities: the answer shaded by probability, the top N
                          alternatives (0-20, default 5) on hover; result.logprobs_frame()
   --dataset DF           run over every row of a DataFrame variable (or a .csv/.jsonl path): a batch
-    --scorer SPEC        exact:COL contains:COL regex:PAT json numeric:COL[:tol] latency_under:MS
-                         cost_under:USD judge:"rubric" (repeatable)
+    --scorer SPEC        exact:COL[:case] (ignores case unless :case) contains:COL regex:PAT json
+                         numeric:COL[:tol] latency_under:MS cost_under:USD judge:"rubric" (repeatable)
     --concurrency N      parallel requests (default 8)   --no-cache / --refresh   --judge-model M
     --trace-sample N     rows traced in MLflow (default 20)
 %llm help                this text
@@ -143,6 +144,40 @@ class Footer:
         return self.text
 
 
+def display_path(text: str, project_root: Any) -> str:
+    """Paths as a notebook should keep them: the project root as ``<project>`` (``<project>/.llmops/mlflow.db``),
+    the home folder as ``~``. A saved notebook then shows no machine's folders, and says the same everywhere."""
+    import os
+    from pathlib import Path
+
+    root = str(Path(project_root).resolve())
+    home = os.path.expanduser("~")
+    text = text.replace(root, "<project>")
+    if home not in ("", "/") and home != root:
+        text = text.replace(home + os.sep, "~" + os.sep)
+    return text
+
+
+def dataset_value(name: str, user_ns: Any) -> Any:
+    """``--dataset NAME``: the notebook variable ``NAME``, else a path; a name that is neither is a one-line
+    error naming the variables it may have meant (``--dataset dff`` -> no variable dff; did you mean df?)."""
+    import difflib
+    import os
+
+    if name in user_ns:
+        return user_ns[name]
+    if name.isidentifier() and not os.path.exists(name):
+        import pandas as pd
+
+        frames = sorted(k for k, v in user_ns.items() if not k.startswith("_") and k not in ("In", "Out")
+                        and isinstance(v, (pd.DataFrame, list)))
+        close = difflib.get_close_matches(name, frames, n=3)
+        hint = (f"did you mean {' or '.join(close)}?" if close else
+                f"DataFrames here: {', '.join(frames[:8])}" if frames else "define a DataFrame first")
+        raise ConfigError(f"--dataset {name}: no variable {name!r} in the notebook and no file of that name ({hint})")
+    return name
+
+
 def for_display(text: Any) -> Any:
     """What a notebook may keep of a text: secrets masked (the saved .ipynb is storage too); in a job run
     (``LLMOPS_JOB`` set: the output notebook becomes an artifact) the whole log policy applies. The result
@@ -155,6 +190,7 @@ def for_display(text: Any) -> Any:
 def show(result: Any, fmt: str, shell: Any) -> None:
     """Display the answer in ``fmt`` and a live footer."""
     import json
+    import os
 
     from IPython.display import JSON, Markdown, display
 
@@ -187,6 +223,11 @@ def show(result: Any, fmt: str, shell: Any) -> None:
         shell.set_next_input(code, replace=False)
     elif not shaded:
         print(text)
+    if result._ticket is not None and os.environ.get("LLMOPS_NOTEBOOK"):
+        # A papermill run (execute_notebook, jobs, `llmops-lab demo`): nobody watches the cell and the saved
+        # notebook is what counts, while an update from the writer after the cell ends never reaches the file.
+        # Wait (bounded) for the run id so the footer is saved final, not "logging…".
+        result._ticket.wait(UNATTENDED_FOOTER_WAIT_S)
     handle = display(Footer(result), display_id=True)
     if handle is not None and result._ticket is not None:
         result._ticket.on_change(lambda _ticket: handle.update(Footer(result)))
@@ -230,7 +271,7 @@ class LlmMagics(Magics):
 
         from .batch import TOKENS_COLUMN, batch
 
-        data = self.shell.user_ns.get(args.dataset, args.dataset)  # a variable, else a .csv/.jsonl path
+        data = dataset_value(args.dataset, self.shell.user_ns)  # a variable, else a .csv/.jsonl path
         results = batch(cell, data, model=args.model, name=args.name, system=args.system, scorers=args.scorer,
                         concurrency=args.concurrency, cache=args.cache, refresh=args.refresh,
                         variables=self.shell.user_ns, judge_model=args.judge_model,
@@ -284,7 +325,10 @@ class LlmMagics(Magics):
                     raise ConfigError(f"%llm config: {token!r} is not key=value (e.g. %llm config temperature=0)")
                 values[key.strip().replace("-", "_")] = value
             configure(**values)
-        for key, value in get_settings().public_view().items():
+        settings = get_settings()
+        for key, value in settings.public_view().items():
+            if key in ("tracking_uri", "project_root"):
+                value = display_path(str(value), settings.project_root)
             print(f"{key:>12} = {value}")
 
     def _experiment(self, rest: str) -> None:
@@ -327,7 +371,8 @@ class LlmMagics(Magics):
                                                     ("max_tokens", args.max_tokens)) if v}
         if args.logprobs or args.top_logprobs is not None:  # validated (one-line errors) by compare()
             params.update(logprobs=args.logprobs, top_logprobs=args.top_logprobs)
-        return compare_from_magic_args(args.prompts, models=args.models, dataset=args.dataset, scorers=args.scorer,
+        return compare_from_magic_args(args.prompts, models=args.models,
+                                       dataset=dataset_value(args.dataset, self.shell.user_ns), scorers=args.scorer,
                                        baseline=baseline, name=args.name, concurrency=args.concurrency,
                                        user_ns=self.shell.user_ns, **params)
 

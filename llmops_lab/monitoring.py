@@ -783,7 +783,7 @@ def plot_stats(calls: "pd.DataFrame") -> "Figure":
     >>> fig = plot_stats(load_calls("30d"))                                       # doctest: +SKIP
     >>> fig.savefig("stats.png", dpi=120)                                         # doctest: +SKIP
     """
-    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, DateFormatter, DayLocator
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(9, 9), layout="constrained")
@@ -797,16 +797,20 @@ def plot_stats(calls: "pd.DataFrame") -> "Figure":
     def days(frame: "pd.DataFrame") -> Any:
         return frame["ts"].dt.tz_convert("UTC").dt.tz_localize(None).dt.floor("D").to_numpy()
 
-    def dates(ax: Any, xs: Any) -> None:
+    def dates(ax: Any, xs: Any, daily: bool = False) -> None:
         import pandas as pd
 
         xs = pd.to_datetime(pd.Series(list(xs)))
         lo, hi = xs.min(), xs.max()
         pad = max((hi - lo) * 0.05, pd.Timedelta(hours=18))  # one day alone is not a span of years
         ax.set_xlim(lo - pad, hi + pad)
-        locator = AutoDateLocator(minticks=2, maxticks=8)
-        ax.xaxis.set_major_locator(locator)
-        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+        if daily:  # one tick per day (every few days over long spans), never hours for per-day values
+            ax.xaxis.set_major_locator(DayLocator(interval=max(1, math.ceil(((hi - lo).days + 1) / 8))))
+            ax.xaxis.set_major_formatter(DateFormatter("%b %d"))
+        else:
+            locator = AutoDateLocator(minticks=2, maxticks=8)
+            ax.xaxis.set_major_locator(locator)
+            ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
         ax.grid(alpha=0.3)
 
     timed = calls[~calls["error"].astype(bool) & ~calls["cached"].astype(bool) & calls["latency_ms"].notna()] \
@@ -820,7 +824,7 @@ def plot_stats(calls: "pd.DataFrame") -> "Figure":
         ax_latency.set_ylabel("ms")
         ax_latency.set_ylim(bottom=0)
         ax_latency.legend(fontsize=8)
-        dates(ax_latency, per_day.index)
+        dates(ax_latency, per_day.index, daily=True)
     else:
         _note(ax_latency, "latency per day", "no completed calls in this period")
 
@@ -830,7 +834,7 @@ def plot_stats(calls: "pd.DataFrame") -> "Figure":
         ax_cost.bar(cost.index, cost.to_numpy(), width=0.8, color="tab:green")
         ax_cost.set_title("cost per day", loc="left", fontsize=10)
         ax_cost.set_ylabel("USD")
-        dates(ax_cost, cost.index)
+        dates(ax_cost, cost.index, daily=True)
     else:
         _note(ax_cost, "cost per day", "no cost recorded (no price known for these models)")
 
@@ -889,7 +893,9 @@ def stats(since: str | timedelta | None = "7d", by: str | None = None, experimen
     _check_by(by)
     parse_since(since)
     calls = load_calls(since, experiment)
-    table = summarize(calls, by)
+    from .results import tidy
+
+    table = tidy(summarize(calls, by))  # readable floats when shown; the values are exact
     if by == "prompt":
         report = drift_report(calls, by="prompt", baseline=baseline, window=window)
         table["drift"] = _drift_column(report, "prompt", table["prompt"]) if len(table) else []

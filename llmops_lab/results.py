@@ -128,3 +128,60 @@ class LLMResult:
         from .explain import result_html
 
         return result_html(self.text, self.tokens, footer=self.footer())
+
+
+def format_number(value: float) -> str:
+    """How tables show a float: ``628.67 -> 629``, ``12.345 -> 12.3``, ``0.75 -> 0.75``, ``1.2e-05`` stays."""
+    import math
+
+    if math.isnan(value) or math.isinf(value):
+        return str(value)
+    size = abs(value)
+    if size >= 100:
+        return f"{value:,.0f}"
+    if size >= 10:
+        return f"{value:.1f}"
+    if size >= 0.01 or size == 0:
+        return f"{value:.3g}" if size < 1 else f"{value:.2f}"
+    return f"{value:.2g}"
+
+
+_TIDY: Any = None
+
+
+def tidy(frame: Any) -> Any:
+    """``frame`` (same data, same class for what is derived from it) shown with readable floats instead of six
+    decimals (:func:`format_number`). Values are untouched: ``tidy(df)["latency_ms"]`` is exact."""
+    global _TIDY
+    if _TIDY is None:
+        import pandas as pd
+
+        class TidyFrame(pd.DataFrame):
+            """A DataFrame that displays floats with :func:`format_number`."""
+
+            @property
+            def _constructor(self):
+                return TidyFrame
+
+            def _repr_html_(self):
+                with pd.option_context("display.float_format", format_number):
+                    return super()._repr_html_()
+
+            def __repr__(self) -> str:
+                with pd.option_context("display.float_format", format_number):
+                    return super().__repr__()
+
+        TidyFrame.__qualname__ = "TidyFrame"  # picklable: found through this module's __getattr__
+        _TIDY = TidyFrame
+    if isinstance(frame, _TIDY):
+        return frame
+    out = _TIDY(frame)
+    out.attrs = dict(getattr(frame, "attrs", {}) or {})
+    return out
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TidyFrame":
+        tidy(__import__("pandas").DataFrame())
+        return _TIDY
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

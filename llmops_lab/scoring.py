@@ -313,7 +313,11 @@ def _column(arg: str, form: str) -> str:
 
 @register_scorer("exact", form="exact:COL[:case]")
 def _exact(arg: str) -> Scorer:
-    """Output equals ``row[COL]`` after stripping, case-insensitively (``:case`` for case-sensitive)."""
+    """Output equals ``row[COL]`` after stripping, case-insensitively (``:case`` for case-sensitive).
+
+    "Exact" is about the whole answer (not a substring, unlike ``contains``); case is ignored by default on
+    purpose, since models capitalise freely ("Positive" answers "positive"). Documented in the README and
+    ``%llm help``; kept rather than flipped so existing specs keep their scores."""
     column, case = arg, False
     if arg.endswith(":case"):
         column, case = arg[: -len(":case")], True

@@ -130,6 +130,7 @@ MAGICS = [
     ("%%llm --dataset bin.csv\n{{ a }}", "is not valid UTF-8"),
     ("%%llm --dataset broken.jsonl\n{{ a }}", "line 2 is not valid JSON"),
     ("%%llm --dataset notes.txt\n{{ a }}", "unknown file type '.txt'"),
+    ("%%llm --dataset dff\n{{ a }}", "no variable 'dff' in the notebook and no file of that name (did you mean df?)"),
     ("%%llm --dataset df --scorer nope:x\n{{ a }}", "unknown scorer 'nope'"),
     ("%%llm --dataset df --scorer exact:label\n{{ a }}", "needs column label"),
     ("%%llm --dataset df --concurrency many\n{{ a }}", "'many' is not a whole number"),

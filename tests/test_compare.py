@@ -171,20 +171,6 @@ def test_compare_from_magic_args(fake):
     assert math.isclose(out.summary().iloc[0]["contains_keyword_mean"], 0.75)
 
 
-@pytest.mark.slow
-def test_compare_notebook_runs(tmp_path, monkeypatch):
-    from test_notebooks import execute
-
-    nb, client, _ = execute("03_compare_prompts.ipynb", tmp_path, monkeypatch)
-    exp = client.get_experiment_by_name("notebooks/03_compare_prompts")
-    runs = client.search_runs([exp.experiment_id])
-    kinds = sorted(r.data.tags["llmops.kind"] for r in runs)
-    assert kinds.count("compare") == 1 and kinds.count("batch") >= 2
-    parent = next(r for r in runs if r.data.tags["llmops.kind"] == "compare")
-    assert all(r.data.tags.get("mlflow.parentRunId") == parent.info.run_id for r in runs
-               if r.data.tags["llmops.kind"] == "batch")
-
-
 def test_compare_and_prompts_magics(shell, fake, capsys):
     import pandas as pd
 
@@ -199,3 +185,26 @@ def test_compare_and_prompts_magics(shell, fake, capsys):
     assert not bad.success and "UsageError" in capsys.readouterr().err
     missing = shell.run_cell('%llm compare "Echo {{ text }}"')
     assert not missing.success
+
+
+def test_direction_of_a_significant_difference():
+    worse = cm.paired_stats([0] * 12 + [1] * 4, [1] * 16)
+    assert worse["significant"] and worse["direction"] == "worse" and worse["diff"] < 0
+    better = cm.paired_stats([1] * 16, [0] * 12 + [1] * 4)
+    assert better["direction"] == "better"
+    assert cm.paired_stats([1, 0, 1], [0, 1, 1])["direction"] == "no difference"
+    assert cm.paired_stats([0.1, 0.2, 0.1, 0.15], [0.9, 0.8, 0.85, 0.95])["direction"] == "worse"  # bootstrap
+    assert cm.paired_stats([None], [1.0])["direction"] is None
+
+
+def test_unnamed_inline_templates_share_one_drafts_name_and_promote_asks_for_a_name():
+    vs = cm.resolve_variants(["Summarize: {{ text }}", "Short: {{ text }}"], ["fake:a"])
+    assert [v.prompt_name for v in vs] == [cm.DRAFTS_NAME] * 2 and all(v.inline for v in vs)
+    frame = pd.DataFrame({"text": ["a"], "output": ["x"], "latency_ms": [1.0], "total_tokens": [2],
+                          "cost_usd": [0.0], "cached": [False], "error": [None]})
+    cmp = cm.Comparison(vs, [frame, frame.copy()], name=cm.DRAFTS_NAME)
+    assert cmp.promote_name(1) is None
+    with pytest.raises(ConfigError, match="inline template with no prompt name"):
+        cmp.promote(1)
+    named = cm.resolve_variants(["Summarize: {{ text }}"], ["fake:a"], name="brief")
+    assert named[0].prompt_name == "brief"

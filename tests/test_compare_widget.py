@@ -72,7 +72,7 @@ def test_rating_buttons_call_the_core_and_update_aggregates(cmp):
     grid.rate(3, 1, thumbs=True, score=4, comment="good")
     assert cmp.ratings[(3, 1)]["thumbs"] is True and cmp.ratings[(3, 1)]["score"] == 4
     assert cmp.ratings[(3, 1)]["logged"] is False  # no run: kept in-process (with runs: MLflow feedback)
-    assert "human 👍/👎" in grid._header.value and "👍4/5" in grid._grid.value
+    assert "human 👍 good / 👎 bad" in grid._header.value and "👍 good · 4/5" in grid._grid.value
     grid._rate_row.value, grid._rate_variant.value = 5, 2
     grid._down.click()
     assert cmp.summary().loc["prompt@3", "human_down"] == 1 and "rated row 5" in grid.status
@@ -107,3 +107,84 @@ def test_state_is_synced_traitlets(cmp):
                 "n_visible"):
         assert key in state
     assert isinstance(cmp, Comparison) and cmp.widget() is grid
+
+
+def _worse(n=60):
+    cmp = synthetic(n, 2)
+    ok = cmp.results[0]["error"].isna() & cmp.results[1]["error"].isna()
+    cmp.results[0].loc[ok, "contains_keyword"] = 1.0
+    cmp.results[1].loc[ok, "contains_keyword"] = 0.0
+    return cmp
+
+
+def test_significance_is_shown_in_the_direction_of_the_effect():
+    cmp = _worse()
+    s = cmp.summary()
+    assert bool(s.iloc[1]["significant"]) and s.iloc[1]["direction"] == "worse" and s.iloc[1]["losses"] > 0
+    header = cmp.widget()._header.value
+    assert "worse than baseline" in header and "class='worse'" in header
+    assert "better" not in header.replace(".llmops-cmp .better", "")
+    same = synthetic(40, 3)
+    assert "no significant difference" in same.widget()._header.value
+    assert list(same.summary()["direction"])[1:] == ["no difference", "no difference"]
+
+
+def test_header_names_each_prompt_and_all_cached_latency_is_not_zero(cmp):
+    header = cmp.widget()._header.value
+    assert all(v.template in header for v in cmp.variants)  # which prompt is which
+    assert "temperature=0" in header and "{'temperature'" not in header
+    assert "0 ms" not in header and "all 120 rows cached" in header
+    assert cmp.summary()["prompt"].iloc[0] == "Summarize v1: {{ text }}"
+
+
+def test_static_html_fallback_in_the_mimebundle(cmp, monkeypatch):
+    from ipywidgets import Widget
+    from ipywidgets.widgets.tests.utils import _widget_attrs
+
+    monkeypatch.setattr(Widget, "_repr_mimebundle_", _widget_attrs["_repr_mimebundle_"])  # the real one
+    grid = cmp.widget(page_size=10)
+    bundle = grid._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == grid.model_id
+    html = bundle["text/html"]
+    assert "<table" in html and "W/T/L vs baseline" in html and "#9" in html and "#10" not in html
+    assert "page 1 of 12" in html and bundle["text/plain"].startswith("Comparison(3 variants x 120 rows")
+    assert cmp._repr_html_() == html
+
+
+def test_controls_have_text_labels_and_tooltips(cmp):
+    import ipywidgets as W
+
+    grid = cmp.widget()
+    assert grid._up.description == "👍 good" and grid._down.description == "👎 bad"
+    assert grid._desc.description == "descending" and grid._desc.layout.width == "auto"
+
+    def walk(w):
+        yield w
+        for child in getattr(w, "children", ()):
+            yield from walk(child)
+
+    controls = [w for w in walk(grid) if isinstance(w, (W.Button, W.ToggleButton, W.Checkbox, W.Dropdown,
+                                                            W.Text, W.BoundedIntText))]
+    assert len(controls) >= 14 and all(w.tooltip for w in controls), [w for w in controls if not w.tooltip]
+    rows = [w for w in grid.children if isinstance(w, W.HBox)]
+    assert all(r.layout.flex_flow == "row wrap" for r in rows)
+
+
+def test_promote_needs_a_name_for_an_unnamed_inline_draft(monkeypatch):
+    from llmops_lab import compare as cm
+
+    cmp = synthetic(10, 2)
+    for v in cmp.variants:
+        v.prompt_name, v.prompt_version = cm.DRAFTS_NAME, None
+    cmp.name = cm.DRAFTS_NAME
+    calls = []
+    monkeypatch.setattr(cmp, "promote", lambda variant, alias="production", **kw: calls.append((variant, kw)) or
+                        type("V", (), {"name": kw.get("name"), "version": 1})())
+    grid = cmp.widget()
+    grid._promote_variant.value = 1
+    assert grid._prompt_name.value == ""  # nothing to suggest: the user names it
+    grid._promote_button.click()
+    assert not calls and "type a prompt name" in grid.status
+    grid._prompt_name.value = "news-brief"
+    grid._promote_button.click()
+    assert calls == [(1, {"reason": None, "name": "news-brief"})] and "news-brief@1" in grid.status

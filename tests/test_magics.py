@@ -138,3 +138,52 @@ def test_stats_magic(shell, fake, capsys):
     assert table.set_index("prompt").loc["s1@1", "calls"] == 1
     bad = shell.run_cell("%llm stats --by colour")
     assert not bad.success and "colour" in capsys.readouterr().err
+
+
+def test_python_api_user_error_is_one_line_in_ipython(shell, fake, capsys):
+    res = shell.run_cell('import llmops_lab\nllmops_lab.run("Hello {{ missing_var }}", {})')
+    assert not res.success and type(res.error_in_exec).__name__ == "TemplateError"
+    err = capsys.readouterr()
+    text = err.out + err.err
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert lines == [f"TemplateError: {res.error_in_exec}"] and "Traceback" not in text
+    assert fake.request_count == 0
+
+
+def test_config_shows_no_machine_paths(shell, fake, capsys, project):
+    assert run_cell(shell, "%llm config").success
+    out = capsys.readouterr().out
+    assert "project_root = <project>" in out and str(project) not in out
+    assert "tracking_uri = sqlite:///<project>/.llmops/mlflow.db" in out
+
+
+def test_last_says_when_the_last_call_was_a_batch(shell, fake, capsys):
+    import pandas as pd
+
+    from llmops_lab import debug
+
+    shell.user_ns["df"] = pd.DataFrame({"t": ["a", "b"]})
+    assert run_cell(shell, "%%llm --name single --out r\nhello").success
+    assert run_cell(shell, "%%llm --name rows --dataset df --out res\nsay {{ t }}").success
+    report = debug.last()
+    assert "was a batch (rows, 2 rows)" in report.note and "hello" in str(report)
+    assert "white-space:pre-wrap;word-break:normal" in report._repr_html_()  # wraps at words, not mid-word
+    debug._last.clear()
+    only = debug.last()
+    assert only.title == "last call: a batch" and "single calls" in str(only)
+
+
+def test_papermill_run_saves_a_final_footer(shell, fake, monkeypatch):
+    """Under papermill (LLMOPS_NOTEBOOK set) the footer is displayed once the run is logged: the saved
+    notebook never keeps "logging…" (a later display update would not reach the file)."""
+    import IPython.display
+
+    from llmops_lab.magics import Footer
+
+    shown = []
+    original = IPython.display.display
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj) or original(obj, **kw))
+    monkeypatch.setenv("LLMOPS_NOTEBOOK", "/nb/saved.ipynb")
+    assert run_cell(shell, "%%llm --name unattended --out r\nhello").success
+    footers = [o.text for o in shown if isinstance(o, Footer)]
+    assert len(footers) == 1 and f"run {shell.user_ns['r'].run_id[:8]}" in footers[0], footers

@@ -455,6 +455,26 @@ def test_plot_stats_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
 
 
+def test_per_day_panels_tick_days_not_hours():
+    fig = mon.plot_stats(synth(12, cost_usd=0.01))  # one day of data (12 hourly calls)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    for ax in fig.axes[:2]:  # latency per day, cost per day
+        labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+        assert labels == ["Jan 01"], labels
+
+
+def test_stats_tables_show_readable_floats():
+    from llmops_lab.results import format_number, tidy
+
+    table = tidy(mon.summarize(synth(3, latency_ms=[628.6712, 100.0, 101.5])))
+    assert "628.6712" not in repr(table) and "628.671200" not in table._repr_html_()
+    assert table["latency_p95_ms"].iloc[0] > 575  # the values are exact, only the view is rounded
+    assert [format_number(x) for x in (628.67, 12.345, 0.75, 0.074739, 1.2e-05)] == \
+        ["629", "12.3", "0.75", "0.0747", "1.2e-05"]
+
+
 def test_plot_stats_notes_panels_without_data(tmp_path):
     fig = mon.plot_stats(synth(10))  # no price, no scores
     notes = [t.get_text() for ax in fig.axes for t in ax.texts]

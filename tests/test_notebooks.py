@@ -1,51 +1,213 @@
-"""Example notebooks are part of the product: each runs with papermill, and its calls land in MLflow."""
+"""Example notebooks are part of the product: each runs with papermill, in any order and twice in one project,
+its calls land in MLflow, and the committed (executed) notebooks read well where there is no kernel."""
+import json
+import re
+import shutil
+
 import nbformat
 import pytest
 
 from conftest import REPO
 
-pytestmark = pytest.mark.slow
+NOTEBOOKS = ["01_quickstart.ipynb", "02_batch_eval.ipynb", "03_compare_prompts.ipynb", "04_nightly_eval.ipynb"]
+FAST = {"03_compare_prompts.ipynb": {"max_tokens": 8}}  # the slowest example, kept short in tests
+MACHINE_PATHS = re.compile(r"(/tmp/|/work/|/root/|/home/|[A-Z]:\\\\Users)")
 
 
-def execute(name, tmp_path, monkeypatch):
-    """Run notebooks/<name> into tmp_path with its own .llmops home; return (notebook, MlflowClient, home)."""
+def outputs_text(nb) -> str:
+    """Everything a saved notebook shows: streams, every mime type of every output, error lines."""
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            parts.append(str(out.get("text", "")))
+            parts += [v if isinstance(v, str) else json.dumps(v) for v in out.get("data", {}).values()]
+            parts += [out.get("evalue", "")] + list(out.get("traceback", []))
+    return "\n".join(parts)
+
+
+def errors(nb):
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+
+
+def make_project(tmp_path):
+    """A clean project (llmops.toml marker) holding copies of the example notebooks."""
+    root = tmp_path / "project"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "llmops.toml").write_text("")
+    for name in NOTEBOOKS:
+        shutil.copy(REPO / "notebooks" / name, root / "notebooks" / name)
+    return root
+
+
+@pytest.mark.slow
+def test_examples_run_in_any_order_twice_in_one_project(tmp_path, monkeypatch):
+    """01-04 share one project (one registry, one store, one cache): forwards, then backwards, all pass."""
     from mlflow import MlflowClient
 
     from llmops_lab.config import reset_settings
     from llmops_lab.notebooks import execute_notebook
 
-    home = tmp_path / "home"
-    monkeypatch.setenv("LLMOPS_HOME", str(home))
+    root = make_project(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("LLMOPS_HOME", raising=False)
+    monkeypatch.chdir(root)
+    executed = {}
     try:
-        out = execute_notebook(REPO / "notebooks" / name, tmp_path / "out.ipynb", reset_settings(REPO))
+        settings = reset_settings(root)
+        for n, order in enumerate((NOTEBOOKS, NOTEBOOKS[::-1])):
+            for name in order:
+                out = execute_notebook(root / "notebooks" / name, tmp_path / "out" / f"{n}-{name}", settings,
+                                       parameters=FAST.get(name))
+                nb = nbformat.read(out, as_version=4)
+                assert not errors(nb), (n, name, errors(nb))
+                executed[(n, name)] = nb
     finally:
         reset_settings(REPO)
-    nb = nbformat.read(out, as_version=4)
-    assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    return nb, MlflowClient(f"sqlite:///{home / 'mlflow.db'}"), home
 
-
-def test_quickstart_runs_on_embedded_model_and_logs_runs(tmp_path, monkeypatch):
-    nb, client, home = execute("01_quickstart.ipynb", tmp_path, monkeypatch)
-    text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
-                     for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert "prompts:/summarize/1" in text and "local:smollm2-135m" in text
-
+    uri = f"sqlite:///{root / '.llmops' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    # 01 owns `summarize`: its one version is 01's template, whatever ran before or after it
+    assert [int(v.version) for v in client.search_prompt_versions("summarize")] == [1]
+    assert "{{ article }}" in client.get_prompt_version("summarize", 1).template
+    for n in (0, 1):
+        assert "prompts:/summarize/1" in outputs_text(executed[(n, "01_quickstart.ipynb")])
+    # 03 compares its own two versions both times and promoted the second
+    prod = client.get_prompt_version_by_alias("news-summary", "production")
+    assert prod.template.startswith("Write a headline")
     exp = client.get_experiment_by_name("notebooks/01_quickstart")
     runs = client.search_runs([exp.experiment_id])
-    assert {r.info.run_name for r in runs} == {"summarize", "title", "haiku"}
+    assert sorted(r.info.run_name for r in runs) == sorted(["summarize", "title", "haiku"] * 2)
     assert all(r.info.status == "FINISHED" and r.data.metrics["total_tokens"] > 0 for r in runs)
     assert all(r.data.tags["mlflow.source.name"].endswith("01_quickstart.ipynb") for r in runs)
-    assert not list((home / "spool").glob("*.jsonl"))  # everything delivered, spool emptied
-
-
-def test_batch_eval_notebook_logs_two_batch_runs(tmp_path, monkeypatch):
-    _, client, _ = execute("02_batch_eval.ipynb", tmp_path, monkeypatch)
     exp = client.get_experiment_by_name("notebooks/02_batch_eval")
-    runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
-    assert [r.data.tags["llmops.kind"] for r in runs] == ["batch", "batch"]
-    first, second = runs
-    assert first.data.metrics["rows"] == 8 and first.data.metrics["cache_hits"] == 0
-    assert second.data.metrics["cache_hits"] == 8  # the re-run made no model call
-    assert first.inputs.dataset_inputs[0].dataset.digest == second.inputs.dataset_inputs[0].dataset.digest
+    batches = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+    assert [r.data.tags["llmops.kind"] for r in batches] == ["batch"] * 4
+    assert batches[0].data.metrics["rows"] == 8 and batches[0].data.metrics["cache_hits"] == 0
+    assert all(r.data.metrics["cache_hits"] == 8 for r in batches[1:])  # re-runs made no model call
+    assert len({r.inputs.dataset_inputs[0].dataset.digest for r in batches}) == 1
+    assert not list((root / ".llmops" / "spool").glob("*.jsonl"))  # everything delivered, spool emptied
+    # 03: one compare run per pass, each variant's batch run its child
+    exp = client.get_experiment_by_name("notebooks/03_compare_prompts")
+    runs = client.search_runs([exp.experiment_id])
+    parents = {r.info.run_id for r in runs if r.data.tags["llmops.kind"] == "compare"}
+    children = [r for r in runs if r.data.tags["llmops.kind"] == "batch"]
+    assert len(parents) == 2 and len(children) == 4
+    assert all(r.data.tags.get("mlflow.parentRunId") in parents for r in children)
+    # the executed 03, converted to HTML as nbviewer/GitHub show a saved notebook, has the grid as a table
+    grid = [o for c in executed[(1, "03_compare_prompts.ipynb")].cells if c.cell_type == "code" for o in c.outputs
+            if "application/vnd.jupyter.widget-view+json" in o.get("data", {}) and "llmops-cmp" in
+            o["data"].get("text/html", "")]
+    assert len(grid) == 1 and "CompareGrid(children" not in grid[0]["data"]["text/plain"]
+    html = _to_html(executed[(1, "03_compare_prompts.ipynb")])
+    assert _grid_table(html)
+
+
+def _to_html(nb) -> str:
+    """nbconvert's HTML: the widget view where its state was saved, else the output's text/html. The committed
+    notebooks are saved without widget state (a dead kernel's, and a second copy of the grid), as here."""
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    nb.metadata.pop("widgets", None)
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    return body
+
+
+def _grid_table(html: str) -> bool:
+    """The grid rendered as markup (a table under the llmops-cmp class), not text in a script."""
+    start = html.find("<div class='llmops-cmp'>")
+    if start < 0:
+        start = html.find('<div class="llmops-cmp">')
+    return start >= 0 and "<table" in html[start:start + 4000] and "W/T/L vs baseline" in html[start:]
+
+
+@pytest.mark.slow
+def test_user_error_from_the_python_api_is_one_line_in_a_saved_notebook(tmp_path, monkeypatch):
+    """A ConfigError/TemplateError raised by llmops_lab.run in a cell: the saved output is its one line."""
+    from nbclient import NotebookClient
+
+    (tmp_path / "llmops.toml").write_text("")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import llmops_lab"),
+                nbformat.v4.new_code_cell('llmops_lab.run("Summarize {{ missing_variable }}", {})'),
+                nbformat.v4.new_code_cell('llmops_lab.run("hi", model="nosuchprovider:x")')]
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    found = errors(nb)
+    assert [o.ename for o in found] == ["TemplateError", "ConfigError"], found
+    for out in found:
+        assert len(out.traceback) == 1, out.traceback
+        line = re.sub(r"\x1b\[[0-9;]*m", "", out.traceback[0])
+        assert line.startswith(f"{out.ename}: ") and "Traceback" not in line and "File " not in line
+    assert "missing_variable" in found[0].traceback[0]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_committed_notebooks_are_executed_with_clean_outputs(name):
+    """The committed notebooks are the executed examples: no build machine's paths, no footer stuck at
+    "logging…", no progress bar frozen at 0 %, no errors, every code cell run."""
+    nb = nbformat.read(REPO / "notebooks" / name, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.get("execution_count") for c in code), "re-execute it (see tests/test_notebooks.py)"
+    raw = (REPO / "notebooks" / name).read_text(encoding="utf-8")  # outputs and metadata (papermill's paths)
+    assert not MACHINE_PATHS.findall(raw), MACHINE_PATHS.findall(raw)
+    text = outputs_text(nb)
+    assert "logging…" not in text
+    assert not re.search(r"\b0%\|", text), "a progress bar saved in its first state"
+    assert not errors(nb)
+    widget_only = [o for c in code for o in c.outputs if "application/vnd.jupyter.widget-view+json" in
+                   o.get("data", {}) and "text/html" not in o.get("data", {})]
+    assert not widget_only, "a widget output with no static fallback: invisible without a kernel"
+
+
+def test_committed_compare_notebook_shows_the_grid_as_html():
+    nb = nbformat.read(REPO / "notebooks" / "03_compare_prompts.ipynb", as_version=4)
+    assert "widgets" not in nb.metadata  # saved without widget state (refresh_committed): viewers use the HTML
+    from nbconvert import HTMLExporter
+
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    assert _grid_table(html) and "CompareGrid(children" not in html
+    assert "Write a headline for this news" in html  # the header says which prompt is which
+
+
+def refresh_committed(names=NOTEBOOKS) -> None:
+    """Re-execute the examples with papermill in a clean temporary project and write them back as committed:
+    ``.venv/bin/python tests/test_notebooks.py refresh [NAME ...]``. Saved clean: papermill's paths made relative,
+    no widget state, and a widget output that carries its own HTML keeps only that (the widget view of a dead
+    kernel would show "model not found" in JupyterLab; a re-run shows the live widget again)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from llmops_lab.config import reset_settings
+    from llmops_lab.notebooks import execute_notebook
+
+    for var in ("MLFLOW_TRACKING_URI", "LLMOPS_HOME", "LLMOPS_NOTEBOOK", "LLMOPS_MODEL", "LLMOPS_EXPERIMENT"):
+        os.environ.pop(var, None)
+    with tempfile.TemporaryDirectory(prefix="llmops-examples-") as tmp:
+        root = make_project(Path(tmp))
+        os.chdir(root)
+        settings = reset_settings(root)
+        for name in names:
+            out = execute_notebook(root / "notebooks" / name, root / "executed" / name, settings)
+            nb = nbformat.read(out, as_version=4)
+            papermill = nb.metadata.get("papermill", {})
+            papermill["input_path"] = papermill["output_path"] = f"notebooks/{name}"
+            papermill.pop("environment_variables", None)
+            nb.metadata.pop("widgets", None)
+            for cell in nb.cells:
+                for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+                    data = output.get("data", {})
+                    if "text/html" in data:
+                        data.pop("application/vnd.jupyter.widget-view+json", None)
+            nbformat.write(nb, REPO / "notebooks" / name)
+            print(f"{name}: executed in {papermill.get('duration', 0):.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] != ["refresh"]:
+        sys.exit("usage: python tests/test_notebooks.py refresh [NAME.ipynb ...]")
+    refresh_committed(sys.argv[2:] or NOTEBOOKS)

@@ -17,7 +17,7 @@ from typing import Any
 import ipywidgets as W
 import traitlets as T
 
-from ..compare import word_diff_html
+from ..compare import format_params, word_diff_html
 from ..explain import display_tokens, legend_html, shade_html
 
 _CSS = """<style>
@@ -26,9 +26,14 @@ _CSS = """<style>
  overflow-wrap:anywhere}
 .llmops-cmp th{background:#f6f6f6}
 .llmops-cmp ins{background:#d4f8d4;text-decoration:none}.llmops-cmp del{background:#f8d4d4}
-.llmops-cmp .meta{color:#666;font-size:11px}.llmops-cmp .err{color:#b00}.llmops-cmp .sig{color:#070;font-weight:bold}
+.llmops-cmp .meta{color:#666;font-size:11px}.llmops-cmp .err{color:#b00}
+.llmops-cmp .better{color:#070;font-weight:bold}.llmops-cmp .worse{color:#b00;font-weight:bold}
 .llmops-cmp .base{background:#fbfbf0}
+.llmops-cmp .prompt{font-family:monospace;font-size:11px;font-weight:normal;white-space:pre-wrap;color:#333}
+.llmops-cmp .widget-checkbox,.llmops-cmp .widget-toggle-button,.llmops-cmp .widget-button{flex:0 0 auto}
 </style>"""
+_DIRECTION = {"better": ("better", "✓ better than baseline"), "worse": ("worse", "✗ worse than baseline"),
+              "no difference": ("", "no significant difference")}
 
 
 def _fmt(value: Any, spec: str = ".3f") -> str:
@@ -90,16 +95,22 @@ class CompareGrid(W.VBox):
         variant_options = [(f"[{v.index}] {v.label}", v.index) for v in cmp.variants]
 
         # -- controls, linked to the state
-        self._diff_box = W.Checkbox(description="only rows that differ", indent=False)
-        self._fail_box = W.Checkbox(description="only failures", indent=False)
-        self._sort = W.Dropdown(options=labels, description="sort", layout=W.Layout(width="260px"))
-        self._desc = W.ToggleButton(description="desc", layout=W.Layout(width="60px"))
+        auto = W.Layout(width="auto", flex="0 0 auto")
+        self._diff_box = W.Checkbox(description="only rows that differ", indent=False, layout=auto,
+                                    tooltip="hide rows where every variant wrote the same as the baseline")
+        self._fail_box = W.Checkbox(description="only failures", indent=False, layout=auto,
+                                    tooltip="rows with an error or a failed pass/fail score in any variant")
+        self._sort = W.Dropdown(options=labels, description="sort", layout=W.Layout(width="260px", flex="0 0 auto"),
+                                tooltip="sort the rows by a variant's score, latency, tokens or cost")
+        self._desc = W.ToggleButton(description="descending", layout=auto, tooltip="reverse the sort order")
         self._logprob_variants = [cmp.has_logprobs(v.index) for v in cmp.variants]
-        self._shade_box = W.Checkbox(description="shade tokens by probability", indent=False,
+        self._shade_box = W.Checkbox(description="shade tokens by probability", indent=False, layout=auto,
                                      disabled=not any(self._logprob_variants),
-                                     tooltip="needs a comparison run with logprobs=True")
-        self._prev = W.Button(description="◀", layout=W.Layout(width="40px"))
-        self._next = W.Button(description="▶", layout=W.Layout(width="40px"))
+                                     tooltip="shade each answer by token probability" if any(self._logprob_variants)
+                                     else "needs a comparison run with logprobs=True")
+        self._prev = W.Button(description="◀", layout=W.Layout(width="40px", flex="0 0 auto"),
+                              tooltip="previous page")
+        self._next = W.Button(description="▶", layout=W.Layout(width="40px", flex="0 0 auto"), tooltip="next page")
         self._page_label = W.HTML()
         for control, name in ((self._diff_box, "only_diff"), (self._fail_box, "only_failures"),
                               (self._sort, "sort_by"), (self._desc, "sort_desc"), (self._shade_box, "shade_tokens")):
@@ -110,32 +121,48 @@ class CompareGrid(W.VBox):
         self._grid = W.HTML()
 
         # -- rating and promotion panels (call the core)
+        fixed = {"flex": "0 0 auto"}
         self._rate_row = W.BoundedIntText(value=0, min=0, max=max(cmp.n_rows - 1, 0), description="row",
-                                          layout=W.Layout(width="140px"))
-        self._rate_variant = W.Dropdown(options=variant_options, description="variant", layout=W.Layout(width="280px"))
-        self._up = W.Button(description="👍", layout=W.Layout(width="44px"))
-        self._down = W.Button(description="👎", layout=W.Layout(width="44px"))
+                                          layout=W.Layout(width="140px", **fixed), tooltip="the row to rate (#)")
+        self._rate_variant = W.Dropdown(options=variant_options, description="variant",
+                                        layout=W.Layout(width="280px", **fixed), tooltip="the variant to rate")
+        # Text labels with the emoji: without an emoji font the buttons would be empty boxes.
+        self._up = W.Button(description="👍 good", layout=auto, tooltip="rate this cell good (MLflow feedback)")
+        self._down = W.Button(description="👎 bad", layout=auto, tooltip="rate this cell bad (MLflow feedback)")
         self._score = W.Dropdown(options=[("score –", None)] + [(str(i), i) for i in range(1, 6)],
-                                 layout=W.Layout(width="90px"))
-        self._comment = W.Text(placeholder="comment (optional)", layout=W.Layout(width="220px"))
+                                 layout=W.Layout(width="90px", **fixed), tooltip="optional score 1-5")
+        self._comment = W.Text(placeholder="comment (optional)", layout=W.Layout(width="220px", **fixed),
+                               tooltip="optional comment, logged with the rating")
         self._up.on_click(lambda _: self._rate(True))
         self._down.on_click(lambda _: self._rate(False))
         self._promote_variant = W.Dropdown(options=variant_options, description="promote",
-                                           layout=W.Layout(width="280px"))
-        self._alias = W.Text(value="production", description="alias", layout=W.Layout(width="200px"))
-        self._reason = W.Text(placeholder="why (logged)", layout=W.Layout(width="220px"))
-        self._promote_button = W.Button(description="Promote", button_style="warning")
+                                           layout=W.Layout(width="280px", **fixed),
+                                           tooltip="the variant to register and point the alias at")
+        self._prompt_name = W.Text(description="name", placeholder="prompt name (needed for inline templates)",
+                                   layout=W.Layout(width="300px", **fixed),
+                                   tooltip="registry name to promote under")
+        self._alias = W.Text(value="production", description="alias", layout=W.Layout(width="200px", **fixed),
+                             tooltip="the alias applications load, e.g. name@production")
+        self._reason = W.Text(placeholder="why (logged)", layout=W.Layout(width="220px", **fixed),
+                              tooltip="why this variant: logged on the version and the comparison run")
+        self._promote_button = W.Button(description="Promote", button_style="warning", layout=auto,
+                                        tooltip="register the variant's prompt (if needed) and move the alias")
         self._promote_button.on_click(lambda _: self._promote())
+        self._promote_variant.observe(lambda _change: self._suggest_name(), names="value")
+        self._suggest_name()
         self._status = W.HTML()
         W.dlink((self, "status"), (self._status, "value"))
 
+        wrap = W.Layout(flex_flow="row wrap", align_items="center", grid_gap="4px 12px")  # whole controls wrap
         super().__init__(children=[
             W.HTML(_CSS),
             W.HBox([self._diff_box, self._fail_box, self._shade_box, self._sort, self._desc, self._prev,
-                    self._page_label, self._next]),
+                    self._page_label, self._next], layout=wrap),
             self._header, self._grid,
-            W.HBox([self._rate_row, self._rate_variant, self._up, self._down, self._score, self._comment]),
-            W.HBox([self._promote_variant, self._alias, self._reason, self._promote_button]),
+            W.HBox([self._rate_row, self._rate_variant, self._up, self._down, self._score, self._comment],
+                   layout=wrap),
+            W.HBox([self._promote_variant, self._prompt_name, self._alias, self._reason, self._promote_button],
+                   layout=wrap),
             self._status], **kwargs)
         self.add_class("llmops-cmp")
         self.n_rows = cmp.n_rows
@@ -198,9 +225,15 @@ class CompareGrid(W.VBox):
         cmp = self.comparison
         summary = cmp.summary()
         parts = ["<table><tr><th>variant</th>"]
-        parts += [f"<th>[{v.index}] {html.escape(v.label)}{' (baseline)' if v.index == cmp.baseline else ''}<br>"
-                  f"<span class='meta'>{html.escape(str(v.model))} {html.escape(str(v.params or ''))}</span></th>"
-                  for v in cmp.variants]
+        for v in cmp.variants:
+            text = str(v.template)
+            shown = text if len(text) <= 240 else text[:239].rstrip() + "…"
+            name = f"{v.prompt_name}@{v.prompt_version}" if v.prompt_version is not None else "inline template"
+            parts.append(f"<th>[{v.index}] {html.escape(v.label)}{' (baseline)' if v.index == cmp.baseline else ''}"
+                         f"<div class='prompt' title='{html.escape(text)}'>{html.escape(shown)}</div>"
+                         f"<span class='meta'>{html.escape(name)} · {html.escape(str(v.model))}"
+                         f"{' · ' + html.escape(format_params(v.params)) if format_params(v.params) else ''}"
+                         "</span></th>")
         parts.append("</tr>")
 
         def line(title: str, fn) -> None:
@@ -213,15 +246,25 @@ class CompareGrid(W.VBox):
             def vs(r, i):
                 if i == cmp.baseline:
                     return "baseline"
-                sig = bool(r["significant"]) if r["significant"] is not __import__("pandas").NA else False
                 text = (f"{_fmt(r['wins'], 'd')}/{_fmt(r['ties'], 'd')}/{_fmt(r['losses'], 'd')} · win "
                         f"{_fmt(r['win_rate'], '.0%')} · p={_fmt(r['p_value'], '.3g')} ({r['test'] or '–'})")
-                return f"<span class='sig'>{text} ✓</span>" if sig else text
+                direction = r.get("direction")
+                if not isinstance(direction, str) or direction not in _DIRECTION:
+                    return text
+                css, verdict = _DIRECTION[direction]
+                return f"{text}<br><span class='{css}'>{verdict}</span>" if css else f"{text}<br>{verdict}"
             line(f"W/T/L vs baseline ({html.escape(cmp.primary)})", vs)
         if "human_up" in summary.columns:
-            line("human 👍/👎 · score", lambda r, i: f"{r['human_up']}/{r['human_down']} · "
+            line("human 👍 good / 👎 bad · score", lambda r, i: f"{r['human_up']}/{r['human_down']} · "
                                                      f"{_fmt(r['human_score_mean'], '.1f')}")
-        line("p50 latency", lambda r, i: f"{_fmt(r['latency_p50_ms'], ',.0f')} ms")
+
+        def latency(r, i):
+            p50 = r["latency_p50_ms"]
+            if p50 is None or (isinstance(p50, float) and math.isnan(p50)):  # no row reached the model
+                return f"– (all {r['cached']} rows cached)" if r["cached"] else "–"
+            cached = f" · {r['cached']} cached" if r["cached"] else ""
+            return f"{_fmt(r['latency_p50_ms'], ',.0f')} ms{cached}"
+        line("p50 latency", latency)
         line("total cost", lambda r, i: "unknown" if r["cost_usd"] is None or (isinstance(r["cost_usd"], float)
                                                                                and math.isnan(r["cost_usd"]))
              else f"${r['cost_usd']:.4f}")
@@ -250,9 +293,9 @@ class CompareGrid(W.VBox):
                 + (" · cached" if bool(res["cached"].iat[row]) else ""))
         rating = cmp.ratings.get((row, vi))
         if rating:
-            meta += " · " + {True: "👍", False: "👎", None: ""}[rating.get("thumbs")]
+            meta += " · " + {True: "👍 good", False: "👎 bad", None: ""}[rating.get("thumbs")]
             if rating.get("score"):
-                meta += f"{rating['score']}/5"
+                meta += f" · {rating['score']}/5"
         return f"<td{' class=base' if vi == cmp.baseline else ''}>{body}<div class='meta'>{meta}</div></td>"
 
     def render_rows(self) -> str:
@@ -261,7 +304,8 @@ class CompareGrid(W.VBox):
         parts = [legend_html()] if self.shade_tokens and any(self._logprob_variants) else []
         parts.append("<table>")
         for row in self.visible_rows:
-            parts.append(f"<tr><td><b>#{row}</b> <span class='meta'>{html.escape(self._input_text[row][:300])}</span></td>")
+            parts.append(f"<tr><td><b>#{row}</b> <span class='meta'>{html.escape(self._input_text[row][:300])}"
+                         "</span></td>")
             parts.extend(self.render_cell(row, vi) for vi in range(n_variants))
             parts.append("</tr>")
         if not self.visible_rows:
@@ -278,7 +322,8 @@ class CompareGrid(W.VBox):
             self.status = f"<span class='err'>{html.escape(str(err))}</span>"
             return
         self._comment.value = ""
-        self.status = f"rated row {self._rate_row.value} of [{self._rate_variant.value}] {'👍' if thumbs else '👎'}"
+        self.status = (f"rated row {self._rate_row.value} of [{self._rate_variant.value}] "
+                       f"{'👍 good' if thumbs else '👎 bad'}")
 
     def rate(self, row: int, variant: int, thumbs: bool, score: int | None = None, comment: str | None = None) -> None:
         """What the 👍/👎 buttons do, callable from code and tests."""
@@ -286,10 +331,20 @@ class CompareGrid(W.VBox):
         self._score.value, self._comment.value = score, comment or ""
         (self._up if thumbs else self._down).click()
 
+    def _suggest_name(self) -> None:
+        """The name field shows where the selected variant would be promoted (empty: an unnamed draft)."""
+        self._prompt_name.value = self.comparison.promote_name(int(self._promote_variant.value)) or ""
+
     def _promote(self) -> None:
         try:
+            kwargs: dict[str, Any] = {"reason": self._reason.value or None}
+            name = self._prompt_name.value.strip()
+            if name and name != self.comparison.promote_name(int(self._promote_variant.value)):
+                kwargs["name"] = name
+            elif not name and not self.comparison.promote_name(int(self._promote_variant.value)):
+                raise ValueError("this variant is an inline template: type a prompt name in the name field first")
             version = self.comparison.promote(int(self._promote_variant.value), alias=self._alias.value.strip(),
-                                              reason=self._reason.value or None)
+                                              **kwargs)
         except Exception as err:  # noqa: BLE001
             self.status = f"<span class='err'>{html.escape(str(err))}</span>"
             return
@@ -299,3 +354,18 @@ class CompareGrid(W.VBox):
 
     def refresh_header(self) -> None:
         self.refresh(header=True)
+
+    # -- saved notebooks -----------------------------------------------------------------------------
+    def static_html(self) -> str:
+        """The header and the current page as plain HTML (no widget, no script): the fallback a saved notebook
+        keeps next to the widget view, shown by nbconvert, nbviewer and GitHub."""
+        more = (f" · page {self.page + 1} of {self.n_pages}; run the notebook for the interactive grid"
+                if self.n_pages > 1 else "")
+        return (f"{_CSS}<div class='llmops-cmp'>{self._header_html or self._render_header()}"
+                f"<p class='meta'>{self.n_visible} of {self.n_rows} rows{more}</p>{self.render_rows()}</div>")
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle = dict(super()._repr_mimebundle_(**kwargs) or {})
+        bundle["text/plain"] = repr(self.comparison)
+        bundle["text/html"] = self.static_html()
+        return bundle
