@@ -145,5 +145,5 @@ bench: install
 	$(BIN)/python benchmarks/overhead.py
 
 clean:
-	rm -rf $(VENV) .llmops notebooks/*.out.ipynb llmops_lab/labextension $(LABEXT)/lib $(LABEXT)/tsconfig.tsbuildinfo \
+	rm -rf $(VENV) $(AIRFLOW_VENV) $(TEST_TOOLS) .llmops notebooks/*.out.ipynb llmops_lab/labextension $(LABEXT)/lib $(LABEXT)/tsconfig.tsbuildinfo \
 	  $(LABEXT)/node_modules $(UI_TESTS)/node_modules $(UI_TESTS)/test-results $(UI_TESTS)/playwright-report

@@ -63,7 +63,9 @@ def test_faults_every_row_completes_with_retries_counted(fake):
         fake.fault_rate = 0.0
     assert res["error"].isna().all()
     assert res["output"].tolist() == [f"echo: Classify: review {i}" for i in range(60)]
-    assert res["retries"].sum() == sum(fake.faults_served.values()) > 0
+    # every injected fault was retried; a loaded machine may add client-side timeouts of its own (0.5 s),
+    # which are retries too: the server saw exactly one request per row plus one per retry
+    assert res["retries"].sum() >= sum(fake.faults_served.values()) > 0
     assert fake.request_count == 60 + res["retries"].sum()
 
 

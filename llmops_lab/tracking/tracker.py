@@ -188,17 +188,19 @@ class Tracker:
         return True
 
     def _settle(self, record: dict[str, Any], result: tuple[str, str | None] | None) -> None:
+        # The ticket first, then the count flush() waits on: a flush that returns 0 has every run id set.
         with self._cond:
             ticket = self._tickets.get(record["id"])
-            if result is not None:
-                self._tickets.pop(record["id"], None)
-                self._busy -= 1
-            self._cond.notify_all()
         if ticket is not None:
             if result is None:
                 ticket._set("queued", error=self.last_error)
             else:
                 ticket._set("logged", *result)
+        with self._cond:
+            if result is not None:
+                self._tickets.pop(record["id"], None)
+                self._busy -= 1
+            self._cond.notify_all()
 
     def _replay(self, sink: Any) -> None:
         """Write what dead processes left in the spool; skip what MLflow already has (never twice)."""
