@@ -41,6 +41,18 @@ def _kill_when_generating(provider: local.LocalProvider, sig: int, after_s: floa
     return thread
 
 
+def _interrupt_when_generating(provider: local.LocalProvider, after_s: float) -> None:
+    """A kernel interrupt (SIGINT to the main thread) ``after_s`` into the next generation."""
+
+    def interrupt() -> None:
+        while not provider._lock.locked():
+            time.sleep(0.005)
+        time.sleep(after_s)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+
+
 def test_worker_is_reused_and_not_the_kernel(project):
     llmops_lab.configure(model="local:smollm2-135m", tracking=False)
     provider = local.provider()
@@ -97,14 +109,7 @@ def test_interrupt_stops_generation_and_the_next_call_works(project):
     provider = local.provider()
     llmops_lab.run("Say OK.", max_tokens=4, temperature=0)
     old_pid = provider.worker_pid
-
-    def interrupt() -> None:
-        while not provider._lock.locked():
-            time.sleep(0.005)
-        time.sleep(0.3)
-        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-
-    threading.Thread(target=interrupt, daemon=True).start()
+    _interrupt_when_generating(provider, after_s=0.3)
     with pytest.raises(KeyboardInterrupt):
         llmops_lab.run(LONG_PROMPT, max_tokens=400, temperature=0)
     assert provider.worker_pid is None  # the generation stopped with its worker
@@ -145,14 +150,7 @@ def test_interrupted_batch_leaves_the_model_free(project):
     provider = local.provider()
     rows = pd.DataFrame({"topic": [f"a lighthouse keeper number {i}" for i in range(6)]})
     epoch_before = provider._epoch
-
-    def interrupt() -> None:
-        while not provider._lock.locked():
-            time.sleep(0.005)
-        time.sleep(0.3)
-        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-
-    threading.Thread(target=interrupt, daemon=True).start()
+    _interrupt_when_generating(provider, after_s=0.3)
     with pytest.raises(KeyboardInterrupt):
         llmops_lab.batch("Write a long story about {{ topic }}.", rows, max_tokens=400, temperature=0,
                          concurrency=4, cache=False)
