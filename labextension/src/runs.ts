@@ -16,6 +16,7 @@ type View = { kind: 'list' } | { kind: 'detail'; runId: string } | { kind: 'comp
 export class RunsSection extends Section {
   readonly runs = new PagedList<IRunRow>(r => r.run_id);
   readonly selection = new Selection(6);
+  private shownSignature = '';
 
   constructor(host: ConstructorParameters<typeof Section>[0]) {
     super(host, 'runs');
@@ -106,6 +107,14 @@ export class RunsSection extends Section {
       this.runs.reset(data);
     }
     this.selection.retain(this.runs.items.map(r => r.run_id));
+    // Live polls mostly bring the same page: re-rendering it would replace every row under the user's
+    // pointer (and under a click) once a second after a cell. Only a change of what a row shows re-renders.
+    const signature = JSON.stringify([this.experiment, data.nextPageToken, this.runs.items,
+      this.runs.items.map(r => formatAge(r.start_time))]);
+    if (!append && signature === this.shownSignature && this.node.querySelector('[data-testid="llmops-runs-table"]')) {
+      return;
+    }
+    this.shownSignature = signature;
     this.renderList();
   }
 

@@ -77,7 +77,8 @@ test('runs page with More…, the MLflow UI links to a run, prompt aliases', asy
   // the oldest run (the first cell's, "Reply with one word.") is last
   await expect(rows.last()).toContainText('pager@1');
   await expect(rows.first()).toContainText('pager@2');
-  await rows.last().scrollIntoViewIfNeeded();
+  // a live refresh may still replace the rows (new data): retry the scroll rather than race it
+  await expect(async () => rows.last().scrollIntoViewIfNeeded({ timeout: 2_000 })).toPass({ timeout: 20_000 });
   await shot(page, info, '2-all-pages');
   const oldest = all[all.length - 1]!;
 
