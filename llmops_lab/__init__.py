@@ -14,48 +14,69 @@ if sys.platform == "win32":  # said here, not as a traceback from deep inside th
     raise ImportError("llmops-lab needs Linux or macOS: its spool locks files with fcntl, which Windows lacks "
                       "(use WSL on Windows)")
 
-from .api import run
-from .batch import batch, batch_run_id
-from .config import configure, get_settings
-from .errors import ConfigError, LlmopsError, MissingApiKeyError, ProviderError, TemplateError
-from .jobs.record import record
-from .results import LLMResult
-from .tracking import flush, recent_runs
+from typing import TYPE_CHECKING, Any
+
+from llmops_lab.config import configure, get_settings
+from llmops_lab.core.call import run
+from llmops_lab.core.results import LLMResult
+from llmops_lab.evaluation.batch import batch, batch_run_id
+from llmops_lab.exceptions import (BudgetError, ConfigError, JobError, LlmopsError, MissingApiKeyError, ProviderError,
+                                   RedactionError, TemplateError)
+from llmops_lab.jobs.record import record
+from llmops_lab.tracking import flush, recent_runs
+
+if TYPE_CHECKING:  # what the lazy attributes below are, for IDEs and type checkers
+    from llmops_lab.analysis import audit as audit
+    from llmops_lab.analysis import monitoring as monitoring
+    from llmops_lab.analysis.monitoring import stats as stats
+    from llmops_lab.evaluation import compare as compare
+    from llmops_lab.evaluation import datasets as data
+    from llmops_lab.evaluation import scoring as scoring
+    from llmops_lab.tracking import registry as registry
+    from llmops_lab.tracking.registry import load_prompt as load_prompt
+    from llmops_lab.trust import redaction as redact
 
 __version__ = "0.1.0"
-__all__ = ["run", "batch", "batch_run_id", "record", "data", "stats", "configure", "get_settings", "flush", "recent_runs", "LLMResult", "LlmopsError",
-           "ConfigError", "TemplateError", "ProviderError", "MissingApiKeyError", "load_ipython_extension",
-           "compare", "load_prompt"]
+
+# Loaded on first use (pandas, scipy, matplotlib, MLflow), so `%load_ext llmops_lab` stays light:
+# name -> (module, attribute or None for the module itself).
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "stats": ("llmops_lab.analysis.monitoring", "stats"),
+    "load_prompt": ("llmops_lab.tracking.registry", "load_prompt"),
+    "compare": ("llmops_lab.evaluation.compare", None),  # a callable module: llmops_lab.compare(...)
+    "data": ("llmops_lab.evaluation.datasets", None),  # llmops_lab.data.prepare(df), .fingerprint, .diff
+    "scoring": ("llmops_lab.evaluation.scoring", None),  # llmops_lab.scoring.to_mlflow_scorer(s)
+    "monitoring": ("llmops_lab.analysis.monitoring", None),  # load_calls, summarize, plot_stats
+    "audit": ("llmops_lab.analysis.audit", None),  # llmops_lab.audit.audit_log(since="7d")
+    "registry": ("llmops_lab.tracking.registry", None),  # list_prompts, promote_prompt, set_alias
+    "redact": ("llmops_lab.trust.redaction", None),  # llmops_lab.redact.preview(text)
+    "redaction": ("llmops_lab.trust.redaction", None),
+    "errors": ("llmops_lab.exceptions", None),  # llmops_lab.errors.ConfigError, as the README has long said
+}
+
+__all__ = ["run", "batch", "batch_run_id", "compare", "record", "load_prompt", "stats", "data", "scoring",
+           "monitoring", "audit", "registry", "redact", "configure", "get_settings", "flush", "recent_runs",
+           "LLMResult", "LlmopsError", "ConfigError", "TemplateError", "ProviderError", "MissingApiKeyError",
+           "BudgetError", "RedactionError", "JobError", "load_ipython_extension"]
 
 
-def __getattr__(name: str):
-    # `data` and `stats` load on first use (pandas, matplotlib): `%load_ext` stays light.
-    if name == "stats":
-        from .monitoring import stats
-
-        return stats
-    if name == "data":
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
         import importlib
 
-        return importlib.import_module(".data", __name__)
-    if name in ("redact", "redaction", "audit"):  # llmops_lab.redact.preview(text), llmops_lab.audit.audit_log()
-        import importlib
-
-        return importlib.import_module(".redaction" if name == "redact" else f".{name}", __name__)
-    if name == "compare":  # comparisons and the prompt registry load on first use (pandas, scipy, mlflow)
-        import importlib
-
-        return importlib.import_module(".compare", __name__)  # a callable module: llmops_lab.compare(...)
-    if name == "load_prompt":
-        from .registry import load_prompt
-
-        return load_prompt
+        module, attr = _LAZY[name]
+        value = importlib.import_module(module)
+        return value if attr is None else getattr(value, attr)
     raise AttributeError(f"module 'llmops_lab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, "__version__"})
 
 
 def load_ipython_extension(shell) -> None:
     """``%load_ext llmops_lab``."""
-    from .magics import load_ipython_extension as _load
+    from llmops_lab.magics import load_ipython_extension as _load
 
     _load(shell)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from llmops_lab.exceptions import ConfigError
 
 DEFAULT_MODEL = "local:smollm2-135m"
 ROOT_MARKERS = ("pyproject.toml", ".git", "llmops.toml")
@@ -66,7 +66,7 @@ class Settings:
     def public_view(self) -> dict[str, Any]:
         """What `%llm config` shows: never a secret (endpoints only name their key variable)."""
         view = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "prices"}
-        from .redaction import mask_secrets
+        from llmops_lab.trust.redaction import mask_secrets
 
         view["tracking_uri"] = mask_secrets(self.resolved_tracking_uri())  # a password from the env is not shown
         view["project_root"] = str(self.project_root)
@@ -177,7 +177,7 @@ def load_settings(start: Path | None = None, environ: dict[str, str] | None = No
     settings.prices = {name: dict(p) for name, p in table.pop("prices", {}).items()}
     settings.redaction = dict(table.pop("redaction", {}))
     if settings.redaction:
-        from .redaction import parse_policy
+        from llmops_lab.trust.redaction import parse_policy
 
         parse_policy(settings.redaction, environ)  # a bad policy is a one-line error at load, not at a call
     for key, value in table.items():

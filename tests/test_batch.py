@@ -12,8 +12,8 @@ import pytest
 import llmops_lab
 from conftest import REPO, mlflow_client
 from llmops_lab import tracking
-from llmops_lab.batch import batch, batch_run_id
-from llmops_lab.errors import ConfigError
+from llmops_lab.evaluation.batch import batch, batch_run_id
+from llmops_lab.exceptions import ConfigError
 
 
 def reviews(n=40):
@@ -103,7 +103,7 @@ def test_identical_in_flight_rows_share_one_request(fake):
 
 
 def test_rate_limits_halve_concurrency(fake):
-    from llmops_lab.runner import AdaptiveLimit
+    from llmops_lab.evaluation.runner import AdaptiveLimit
 
     limit = AdaptiveLimit(16, recover_after=3)
     limit.rate_limited()
@@ -154,7 +154,7 @@ KILLED_BATCH = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
     import pandas as pd, llmops_lab
-    from llmops_lab.batch import batch
+    from llmops_lab.evaluation.batch import batch
     llmops_lab.get_settings().endpoints["fake"] = {{"base_url": {url!r}}}
     df = pd.DataFrame({{"text": [f"row {{i}}" for i in range(120)]}})
     batch("Say {{{{ text }}}}", df, model="fake:m", concurrency=4, progress=False)

@@ -3,8 +3,9 @@ import pandas as pd
 import pytest
 
 import llmops_lab
-from llmops_lab.batch import batch
-from llmops_lab.budget import BudgetError, estimate
+from llmops_lab.evaluation.batch import batch
+from llmops_lab.core.budget import estimate
+from llmops_lab.exceptions import BudgetError
 from llmops_lab.providers.base import ModelId
 
 PRICE = {"input": 1000.0, "output": 2000.0}  # $ per 1M tokens: big enough to hit small budgets
@@ -56,7 +57,7 @@ def test_day_budget_counts_logged_runs(fake):
     first = llmops_lab.run("hello there", max_tokens=5)
     assert first.run_id and first.cost_usd > 0
     llmops_lab.configure(max_cost_day=first.cost_usd * 1.5)
-    from llmops_lab import budget
+    from llmops_lab.core import budget
 
     budget._day.update(at=0.0, day="")  # forget the cache: read today's spend from MLflow
     with pytest.raises(BudgetError, match="today's spend"):
@@ -65,7 +66,7 @@ def test_day_budget_counts_logged_runs(fake):
 
 
 def test_last_shows_the_call_in_full(shell, fake, capsys):
-    from llmops_lab.debug import last
+    from llmops_lab.core.debug import last
 
     fake.fail_next("429", count=1, retry_after=0)
     assert shell.run_cell("%%llm --name dbg --temperature 0 --system 'Be brief.' --out r\nhello {{ 1 + 1 }}").success

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-import llmops_lab.cache as cache_module
-from llmops_lab.cache import CachedResponse, ResponseCache, cache_key
-from llmops_lab.errors import ConfigError
+import llmops_lab.evaluation.cache as cache_module
+from llmops_lab.evaluation.cache import CachedResponse, ResponseCache, cache_key
+from llmops_lab.exceptions import ConfigError
 from llmops_lab.providers.base import Completion, ModelId, Usage
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Summarize: café ☕"}]
@@ -191,7 +191,7 @@ def test_threads(tmp_path):
 
 CHILD = textwrap.dedent("""
     import os, signal, sys
-    from llmops_lab.cache import CachedResponse, ResponseCache
+    from llmops_lab.evaluation.cache import CachedResponse, ResponseCache
     cache = ResponseCache(sys.argv[1])
     mode, count = sys.argv[2], int(sys.argv[3])
     if mode == "race":

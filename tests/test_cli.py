@@ -59,7 +59,7 @@ def test_demo_kernel_is_encrypted_and_quiet(tmp_path):
 def test_kernel_config_asks_for_encryption_and_keeps_the_callers_settings():
     from traitlets.config import Config
 
-    from llmops_lab.notebooks import kernel_config
+    from llmops_lab.jobs.notebooks import kernel_config
 
     assert kernel_config().KernelManager.transport_encryption == "auto"
     mine = kernel_config(Config({"KernelManager": {"transport_encryption": "required", "shutdown_wait_time": 1.0}}))

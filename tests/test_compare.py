@@ -5,8 +5,8 @@ import math
 import pandas as pd
 import pytest
 
-from llmops_lab import compare as cm
-from llmops_lab.errors import ConfigError
+from llmops_lab.evaluation import compare as cm
+from llmops_lab.exceptions import ConfigError
 
 
 # ---- statistics: known values ------------------------------------------------------------------------
@@ -87,7 +87,7 @@ def _responder(req):
 
 @pytest.fixture
 def cmp(fake):
-    from llmops_lab import registry
+    from llmops_lab.tracking import registry
 
     fake.responder = _responder
     registry.register_version("summarize", "Summarize: {{ text }}")

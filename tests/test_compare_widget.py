@@ -2,7 +2,7 @@
 what is rendered; buttons call the core."""
 import pytest
 
-from llmops_lab.compare import Comparison, synthetic
+from llmops_lab.evaluation.compare import Comparison, synthetic
 
 
 @pytest.fixture(autouse=True)
@@ -171,7 +171,7 @@ def test_controls_have_text_labels_and_tooltips(cmp):
 
 
 def test_promote_needs_a_name_for_an_unnamed_inline_draft(monkeypatch):
-    from llmops_lab import compare as cm
+    from llmops_lab.evaluation import compare as cm
 
     cmp = synthetic(10, 2)
     for v in cmp.variants:

@@ -1,7 +1,7 @@
 import pytest
 
 from llmops_lab.config import DEFAULT_MODEL, load_settings, validate_params
-from llmops_lab.errors import ConfigError
+from llmops_lab.exceptions import ConfigError
 
 
 def test_defaults(tmp_path):

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llmops_lab.data import (ACCEPTED, DataDiff, check_columns, diff, fingerprint, load_rows, prepare,
+from llmops_lab.evaluation.datasets import (ACCEPTED, DataDiff, check_columns, diff, fingerprint, load_rows, prepare,
                              prepare_report)
-from llmops_lab.errors import ConfigError
+from llmops_lab.exceptions import ConfigError
 
 ROWS = [{"id": 1, "text": "Hello", "expected": "hi"}, {"id": 2, "text": "NA", "expected": "None"}]
 

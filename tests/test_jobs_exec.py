@@ -165,7 +165,7 @@ def test_retries_run_the_notebook_again(proj):
 
 def test_missing_parameters_cell_is_added_on_request_then_used(proj):
     from llmops_lab import jobs
-    from llmops_lab.jobs.errors import NotebookError
+    from llmops_lab.exceptions import NotebookError
 
     with pytest.raises(NotebookError, match="has no cell tagged 'parameters'.*--add-parameters-cell"):
         jobs.promote("notebooks/no_params.ipynb", "np", parameters={"threshold": "0.9"})

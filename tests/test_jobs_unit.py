@@ -12,7 +12,7 @@ import pytest
 
 from llmops_lab.jobs import cron, gate as gate_mod
 from llmops_lab.jobs.definition import Gate, Job, get_job, load_jobs, make_gate, save_jobs
-from llmops_lab.jobs.errors import JobDefinitionError, JobError, JobNotFoundError, NotebookError
+from llmops_lab.exceptions import JobDefinitionError, JobError, JobNotFoundError, NotebookError
 from llmops_lab.jobs.store import HistoryStore
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
@@ -512,7 +512,7 @@ def test_export_github_actions_install_is_validated(nightly):
 
 def test_export_rejects_an_unknown_target(nightly):
     from llmops_lab.jobs import export
-    from llmops_lab.jobs.errors import JobError
+    from llmops_lab.exceptions import JobError
 
     with pytest.raises(JobError, match="cannot export to 'jenkins'"):
         export("nightly", "jenkins")
@@ -625,7 +625,7 @@ def test_scheduler_never_overlaps_a_job_with_itself(sched_env):
 
 
 def test_scheduler_busy_job_from_another_process_is_skipped(sched_env):
-    from llmops_lab.jobs.errors import JobBusyError
+    from llmops_lab.exceptions import JobBusyError
 
     settings, _ = sched_env
     HistoryStore(settings.home / "jobs.db").set_last_due("nightly", at(2026, 1, 1, 2))

@@ -2,7 +2,7 @@
 import pytest
 
 import llmops_lab
-from llmops_lab.errors import LocalModelError
+from llmops_lab.exceptions import LocalModelError
 from llmops_lab.providers import local
 
 pytestmark = pytest.mark.slow

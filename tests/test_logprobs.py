@@ -7,8 +7,8 @@ import re
 import pytest
 
 import llmops_lab
-from llmops_lab import explain
-from llmops_lab.errors import ConfigError
+from llmops_lab.core import explain
+from llmops_lab.exceptions import ConfigError
 from llmops_lab.providers.base import TokenLogprob
 from llmops_lab.providers.openai_compat import parse_logprobs
 
@@ -58,7 +58,7 @@ def test_bad_options_are_one_line_config_errors_before_any_call(fake, kwargs, me
 
 
 def test_logprob_params():
-    from llmops_lab.api import logprob_params
+    from llmops_lab.core.call import logprob_params
 
     assert logprob_params() == {} and logprob_params(False) == {}
     assert logprob_params(True) == {"logprobs": True, "top_logprobs": 5}
@@ -117,7 +117,7 @@ def test_tokens_are_never_logged(fake, project):
 # ---- masking ---------------------------------------------------------------------------------------
 
 def test_mask_tokens_finds_a_secret_split_over_tokens():
-    from llmops_lab.redaction import _secret_redactor
+    from llmops_lab.trust.redaction import _secret_redactor
 
     pieces = ["my key is ", SECRET[:9], SECRET[9:20], SECRET[20:], " ok"]
     tokens = [TokenLogprob(p, -0.2, ((p, -0.2), (SECRET, -3.0))) for p in pieces]
@@ -160,8 +160,8 @@ def test_shade_color_is_monotonic():
 # ---- cache -----------------------------------------------------------------------------------------
 
 def test_logprobs_are_part_of_the_cache_key():
-    from llmops_lab.api import logprob_params
-    from llmops_lab.cache import cache_key
+    from llmops_lab.core.call import logprob_params
+    from llmops_lab.evaluation.cache import cache_key
 
     msgs = [{"role": "user", "content": "Hi"}]
     plain = cache_key("openai", None, "gpt-4o-mini", {"temperature": 0.0}, msgs)
@@ -199,7 +199,7 @@ def test_batch_cache_separates_and_keeps_masked_tokens(fake, project):
 def test_cache_adds_the_tokens_column_to_an_old_database(tmp_path):
     import sqlite3
 
-    from llmops_lab.cache import CachedResponse, ResponseCache
+    from llmops_lab.evaluation.cache import CachedResponse, ResponseCache
 
     path = tmp_path / "cache.db"
     with sqlite3.connect(path) as conn:  # the schema before logprobs
@@ -303,7 +303,7 @@ def test_compare_magic_with_logprobs(shell, fake):
 
 
 def test_compare_grid_option_is_off_without_logprobs():
-    from llmops_lab.compare import synthetic
+    from llmops_lab.evaluation.compare import synthetic
 
     grid = synthetic(4, 2).widget()
     assert grid._shade_box.disabled

@@ -160,7 +160,7 @@ def test_config_shows_no_machine_paths(shell, fake, capsys, project):
 def test_last_says_when_the_last_call_was_a_batch(shell, fake, capsys):
     import pandas as pd
 
-    from llmops_lab import debug
+    from llmops_lab.core import debug
 
     shell.user_ns["df"] = pd.DataFrame({"t": ["a", "b"]})
     assert run_cell(shell, "%%llm --name single --out r\nhello").success

@@ -13,8 +13,8 @@ import pytest
 
 import llmops_lab
 from conftest import REPO, mlflow_client
-from llmops_lab import monitoring as mon
-from llmops_lab.errors import ConfigError, ProviderError
+from llmops_lab.analysis import monitoring as mon
+from llmops_lab.exceptions import ConfigError, ProviderError
 
 PRICE = {"input": 1.0, "output": 2.0}  # $ per 1M tokens
 # Client-side latency = the server's sleep + HTTP + SDK overhead: a few ms, more on a busy 2-core box.
@@ -37,7 +37,7 @@ def _activate(root, server):
 @pytest.fixture(scope="module")
 def store(fake_server, tmp_path_factory):
     """One project store for the module (filling it is the slow part), made by real calls through
-    ``llmops_lab.run`` / ``llmops_lab.batch`` against the fake server at known latencies.
+    ``llmops_lab.run`` / ``llmops_lab.evaluation.batch`` against the fake server at known latencies.
 
     nb/a: 10 calls of prompt ``fast`` at 50 ms, 10 of ``slow`` at 150 ms, 2 failed ``slow`` calls at 300 ms.
     nb/b: 3 calls of ``other`` on a model without a price, a batch ``classify`` of 8 rows at 50 ms (6 right)
@@ -466,7 +466,7 @@ def test_per_day_panels_tick_days_not_hours():
 
 
 def test_stats_tables_show_readable_floats():
-    from llmops_lab.results import format_number, tidy
+    from llmops_lab.core.results import format_number, tidy
 
     table = tidy(mon.summarize(synth(3, latency_ms=[628.6712, 100.0, 101.5])))
     assert "628.6712" not in repr(table) and "628.671200" not in table._repr_html_()
@@ -491,7 +491,7 @@ def test_plots_need_no_display_and_no_pyplot(tmp_path):
         import sys
         sys.path.insert(0, {str(REPO / 'tests')!r})
         from test_monitoring import synth
-        from llmops_lab.monitoring import plot_stats
+        from llmops_lab.analysis.monitoring import plot_stats
         plot_stats(synth(30, cost_usd=0.01)).savefig({str(tmp_path / 'headless.png')!r})
         assert "matplotlib.pyplot" not in sys.modules, "library code must not import pyplot"
     """)

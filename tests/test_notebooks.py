@@ -45,7 +45,7 @@ def test_examples_run_in_any_order_twice_in_one_project(tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
     from llmops_lab.config import reset_settings
-    from llmops_lab.notebooks import execute_notebook
+    from llmops_lab.jobs.notebooks import execute_notebook
 
     root = make_project(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -181,7 +181,7 @@ def refresh_committed(names=NOTEBOOKS) -> None:
     from pathlib import Path
 
     from llmops_lab.config import reset_settings
-    from llmops_lab.notebooks import execute_notebook
+    from llmops_lab.jobs.notebooks import execute_notebook
 
     for var in ("MLFLOW_TRACKING_URI", "LLMOPS_HOME", "LLMOPS_NOTEBOOK", "LLMOPS_MODEL", "LLMOPS_EXPERIMENT"):
         os.environ.pop(var, None)

@@ -1,7 +1,7 @@
 import pytest
 
-from llmops_lab.errors import TemplateError
-from llmops_lab.prompts import PromptTemplate, check_name
+from llmops_lab.exceptions import TemplateError
+from llmops_lab.core.templates import PromptTemplate, check_name
 
 
 def test_render_and_variables():

@@ -4,7 +4,7 @@ import pytest
 
 from llmops_lab import providers
 from llmops_lab.config import get_settings
-from llmops_lab.errors import ConfigError, MissingApiKeyError, ProviderError
+from llmops_lab.exceptions import ConfigError, MissingApiKeyError, ProviderError
 from llmops_lab.providers.base import ModelId, RetryPolicy, Usage, parse_retry_after
 from llmops_lab.providers.pricing import cost_usd
 

@@ -5,9 +5,9 @@ import time
 import pytest
 
 import llmops_lab
-from llmops_lab import redaction
-from llmops_lab.errors import ConfigError
-from llmops_lab.redaction import FAILED_MARK, Redactor, parse_policy, redact, redact_record
+from llmops_lab.trust import redaction
+from llmops_lab.exceptions import ConfigError
+from llmops_lab.trust.redaction import FAILED_MARK, Redactor, parse_policy, redact, redact_record
 
 OPENAI = "sk-proj-Q3xT9vLm2PzR8kWn4YbH7cJd"
 ANTHROPIC = "sk-ant-api03-Zk8Jq2Lw9Xr4Tn6Vb1Mc3Hd5"
@@ -215,7 +215,7 @@ def test_scope_send_masks_what_is_sent_and_the_cache_key(fake, project):
 def test_scope_log_cache_keys_stay_distinct_and_cached_text_is_masked(fake, project):
     import pandas as pd
 
-    from llmops_lab.cache import ResponseCache
+    from llmops_lab.evaluation.cache import ResponseCache
 
     df = pd.DataFrame({"email": ["bob@example.com", "eve@example.com"]})
     first = llmops_lab.batch("Reply to {{ email }}", df, name="cache-log", progress=False)

@@ -1,8 +1,8 @@
 """Prompt management: references, listing, diffs, load_prompt with model config, promotion via aliases."""
 import pytest
 
-from llmops_lab import registry
-from llmops_lab.errors import ConfigError
+from llmops_lab.tracking import registry
+from llmops_lab.exceptions import ConfigError
 
 
 def test_parse_ref_and_is_ref():

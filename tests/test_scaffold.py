@@ -11,8 +11,8 @@ import pytest
 from conftest import REPO
 
 from llmops_lab.config import load_settings
-from llmops_lab.errors import ConfigError
-from llmops_lab.scaffold import EVAL_NOTEBOOK, copy_quickstart, ensure_project, init_project
+from llmops_lab.exceptions import ConfigError
+from llmops_lab.cli.scaffold import EVAL_NOTEBOOK, copy_quickstart, ensure_project, init_project
 
 
 BIN = Path(sys.executable).parent / "llmops-lab"
@@ -120,7 +120,7 @@ def test_scaffolded_eval_notebook_runs_and_records_accuracy(tmp_path, monkeypatc
     from mlflow import MlflowClient
 
     from llmops_lab.config import reset_settings
-    from llmops_lab.notebooks import execute_notebook
+    from llmops_lab.jobs.notebooks import execute_notebook
 
     init_project(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
-from llmops_lab import scoring
-from llmops_lab.errors import ConfigError, LlmopsError
-from llmops_lab.scoring import (SCORERS, Scorer, ScoreResult, parse_scorer, parse_scorers, parse_verdict,
+from llmops_lab.evaluation import scoring
+from llmops_lab.exceptions import ConfigError, LlmopsError
+from llmops_lab.evaluation.scoring import (SCORERS, Scorer, ScoreResult, parse_scorer, parse_scorers, parse_verdict,
                                 register_scorer, summarize_scores, to_mlflow_scorer)
 
 META = {"latency_ms": 120.0, "cost_usd": 0.0004, "usage": {"total_tokens": 10}, "error": None}
@@ -402,7 +402,7 @@ def test_to_mlflow_scorer_matches_our_value():
 # ---- module hygiene -----------------------------------------------------------------------------------
 
 def test_import_is_light():
-    code = ("import sys, llmops_lab.scoring; "
+    code = ("import sys, llmops_lab.evaluation.scoring; "
             "print([m for m in ('mlflow', 'pandas', 'openai', 'jsonschema') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

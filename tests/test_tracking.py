@@ -11,7 +11,7 @@ import pytest
 import llmops_lab
 from conftest import REPO, mlflow_client
 from llmops_lab import tracking
-from llmops_lab.errors import ProviderError
+from llmops_lab.exceptions import ProviderError
 
 
 def test_run_is_logged_with_prompt_trace_params_metrics(fake):

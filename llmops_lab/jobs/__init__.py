@@ -16,19 +16,19 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .record import record, recorded
+from llmops_lab.jobs.record import record, recorded
 
 _LAZY = {
     "promote": ".promotion", "remove": ".promotion", "Promotion": ".promotion",
     "export": ".exports",
-    "run_job": ".execute", "JobExecutor": ".execute", "JobCancelled": ".execute", "JobTimedOut": ".execute",
+    "run_job": ".execute", "JobExecutor": ".execute", "JobCancelled": "llmops_lab.exceptions", "JobTimedOut": "llmops_lab.exceptions",
     "list_jobs": ".listing", "history": ".listing", "JobStatus": ".listing",
     "render_report": ".report", "report_data": ".report",
     "Scheduler": ".scheduler",
     "Job": ".definition", "Gate": ".definition", "load_jobs": ".definition", "get_job": ".definition",
     "Execution": ".store",
-    "JobError": ".errors", "JobNotFoundError": ".errors", "JobBusyError": ".errors",
-    "JobDefinitionError": ".errors", "NotebookError": ".errors",
+    "JobError": "llmops_lab.exceptions", "JobNotFoundError": "llmops_lab.exceptions", "JobBusyError": "llmops_lab.exceptions",
+    "JobDefinitionError": "llmops_lab.exceptions", "NotebookError": "llmops_lab.exceptions",
 }
 __all__ = ["record", "recorded", *_LAZY]
 

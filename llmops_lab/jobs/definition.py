@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import JobDefinitionError, JobNotFoundError
+from llmops_lab.exceptions import JobDefinitionError, JobNotFoundError
 
 JOBS_FILE = "llmops_jobs.toml"
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")

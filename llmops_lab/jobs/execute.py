@@ -19,12 +19,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..config import Settings, get_settings
-from ..errors import LlmopsError
-from .definition import Job, get_job
-from .errors import JobBusyError, JobError
-from .record import ENV_JOB, ENV_METRICS, read_metrics
-from .store import Execution, HistoryStore, iso, store_for, utcnow
+from llmops_lab.config import Settings, get_settings
+from llmops_lab.exceptions import JobBusyError, JobCancelled, JobError, JobTimedOut, LlmopsError
+from llmops_lab.jobs.definition import Job, get_job
+from llmops_lab.jobs.record import ENV_JOB, ENV_METRICS, read_metrics
+from llmops_lab.jobs.store import Execution, HistoryStore, iso, store_for, utcnow
 
 log = logging.getLogger("llmops_lab.jobs")
 ENGINE = "llmops-job"
@@ -32,12 +31,6 @@ KILL_GRACE_S = 10.0  # after an interrupt, how long a cell may take to stop befo
 KERNEL_EXIT_FLUSH_S = "20"  # the kernel's exit flush of tracking records (papermill waits for its shutdown)
 
 
-class JobCancelled(JobError):
-    """The execution was cancelled (scheduler stopping, SIGTERM, Ctrl-C)."""
-
-
-class JobTimedOut(JobError):
-    """An attempt ran past the job's timeout."""
 
 
 # -- papermill engine with a handle on the kernel ---------------------------------------------------
@@ -242,8 +235,8 @@ class JobExecutor:
         self.report = self.folder / f"{stem}.html"
         self.metrics_file = self.folder / f"{stem}.metrics.jsonl"
         self.execution.output_path = str(self.output)
-        from ..tracking import context
-        from .promotion import notebook_digest, read_notebook
+        from llmops_lab.tracking import context
+        from llmops_lab.jobs.promotion import notebook_digest, read_notebook
 
         if not self.source.is_file():
             raise JobError(f"notebook {self.job.notebook} of job {self.job.name} not found: restore it or "
@@ -280,7 +273,7 @@ class JobExecutor:
         raise last
 
     def run_attempt(self, attempt: int) -> None:
-        from ..notebooks import execute_notebook
+        from llmops_lab.jobs.notebooks import execute_notebook
 
         engine = _register_engine()
         env = {ENV_METRICS: str(self.metrics_file), ENV_JOB: self.job.name,
@@ -329,7 +322,7 @@ class JobExecutor:
 
     # -- helpers ------------------------------------------------------------------------------------
     def evaluate_gate(self):
-        from . import gate as gate_mod
+        from llmops_lab.jobs import gate as gate_mod
 
         checks, baselines, passed = [], [], True
         for gate in self.job.gates:
@@ -366,8 +359,8 @@ class JobExecutor:
         if not any(g.metric.startswith("drift.") for g in self.job.gates):
             return
         try:
-            from ..monitoring import drift_flags, drift_report, load_calls
-            from ..tracking import context
+            from llmops_lab.analysis.monitoring import drift_flags, drift_report, load_calls
+            from llmops_lab.tracking import context
 
             experiment = context.experiment_name(self.settings, str(self.source))
             report = drift_report(load_calls(since="30d", experiment=experiment), by="prompt")
@@ -393,7 +386,7 @@ class JobExecutor:
         self._batch_stats()
         if self.output is not None and self.output.is_file():
             try:
-                from .report import render_html
+                from llmops_lab.jobs.report import render_html
 
                 render_html(self.output, self.report, self.job, execution)
                 execution.report_path = str(self.report)
@@ -410,8 +403,8 @@ class JobExecutor:
     def _start_run(self) -> None:
         """A RUNNING run in the notebook's experiment (kind=job); failures are warnings, never the status."""
         try:
-            from ..tracking import context
-            from ..tracking.mlflow_sink import client_for  # creates/migrates the store once, under a lock
+            from llmops_lab.tracking import context
+            from llmops_lab.tracking.mlflow_sink import client_for  # creates/migrates the store once, under a lock
 
             uri = self.settings.resolved_tracking_uri()
             self.client = client_for(uri)
@@ -448,10 +441,10 @@ class JobExecutor:
         if self.client is None or self.experiment_id is None:
             return
         try:
-            from ..tracking.spool import has_orphans
+            from llmops_lab.tracking.spool import has_orphans
 
             if self.settings.tracking and has_orphans(self.settings.home / "spool"):
-                from .. import tracking  # records a killed kernel left behind
+                from llmops_lab import tracking  # records a killed kernel left behind
 
                 tracking.replay_if_needed(self.settings)
                 tracking.flush(30)
@@ -578,7 +571,7 @@ def run_job(name: str, parameters: Mapping[str, Any] | None = None, *, trigger: 
     settings = settings or get_settings()
     job = get_job(settings.project_root, name)
     if parameters:
-        from .promotion import inspect_parameters, read_notebook, resolve_notebook, type_parameters
+        from llmops_lab.jobs.promotion import inspect_parameters, read_notebook, resolve_notebook, type_parameters
 
         path, relative = resolve_notebook(job.notebook_path(settings.project_root), settings.project_root)
         job = job.with_parameters(type_parameters(parameters, inspect_parameters(read_notebook(path)), relative))

@@ -17,11 +17,11 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .. import __version__
-from ..config import Settings, get_settings
-from . import cron
-from .definition import Job, get_job
-from .errors import JobError
+from llmops_lab import __version__
+from llmops_lab.config import Settings, get_settings
+from llmops_lab.jobs import cron
+from llmops_lab.jobs.definition import Job, get_job
+from llmops_lab.exceptions import JobError
 
 TARGETS = ("airflow", "cron", "github-actions")
 AIRFLOW_OPERATORS = ("bash", "papermill")

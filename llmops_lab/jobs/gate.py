@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from .definition import Gate
+from llmops_lab.jobs.definition import Gate
 
 
 @dataclass

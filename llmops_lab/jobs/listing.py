@@ -4,10 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..config import Settings, get_settings
-from . import cron
-from .definition import Job, get_job, load_jobs
-from .store import FINAL, Execution, store_for, utcnow
+from llmops_lab.config import Settings, get_settings
+from llmops_lab.jobs import cron
+from llmops_lab.jobs.definition import Job, get_job, load_jobs
+from llmops_lab.jobs.store import FINAL, Execution, store_for, utcnow
 
 
 @dataclass

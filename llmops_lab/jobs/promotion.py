@@ -20,11 +20,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..config import Settings, get_settings
-from . import cron
-from .definition import (DEFAULT_TIMEOUT, DEFAULT_TIMEZONE, Gate, Job, check_name, check_retries, check_schedule,
+from llmops_lab.config import Settings, get_settings
+from llmops_lab.jobs import cron
+from llmops_lab.jobs.definition import (DEFAULT_TIMEOUT, DEFAULT_TIMEZONE, Gate, Job, check_name, check_retries, check_schedule,
                          check_timeout, check_timezone, check_value, load_jobs, make_gate, save_jobs)
-from .errors import JobDefinitionError, NotebookError
+from llmops_lab.exceptions import JobDefinitionError, NotebookError
 
 PARAMETERS_TAG = "parameters"
 _TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}
@@ -350,7 +350,7 @@ def promote(notebook: str | os.PathLike, name: str, schedule: str | None = None,
     description, upcoming = None, []
     if schedule:
         description = cron.describe(schedule)
-        from .store import utcnow
+        from llmops_lab.jobs.store import utcnow
 
         upcoming = cron.next_runs(schedule, timezone, now or utcnow(), 3)
     # every check passed: write the notebook (if a parameters cell was added), then the jobs file
@@ -376,7 +376,7 @@ def _write_notebook(nb: Any, path: Path) -> None:
 
 def remove(name: str, settings: Settings | None = None) -> Job:
     """Delete a job from ``llmops_jobs.toml`` (its history stays)."""
-    from .definition import get_job
+    from llmops_lab.jobs.definition import get_job
 
     settings = settings or get_settings()
     job = get_job(settings.project_root, name)

@@ -15,7 +15,7 @@ import re
 import threading
 import time
 
-from ..errors import ConfigError
+from llmops_lab.exceptions import ConfigError
 
 ENV_METRICS = "LLMOPS_JOB_METRICS"
 ENV_JOB = "LLMOPS_JOB"

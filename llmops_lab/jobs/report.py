@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import Settings, get_settings, load_settings
-from .definition import Job, get_job
-from .errors import JobError
-from .store import Execution, store_for
+from llmops_lab.config import Settings, get_settings, load_settings
+from llmops_lab.jobs.definition import Job, get_job
+from llmops_lab.exceptions import JobError
+from llmops_lab.jobs.store import Execution, store_for
 
 TEMPLATE = "report.ipynb"
 
@@ -118,8 +118,8 @@ def _drift(settings: Settings, job: Job):
     """Per prompt version: the last day's calls of the job's notebook against the 30 days before."""
     import pandas as pd
 
-    from ..monitoring import drift_report, load_calls
-    from ..tracking import context
+    from llmops_lab.analysis.monitoring import drift_report, load_calls
+    from llmops_lab.tracking import context
 
     try:
         experiment = context.experiment_name(settings, str(settings.project_root / job.notebook))
@@ -149,7 +149,7 @@ def _worst_rows(settings: Settings, run_id: str, n: int):
     """The ``n`` lowest-scoring rows of a batch run's results table (errors first)."""
     import pandas as pd
 
-    from ..tracking.mlflow_sink import client_for
+    from llmops_lab.tracking.mlflow_sink import client_for
 
     client = client_for(settings.resolved_tracking_uri())
     run = client.get_run(run_id)
@@ -256,7 +256,7 @@ def render_report(job: str, settings: Settings | None = None, output: Path | Non
                   limit: int = 50) -> Path:
     """Run the report template for ``job`` with papermill and convert it to HTML (input hidden).
     Returns the HTML path (default ``.llmops/jobs/NAME/report.html``, beside ``report.ipynb``)."""
-    from ..notebooks import execute_notebook
+    from llmops_lab.jobs.notebooks import execute_notebook
 
     settings = settings or get_settings()
     definition = get_job(settings.project_root, job)

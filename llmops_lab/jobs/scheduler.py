@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
-from ..config import Settings, get_settings
-from ..errors import LlmopsError
-from . import cron
-from .definition import Job, load_jobs
-from .store import HistoryStore, iso, store_for, utcnow
+from llmops_lab.config import Settings, get_settings
+from llmops_lab.exceptions import LlmopsError
+from llmops_lab.jobs import cron
+from llmops_lab.jobs.definition import Job, load_jobs
+from llmops_lab.jobs.store import HistoryStore, iso, store_for, utcnow
 
 log = logging.getLogger("llmops_lab.jobs.scheduler")
 
@@ -117,7 +117,7 @@ class Scheduler:
         """Create/migrate the MLflow store once (before any parallel execution)."""
         if self._ready:
             return
-        from ..tracking.mlflow_sink import ensure_store
+        from llmops_lab.tracking.mlflow_sink import ensure_store
 
         ensure_store(self.settings.resolved_tracking_uri())
         self._ready = True
@@ -299,7 +299,7 @@ def in_process_executor(settings: Settings) -> Executor:
     gate = threading.Lock()
 
     def execute(job: Job, scheduled_for: datetime, cancel: threading.Event) -> str:
-        from .execute import JobExecutor
+        from llmops_lab.jobs.execute import JobExecutor
 
         with gate:
             return JobExecutor(job, settings, trigger="schedule", scheduled_for=scheduled_for,

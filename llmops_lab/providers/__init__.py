@@ -9,9 +9,9 @@ import os
 import threading
 from typing import Any
 
-from ..config import Settings
-from ..errors import ConfigError, MissingApiKeyError
-from .base import Completion, Message, ModelId, Provider, TokenLogprob, Usage
+from llmops_lab.config import Settings
+from llmops_lab.exceptions import ConfigError, MissingApiKeyError
+from llmops_lab.providers.base import Completion, Message, ModelId, Provider, TokenLogprob, Usage
 
 __all__ = ["Completion", "Message", "ModelId", "Provider", "TokenLogprob", "Usage", "resolve", "describe_providers"]
 
@@ -37,7 +37,7 @@ def _endpoint_spec(name: str, settings: Settings) -> dict[str, Any]:
 def resolve(model_id: ModelId, settings: Settings) -> Provider:
     """The provider for a model id; clients are reused so connections stay alive."""
     if model_id.provider == "local":
-        from . import local
+        from llmops_lab.providers import local
 
         local.model_path(model_id.model)  # unknown/uninstalled model: fail before any call
         return local.provider()
@@ -50,7 +50,7 @@ def resolve(model_id: ModelId, settings: Settings) -> Provider:
                  settings.max_retries)
     with _lock:
         if cache_key not in _clients:
-            from .openai_compat import OpenAICompatProvider
+            from llmops_lab.providers.openai_compat import OpenAICompatProvider
 
             _clients[cache_key] = OpenAICompatProvider(
                 model_id.provider, spec.get("base_url"), api_key or "not-needed", settings.timeout,
@@ -60,7 +60,7 @@ def resolve(model_id: ModelId, settings: Settings) -> Provider:
 
 def describe_providers(settings: Settings) -> list[dict[str, Any]]:
     """One row per provider for `%llm models`: what is configured, never a key's value."""
-    from . import local
+    from llmops_lab.providers import local
 
     rows = []
     for name, state in local.status().items():

@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from ..errors import ConfigError
+from llmops_lab.exceptions import ConfigError
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": str}
 

@@ -33,8 +33,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from ..errors import LocalModelError, LocalWorkerError
-from .base import Completion, Message, ModelId, TokenLogprob, Usage
+from llmops_lab.exceptions import LocalModelError, LocalWorkerError
+from llmops_lab.providers.base import Completion, Message, ModelId, TokenLogprob, Usage
 
 # model name -> (package that ships the GGUF, file inside it)
 LOCAL_MODELS: dict[str, tuple[str, str]] = {

@@ -11,8 +11,8 @@ import time
 from typing import Any, Callable
 from urllib.parse import urlparse
 
-from ..errors import ProviderError
-from .base import Completion, Message, ModelId, RetryPolicy, TokenLogprob, Usage, parse_retry_after
+from llmops_lab.exceptions import ProviderError
+from llmops_lab.providers.base import Completion, Message, ModelId, RetryPolicy, TokenLogprob, Usage, parse_retry_after
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 

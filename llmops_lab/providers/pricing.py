@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
 
-from .base import ModelId, Usage
+from llmops_lab.providers.base import ModelId, Usage
 
 PRICES_FILE = Path(__file__).with_name("prices.json")
 

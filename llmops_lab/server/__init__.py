@@ -17,11 +17,11 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
     import os
     from pathlib import Path
 
-    from .routes import setup_routes
+    from llmops_lab.server.routes import setup_routes
 
     import atexit
 
-    from .processes import stop_all
+    from llmops_lab.server.processes import stop_all
 
     # jupyter-server 2.x never calls _unload_jupyter_server_extension for a module extension: stop the
     # MLflow UIs and job runs this server started when its process exits (SIGTERM and Ctrl-C included)
@@ -29,7 +29,7 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
     root = str(Path(server_app.root_dir).expanduser().resolve())
     setup_routes(server_app.web_app, root)
     if os.environ.get("LLMOPS_SERVER_WARM_UP", "1") != "0":
-        from .stores import start_warm_up
+        from llmops_lab.server.stores import start_warm_up
 
         start_warm_up(root)
     server_app.log.info("llmops-lab: sidebar API at %sllmops-lab/api/ (root %s)",
@@ -38,6 +38,6 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
 
 def _unload_jupyter_server_extension(server_app: Any) -> None:
     """Stop the MLflow UIs and job runs this server started (for servers that unload extensions)."""
-    from .processes import stop_all
+    from llmops_lab.server.processes import stop_all
 
     stop_all()

@@ -31,7 +31,7 @@ class ApiError(HTTPError):
 
 def one_line(text: Any) -> str:
     """The first line of ``text``, secrets masked, at most MAX_MESSAGE characters."""
-    from ..redaction import mask_secrets
+    from llmops_lab.trust.redaction import mask_secrets
 
     lines = str(text).strip().splitlines()
     line = mask_secrets(lines[0] if lines else "")
@@ -43,10 +43,10 @@ def classify(err: BaseException, uri: str | None = None) -> tuple[int, str] | No
     the server log and reaches the panel as a bare 500)."""
     if isinstance(err, ApiError):
         return err.status, one_line(err.message)
-    from ..errors import LlmopsError
+    from llmops_lab.exceptions import LlmopsError
 
     if isinstance(err, LlmopsError):
-        from ..jobs.errors import JobBusyError, JobNotFoundError
+        from llmops_lab.exceptions import JobBusyError, JobNotFoundError
 
         status = 404 if isinstance(err, JobNotFoundError) else 409 if isinstance(err, JobBusyError) else 400
         return status, one_line(err)

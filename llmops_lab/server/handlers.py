@@ -17,8 +17,8 @@ import tornado.web
 from jupyter_server.base.handlers import APIHandler
 from tornado.httputil import responses
 
-from . import jobs, mlflow_ui, prompts, runs, stores
-from .errors import ApiError, classify
+from llmops_lab.server import jobs, mlflow_ui, prompts, runs, stores
+from llmops_lab.server.errors import ApiError, classify
 
 MAX_BODY = 64 * 1024
 _executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="llmops-lab-api")

@@ -11,9 +11,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import processes
-from .errors import ApiError, one_line
-from .stores import Store
+from llmops_lab.server import processes
+from llmops_lab.server.errors import ApiError, one_line
+from llmops_lab.server.stores import Store
 
 _JOB_NAME = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 PREVIEW_RUNS = 3
@@ -72,8 +72,8 @@ def job_row(status: Any, root: Path, where: Where | None = None) -> dict[str, An
 
 
 def list_jobs(store: Store, where: Where | None = None) -> dict[str, Any]:
-    from ..jobs.definition import load_jobs
-    from ..jobs.listing import list_jobs as listing
+    from llmops_lab.jobs.definition import load_jobs
+    from llmops_lab.jobs.listing import list_jobs as listing
 
     if not load_jobs(store.settings.project_root):
         return {"jobs": []}  # nothing promoted: reading the panel must not create .llmops/jobs.db
@@ -82,7 +82,7 @@ def list_jobs(store: Store, where: Where | None = None) -> dict[str, Any]:
 
 def history(store: Store, name: str, limit: int = HISTORY_LIMIT, where: Where | None = None) -> dict[str, Any]:
     """The newest ``limit`` executions of job ``name`` (404 for an unknown job)."""
-    from ..jobs.listing import history as listing_history
+    from llmops_lab.jobs.listing import history as listing_history
 
     check_job_name(name)
     executions = listing_history(name, limit, settings=store.settings)
@@ -107,8 +107,8 @@ def execution_file(store: Store, name: str, execution_id: int, what: str) -> Pat
     """The report (``what="report"``, HTML) or executed notebook (``"notebook"``) of one execution of job
     ``name``: the path recorded in the history, served only if it really is that job's file under
     ``<home>/jobs/<name>/`` (symlinks resolved), never another path of the disk."""
-    from ..jobs.definition import get_job
-    from ..jobs.store import store_for
+    from llmops_lab.jobs.definition import get_job
+    from llmops_lab.jobs.store import store_for
 
     check_job_name(name)
     get_job(store.settings.project_root, name)  # 404 for an unknown job
@@ -145,7 +145,7 @@ def _run_key(root: Path, name: str) -> str:
 
 def run_now(store: Store, name: str) -> dict[str, Any]:
     """Start ``llmops-lab jobs run NAME`` in the project root as a child process; 409 while one runs."""
-    from ..jobs.definition import get_job
+    from llmops_lab.jobs.definition import get_job
 
     check_job_name(name)
     get_job(store.settings.project_root, name)  # 404 (JobNotFoundError) before anything starts
@@ -172,10 +172,10 @@ def _value(info: dict[str, Any]) -> tuple[Any, str | None]:
 
 def preview(store: Store, schedule: str | None, timezone: str = "UTC", now: datetime | None = None) -> dict[str, Any]:
     """What promoting ``store.notebook`` would give: its parameters, the schedule in words, next run times."""
-    from ..jobs import cron
-    from ..jobs.definition import check_schedule, check_timezone
-    from ..jobs.promotion import inspect_parameters, parameters_cell, read_notebook
-    from ..jobs.store import utcnow
+    from llmops_lab.jobs import cron
+    from llmops_lab.jobs.definition import check_schedule, check_timezone
+    from llmops_lab.jobs.promotion import inspect_parameters, parameters_cell, read_notebook
+    from llmops_lab.jobs.store import utcnow
 
     schedule = check_schedule(schedule)  # a bad cron line: 400 with the reason, before reading anything
     check_timezone(timezone)
@@ -202,9 +202,9 @@ def _relative(store: Store) -> str:
 
 def promote(store: Store, body: dict[str, Any], where: Where | None = None) -> dict[str, Any]:
     """Promote ``store.notebook`` into job ``name`` (409 if it exists); returns the new job row."""
-    from ..jobs.definition import load_jobs
-    from ..jobs.listing import list_jobs as listing
-    from ..jobs.promotion import promote as promote_notebook
+    from llmops_lab.jobs.definition import load_jobs
+    from llmops_lab.jobs.listing import list_jobs as listing
+    from llmops_lab.jobs.promotion import promote as promote_notebook
 
     name = check_job_name(body.get("name"))
     schedule, parameters = body.get("schedule"), body.get("parameters") or {}

@@ -4,9 +4,9 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from . import processes
-from .errors import ApiError
-from .stores import Store
+from llmops_lab.server import processes
+from llmops_lab.server.errors import ApiError
+from llmops_lab.server.stores import Store
 
 HOST = "127.0.0.1"
 _urls: dict[str, str] = {}  # tracking URI -> UI URL of the child started for it

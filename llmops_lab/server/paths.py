@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePosixPath
 
-from .errors import ApiError
+from llmops_lab.server.errors import ApiError
 
 MAX_PATH = 1024
 _DRIVE = re.compile(r"^[A-Za-z]:")

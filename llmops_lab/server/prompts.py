@@ -1,14 +1,14 @@
 """The prompt registry for the panel: list, one prompt's versions, a diff, moving an alias.
 
-The reading and diffing is :mod:`llmops_lab.registry`'s, given this request's client.
+The reading and diffing is :mod:`llmops_lab.tracking.registry`'s, given this request's client.
 """
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from .errors import ApiError
-from .stores import Store
+from llmops_lab.server.errors import ApiError
+from llmops_lab.server.stores import Store
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _SELECTOR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -23,7 +23,7 @@ def check_name(name: str) -> str:
 
 def _versions(client: Any, name: str) -> list[Any]:
     """Every version of ``name`` with its aliases, oldest first; 404 when the prompt does not exist."""
-    from ..registry import versions_with_aliases
+    from llmops_lab.tracking.registry import versions_with_aliases
 
     found = versions_with_aliases(client, name) if client is not None else []
     if not found:
@@ -32,7 +32,7 @@ def _versions(client: Any, name: str) -> list[Any]:
 
 
 def list_prompts(store: Store, filter_string: str | None = None) -> dict[str, Any]:
-    from ..registry import prompt_summaries
+    from llmops_lab.tracking.registry import prompt_summaries
 
     if filter_string is not None and (len(filter_string) > MAX_FILTER or "\x00" in filter_string):
         raise ApiError(400, f"filter is too long or has a NUL byte (at most {MAX_FILTER} characters)")
@@ -41,7 +41,7 @@ def list_prompts(store: Store, filter_string: str | None = None) -> dict[str, An
 
 
 def _version_dict(v: Any) -> dict[str, Any]:
-    from ..registry import params_from_config
+    from llmops_lab.tracking.registry import params_from_config
 
     model, params = params_from_config(getattr(v, "model_config", None))
     return {"version": int(v.version), "template": v.template if isinstance(v.template, str) else str(v.template),
@@ -61,8 +61,8 @@ def _selector(value: str | None, what: str) -> str:
 
 
 def diff(store: Store, name: str, a: str | None, b: str | None) -> dict[str, Any]:
-    from ..errors import ConfigError
-    from ..registry import diff_versions
+    from llmops_lab.exceptions import ConfigError
+    from llmops_lab.tracking.registry import diff_versions
 
     check_name(name)
     a, b = _selector(a, "a"), _selector(b, "b")
@@ -78,8 +78,8 @@ def diff(store: Store, name: str, a: str | None, b: str | None) -> dict[str, Any
 def set_alias(store: Store, name: str, body: dict[str, Any], user: str | None = None) -> dict[str, Any]:
     """Point ``alias`` at ``version`` (MLflow moves it if it pointed elsewhere); who did it, from the panel, and
     the optional ``reason`` are recorded on the version like any promotion (:func:`registry.set_alias`)."""
-    from ..errors import ConfigError
-    from ..registry import check_alias, set_alias as registry_set_alias
+    from llmops_lab.exceptions import ConfigError
+    from llmops_lab.tracking.registry import check_alias, set_alias as registry_set_alias
 
     check_name(name)
     alias, version, reason = body.get("alias"), body.get("version"), body.get("reason")

@@ -5,7 +5,7 @@ from typing import Any
 
 from jupyter_server.utils import url_path_join
 
-from . import handlers
+from llmops_lab.server import handlers
 
 API = "llmops-lab/api"
 _NAME = r"(?P<name>[^/]+)"

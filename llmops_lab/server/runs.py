@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .errors import ApiError
-from .stores import Store, experiment_id, refresh_planner_stats
+from llmops_lab.server.errors import ApiError
+from llmops_lab.server.stores import Store, experiment_id, refresh_planner_stats
 
 MAX_RESULTS = 500
 DEFAULT_RESULTS = 50
@@ -28,7 +28,7 @@ MAX_ATTRIBUTE = 1_000  # characters of one span attribute's JSON
 TAG_PREFIXES = ("llmops.", "mlflow.source.")
 MAX_ROWS = 20  # rows of a batch run's results table in its detail
 MAX_CELL = 500  # characters of one cell of those rows
-# results-table columns that are the call's bookkeeping, not its inputs (llmops_lab.batch.RESULT_COLUMNS)
+# results-table columns that are the call's bookkeeping, not its inputs (llmops_lab.evaluation.batch.RESULT_COLUMNS)
 _RESULT_COLUMNS = ("output", "latency_ms", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd",
                    "cached", "retries", "error", "token_logprobs")
 # metrics every run kind logs: left out of a job run's highlights (its notebook's own metrics come first)
@@ -147,7 +147,7 @@ def list_runs(store: Store, *, experiment: str | None = None, max_results: int =
 # -- detail ---------------------------------------------------------------------------------------------
 
 def _text(client: Any, run: Any, path: str) -> str | None:
-    from ..monitoring import artifact_text
+    from llmops_lab.analysis.monitoring import artifact_text
 
     try:
         text = artifact_text(client, run, path)
@@ -270,7 +270,7 @@ def run_detail(store: Store, run_id: str, client: Any = None) -> dict[str, Any]:
 
 def compare_runs(store: Store, run_ids: list[str]) -> dict[str, Any]:
     """Details of 2–6 runs, the union of their metric names and each later output's word diff vs the first."""
-    from ..compare import word_diff
+    from llmops_lab.evaluation.compare import word_diff
 
     client = store.client()
     details = [run_detail(store, run_id, client) for run_id in run_ids]

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..config import Settings, load_settings
-from . import paths
+from llmops_lab.config import Settings, load_settings
+from llmops_lab.server import paths
 
 _clients: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -59,7 +59,7 @@ class Store:
 
 def resolve(root_dir: str | Path, notebook: str | None) -> Store:
     """The store for ``notebook`` (relative to the server root, confined), else for the server root."""
-    from ..tracking.context import experiment_name
+    from llmops_lab.tracking.context import experiment_name
 
     path = paths.confine(root_dir, notebook) if notebook is not None else None
     settings = load_settings(start=path.parent if path else Path(root_dir))
@@ -79,7 +79,7 @@ def client_for(uri: str) -> Any:
         if uri not in _clients:
             from mlflow import MlflowClient
 
-            from ..tracking.mlflow_sink import migrate_store
+            from llmops_lab.tracking.mlflow_sink import migrate_store
 
             migrate_store(uri)
             _clients[uri] = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -142,7 +142,7 @@ def warm_up(root_dir: str | Path) -> None:
         import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
         from mlflow import MlflowClient  # noqa: F401
 
-        from ..tracking.mlflow_sink import migrate_store  # noqa: F401
+        from llmops_lab.tracking.mlflow_sink import migrate_store  # noqa: F401
 
         store = resolve(root_dir, None)
         if store.sqlite_path is not None and store.sqlite_path.is_file():

@@ -9,10 +9,10 @@ import os
 import threading
 from typing import Any
 
-from ..config import Settings, get_settings
-from . import context
-from .spool import has_orphans
-from .tracker import Ticket, Tracker
+from llmops_lab.config import Settings, get_settings
+from llmops_lab.tracking import context
+from llmops_lab.tracking.spool import has_orphans
+from llmops_lab.tracking.tracker import Ticket, Tracker
 
 __all__ = ["Ticket", "Tracker", "submit", "flush", "recent_runs", "replay_if_needed", "shutdown", "get_tracker"]
 
@@ -28,7 +28,7 @@ def get_tracker(settings: Settings | None = None) -> Tracker:
             settings = settings or get_settings()
 
             def sink_factory():
-                from .mlflow_sink import MlflowSink
+                from llmops_lab.tracking.mlflow_sink import MlflowSink
 
                 return MlflowSink(get_settings)
 
@@ -67,8 +67,8 @@ atexit.register(shutdown)
 def recent_runs(limit: int = 20, experiment: str | None = None):
     """The newest runs of this notebook's experiment (after a flush) as a DataFrame.
 
-    Lives in :mod:`llmops_lab.monitoring` (with the other MLflow readers); kept here for compatibility.
+    Lives in :mod:`llmops_lab.analysis.monitoring` (with the other MLflow readers); kept here for compatibility.
     """
-    from ..monitoring import recent_runs as _recent_runs
+    from llmops_lab.analysis.monitoring import recent_runs as _recent_runs
 
     return _recent_runs(limit, experiment)

@@ -7,7 +7,7 @@ import subprocess
 from functools import lru_cache
 from pathlib import Path
 
-from ..config import Settings
+from llmops_lab.config import Settings
 
 DEFAULT_EXPERIMENT = "llmops-lab"
 

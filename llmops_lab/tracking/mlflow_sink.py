@@ -9,8 +9,8 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import Settings
-from . import context
+from llmops_lab.config import Settings
+from llmops_lab.tracking import context
 
 # The writer is already off the critical path: export traces synchronously so "logged" means logged.
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
@@ -294,7 +294,7 @@ class MlflowSink:
             # first-out, so registering our exit flush now makes it run while traces can still export.
             import atexit
 
-            from . import shutdown
+            from llmops_lab.tracking import shutdown
 
             atexit.register(shutdown)
             self._exit_hook = True

@@ -21,7 +21,7 @@ def _code(err: BaseException) -> str:
 
 def describe(err: BaseException) -> str:
     """A one-line reason for a failed write; permission and credential errors are spelled out."""
-    from ..redaction import mask_secrets
+    from llmops_lab.trust.redaction import mask_secrets
 
     text = str(err)
     code = _code(err)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from . import spool as spool_mod
+from llmops_lab.tracking import spool as spool_mod
 
 log = logging.getLogger("llmops_lab.tracking")
 RETRY_BASE_S = 1.0
@@ -100,7 +100,7 @@ class Tracker:
 
     def flush(self, timeout: float = 30.0) -> int:
         """Wait until every submitted record is written (or ``timeout``); returns how many still wait."""
-        from .store_errors import is_refusal
+        from llmops_lab.tracking.store_errors import is_refusal
 
         self.start()
         self._wake.set()
@@ -214,7 +214,7 @@ class Tracker:
                 orphan.release()
 
     def _note_failure(self, err: Exception) -> None:
-        from .store_errors import describe
+        from llmops_lab.tracking.store_errors import describe
 
         self.failures += 1
         self.last_error = describe(err)  # one line, permission errors spelled out, secrets masked

@@ -9,7 +9,7 @@ __all__ = ["CompareGrid"]
 
 def __getattr__(name: str):
     if name == "CompareGrid":
-        from .compare_grid import CompareGrid
+        from llmops_lab.widgets.compare_grid import CompareGrid
 
         return CompareGrid
     raise AttributeError(f"module 'llmops_lab.widgets' has no attribute {name!r}")

@@ -6,7 +6,7 @@ that state. ``shade_tokens`` shows the cells of variants run with ``logprobs=Tru
 probability (alternatives on hover), with the same renderer as a single answer (:func:`explain.shade_html`).
 The heavy parts are computed once (outputs matrix, failure mask, sort keys as numpy arrays) and only the
 current page is rendered to HTML, so 1,000 rows x 6 variants stays responsive. Actions (rating, promote)
-call the core :class:`~llmops_lab.compare.Comparison`; nothing here talks to MLflow directly.
+call the core :class:`~llmops_lab.evaluation.compare.Comparison`; nothing here talks to MLflow directly.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from typing import Any
 import ipywidgets as W
 import traitlets as T
 
-from ..compare import format_params, word_diff_html
-from ..explain import display_tokens, legend_html, shade_html
+from llmops_lab.evaluation.compare import format_params, word_diff_html
+from llmops_lab.core.explain import display_tokens, legend_html, shade_html
 
 _CSS = """<style>
 .llmops-cmp table{border-collapse:collapse;font-size:12px;table-layout:fixed}

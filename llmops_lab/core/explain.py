@@ -23,7 +23,7 @@ import json
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 if TYPE_CHECKING:
-    from .providers.base import TokenLogprob
+    from llmops_lab.providers.base import TokenLogprob
 
 NO_LOGPROBS_NOTE = "this endpoint returned no logprobs"
 HIDDEN_NOTE = "token view hidden: masking the tokens failed"
@@ -47,7 +47,7 @@ def mask_tokens(tokens: Sequence["TokenLogprob"], redact: Callable[[str], tuple[
     others lose their masked characters) and loses its alternatives (they could complete the secret).
     Alternatives of other tokens are masked one by one.
     """
-    from .providers.base import TokenLogprob
+    from llmops_lab.providers.base import TokenLogprob
 
     joined = "".join(t.token for t in tokens)
     _, findings = redact(joined)
@@ -79,7 +79,7 @@ def display_tokens(tokens: Sequence["TokenLogprob"] | None) -> list["TokenLogpro
     """What a notebook may show of the tokens (:func:`redaction.display_redactor`). None if masking fails."""
     if tokens is None:
         return None
-    from .redaction import display_redactor
+    from llmops_lab.trust.redaction import display_redactor
 
     try:
         return mask_tokens(tokens, display_redactor().redact)
@@ -92,7 +92,7 @@ def storable_tokens(tokens: Sequence["TokenLogprob"] | None, settings: Any = Non
     Raises if masking fails: the caller then stores nothing (fail closed)."""
     if tokens is None:
         return None
-    from .redaction import redactor_for
+    from llmops_lab.trust.redaction import redactor_for
 
     return mask_tokens(tokens, redactor_for(settings).redact)
 
@@ -109,7 +109,7 @@ def tokens_from_json(text: str | None) -> list["TokenLogprob"] | None:
     """The inverse of :func:`tokens_to_json`."""
     if text is None:
         return None
-    from .providers.base import TokenLogprob
+    from llmops_lab.providers.base import TokenLogprob
 
     return [TokenLogprob(tok, float(lp), tuple((a, float(alp)) for a, alp in top))
             for tok, lp, top in json.loads(text)]
@@ -196,7 +196,7 @@ def result_html(text: str, tokens: Sequence["TokenLogprob"] | None, *, footer: s
     if tokens is not None and shown is None:
         body = (f'<div style="font-size:0.8em;color:#b00">({HIDDEN_NOTE})</div>')
     else:
-        from .redaction import mask_for_display
+        from llmops_lab.trust.redaction import mask_for_display
 
         body = shade_html(shown, text=mask_for_display(text))
     if footer:

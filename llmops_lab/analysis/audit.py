@@ -14,7 +14,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from .errors import ConfigError
+from llmops_lab.exceptions import ConfigError
 
 COLUMNS = ["time", "user", "kind", "status", "experiment", "notebook", "git_commit", "model", "prompt",
            "dataset_digest", "redaction", "run_id"]
@@ -53,8 +53,8 @@ def audit_log(since: str | datetime | None = "7d", until: str | datetime | None 
         raise ConfigError(f"--since ({start:%Y-%m-%d %H:%M}) must be before --until ({end:%Y-%m-%d %H:%M})")
     if not isinstance(limit, int) or limit < 1:
         raise ConfigError(f"limit={limit!r} must be a whole number >= 1")
-    from .config import get_settings
-    from .tracking.mlflow_sink import client_for
+    from llmops_lab.config import get_settings
+    from llmops_lab.tracking.mlflow_sink import client_for
 
     client = client_for(tracking_uri or get_settings().resolved_tracking_uri())
     experiments = {e.experiment_id: e.name for e in client.search_experiments(max_results=10_000)}

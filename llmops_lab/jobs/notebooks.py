@@ -5,8 +5,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from .config import Settings
-from .errors import ConfigError, LlmopsError
+from llmops_lab.config import Settings
+from llmops_lab.exceptions import ConfigError, LlmopsError
 
 
 def execute_notebook(source: Path, output: Path, settings: Settings, parameters: dict[str, Any] | None = None,

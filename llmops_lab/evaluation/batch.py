@@ -13,14 +13,14 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from typing import TYPE_CHECKING
 
-from .api import CallPlan, plan_call
-from .config import Settings, get_settings
-from .errors import ConfigError, TemplateError
-from .providers.pricing import cost_usd
-from .tracking import context
+from llmops_lab.core.call import CallPlan, plan_call
+from llmops_lab.config import Settings, get_settings
+from llmops_lab.exceptions import ConfigError, TemplateError
+from llmops_lab.providers.pricing import cost_usd
+from llmops_lab.tracking import context
 
 if TYPE_CHECKING:
-    from .runner import RowCall, RowResult
+    from llmops_lab.evaluation.runner import RowCall, RowResult
 
 CHUNK_ROWS = 1000  # rows per spool record: bounded records, flat memory in the writer
 TOKENS_COLUMN = "token_logprobs"  # only with logprobs=True; in memory only, never logged
@@ -52,8 +52,8 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
     ``explain.shade_html(results.token_logprobs[0])`` or ``explain.logprobs_frame(...)``. It is part of the
     cache key; cached rows keep their tokens masked like their text. The column is never logged to MLflow.
     """
-    from . import data as data_mod
-    from .runner import RowCall, run_rows
+    from llmops_lab.evaluation import datasets as data_mod
+    from llmops_lab.evaluation.runner import RowCall, run_rows
 
     settings = get_settings()
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 256:
@@ -68,7 +68,7 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
     plan = plan_call(template, model=model, name=name, system=system, params=params, settings=settings,
                      logprobs=logprobs, top_logprobs=top_logprobs)
     data_mod.check_columns(frame, set(plan.template.variables), variables)
-    from .scoring import parse_scorers
+    from llmops_lab.evaluation.scoring import parse_scorers
 
     scorer_list = parse_scorers(scorers, judge_model=judge_model)
     for scorer in scorer_list:
@@ -81,7 +81,7 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
     columns = [str(c) for c in frame.columns]
     plan.messages({**base, **dict(zip(columns, next(frame.itertuples(index=False, name=None))))})  # fail early
 
-    from . import budget
+    from llmops_lab.core import budget
 
     def all_messages() -> Iterator[list]:
         for values in frame.itertuples(index=False, name=None):
@@ -95,7 +95,7 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
                             settings, max_cost=max_cost, force=force, what="batch")
     if estimate is not None:
         print(f"budget check: {estimate.describe()}")
-    from .cache import ResponseCache, cache_key
+    from llmops_lab.evaluation.cache import ResponseCache, cache_key
 
     response_cache = ResponseCache(settings.home / "cache.db") if cache else None
     collector = _Collector(len(frame), plan, settings, progress)
@@ -126,8 +126,8 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
     budget.note_spend(summary["cost_usd"])
     results.attrs["llmops"] = {"summary": summary, "record_id": None}
     print(format_summary(summary))
-    from . import debug
-    from .results import tidy
+    from llmops_lab.core import debug
+    from llmops_lab.core.results import tidy
 
     debug.note_bulk("batch", f"{plan.name}, {len(results)} rows", len(results), "the results DataFrame")
     results = tidy(results)  # readable floats when shown; the values are exact
@@ -325,9 +325,9 @@ def _track(results: Any, inputs: Any, plan: CallPlan, settings: Settings, summar
            collector: _Collector, started_ns: int, ended_ns: int, concurrency: int, trace_sample: int | None,
            source: str | None) -> str:
     """Stream the rows to the spool in chunks, then the batch record that makes them one MLflow run."""
-    from . import data as data_mod
-    from .redaction import redact_record
-    from .tracking import submit
+    from llmops_lab.evaluation import datasets as data_mod
+    from llmops_lab.trust.redaction import redact_record
+    from llmops_lab.tracking import submit
 
     batch_id = uuid.uuid4().hex
     # Token logprobs are output text split into pieces: kept in memory for display, never logged.

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .errors import ConfigError
+from llmops_lab.exceptions import ConfigError
 
 __all__ = ["PromptRef", "LoadedPrompt", "parse_ref", "is_ref", "load_prompt", "get_version", "list_prompts",
            "prompt_summaries", "versions_with_aliases", "diff_versions", "register_version", "check_alias",
@@ -63,8 +63,8 @@ def parse_ref(ref: str) -> PromptRef:
 
 
 def _client():
-    from .config import get_settings
-    from .tracking.mlflow_sink import client_for
+    from llmops_lab.config import get_settings
+    from llmops_lab.tracking.mlflow_sink import client_for
 
     return client_for(get_settings().resolved_tracking_uri())
 
@@ -157,12 +157,12 @@ class LoadedPrompt:
         return f"prompts:/{self.name}/{self.version}"
 
     def render(self, variables: Mapping[str, Any] | None = None, **kwargs: Any) -> str:
-        from .prompts import PromptTemplate
+        from llmops_lab.core.templates import PromptTemplate
 
         return PromptTemplate(self.template).render({**(variables or {}), **kwargs})
 
     def __call__(self, variables: Mapping[str, Any] | None = None, **kwargs: Any):
-        from .api import run
+        from llmops_lab.core.call import run
 
         return run(self.template, {**(variables or {}), **kwargs}, model=self.model, name=self.name, **self.params)
 
@@ -226,7 +226,7 @@ def diff_versions(name: str, a: int | str, b: int | str, client: Any = None) -> 
 def register_version(name: str, template: str, *, model: str | None = None, params: Mapping[str, Any] | None = None,
                      commit_message: str | None = None, client: Any = None) -> Any:
     """The version of ``name`` with this template and model config; registered only if none matches."""
-    from .prompts import check_name
+    from llmops_lab.core.templates import check_name
 
     check_name(name)
     client = client or _client()
@@ -237,7 +237,7 @@ def register_version(name: str, template: str, *, model: str | None = None, para
         existing = {k: v for k, v in dict(existing).items() if v is not None}
         if version.template == template and existing == config:
             return version
-    from .prompts import PromptTemplate
+    from llmops_lab.core.templates import PromptTemplate
 
     return client.register_prompt(name, template, commit_message=commit_message or "registered by llmops-lab",
                                   tags={"llmops.sha256": PromptTemplate(template).sha256},
@@ -269,7 +269,7 @@ def set_alias(name: str, alias: str, version: int, *, reason: str | None = None,
 
     >>> set_alias("summarize", "production", 2, reason="wins 14/3 on news-eval", source="sidebar")  # doctest: +SKIP
     """
-    from .tracking import context
+    from llmops_lab.tracking import context
 
     check_alias(alias)
     client = client or _client()

@@ -11,7 +11,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 
-from .errors import ConfigError, LlmopsError
+from llmops_lab.exceptions import ConfigError, LlmopsError
 
 FORMATS = ("markdown", "text", "json", "code")
 UNATTENDED_FOOTER_WAIT_S = 30.0  # in a papermill run, how long a cell waits for its run id (see show)
@@ -120,7 +120,7 @@ def parse_cell_line(line: str) -> argparse.Namespace:
 
 def _refuse_secrets(text: str, where: str) -> None:
     """A key or password typed into a magic would be saved in the notebook: refuse it, never echo it."""
-    from .redaction import find_secrets
+    from llmops_lab.trust.redaction import find_secrets
 
     found = find_secrets(text)
     if found:
@@ -182,7 +182,7 @@ def for_display(text: Any) -> Any:
     """What a notebook may keep of a text: secrets masked (the saved .ipynb is storage too); in a job run
     (``LLMOPS_JOB`` set: the output notebook becomes an artifact) the whole log policy applies. The result
     object keeps the real answer."""
-    from .redaction import mask_for_display
+    from llmops_lab.trust.redaction import mask_for_display
 
     return mask_for_display(text) if isinstance(text, str) else text
 
@@ -194,14 +194,14 @@ def show(result: Any, fmt: str, shell: Any) -> None:
 
     from IPython.display import JSON, Markdown, display
 
-    from .results import strip_fences
+    from llmops_lab.core.results import strip_fences
 
     text = for_display(result.text)
     shaded = result.logprobs_requested
     if shaded:  # the answer shaded by token probability replaces the markdown/text view
         from IPython.display import HTML
 
-        from .explain import result_html
+        from llmops_lab.core.explain import result_html
 
         display(HTML(result_html(result.text, result.tokens)))  # masked for display inside
     if fmt == "markdown":
@@ -245,13 +245,13 @@ class LlmMagics(Magics):
                 return self._redact_preview_cell(line, cell)
             return self._line(line) if cell is None else self._cell(line, cell)
         except LlmopsError as err:
-            from .redaction import mask_secrets
+            from llmops_lab.trust.redaction import mask_secrets
 
             raise UsageError(mask_secrets(str(err))) from None
 
     # -- %%llm ------------------------------------------------------------------------------------
     def _cell(self, line: str, cell: str) -> None:
-        from .api import run
+        from llmops_lab.core.call import run
 
         args = parse_cell_line(line)
         params = {"temperature": args.temperature, "max_tokens": args.max_tokens, "top_p": args.top_p,
@@ -269,7 +269,7 @@ class LlmMagics(Magics):
     def _batch(self, args: argparse.Namespace, cell: str, params: dict[str, Any]) -> None:
         from IPython.display import display
 
-        from .batch import TOKENS_COLUMN, batch
+        from llmops_lab.evaluation.batch import TOKENS_COLUMN, batch
 
         data = dataset_value(args.dataset, self.shell.user_ns)  # a variable, else a .csv/.jsonl path
         results = batch(cell, data, model=args.model, name=args.name, system=args.system, scorers=args.scorer,
@@ -306,15 +306,15 @@ class LlmMagics(Magics):
     def _models(self, _rest: str) -> Any:
         import pandas as pd
 
-        from .config import get_settings
-        from .providers import describe_providers
+        from llmops_lab.config import get_settings
+        from llmops_lab.providers import describe_providers
 
         settings = get_settings()
         print(f"default model: {settings.model}")
         return pd.DataFrame(describe_providers(settings))
 
     def _config(self, rest: str) -> None:
-        from .config import configure, get_settings
+        from llmops_lab.config import configure, get_settings
 
         if rest:
             _refuse_secrets(rest, "%llm config")
@@ -332,15 +332,15 @@ class LlmMagics(Magics):
             print(f"{key:>12} = {value}")
 
     def _experiment(self, rest: str) -> None:
-        from .config import configure, get_settings
-        from .tracking import context
+        from llmops_lab.config import configure, get_settings
+        from llmops_lab.tracking import context
 
         if rest:
             configure(experiment=rest)
         print(context.experiment_name(get_settings(), context.notebook_path()))
 
     def _runs(self, rest: str) -> Any:
-        from .tracking import recent_runs
+        from llmops_lab.tracking import recent_runs
 
         try:
             limit = int(rest) if rest else 20
@@ -349,7 +349,7 @@ class LlmMagics(Magics):
         return recent_runs(limit)
 
     def _compare(self, rest: str) -> Any:
-        from .compare import compare_from_magic_args
+        from llmops_lab.evaluation.compare import compare_from_magic_args
 
         parser = _Parser(prog="%llm compare", add_help=False, allow_abbrev=False)
         parser.add_argument("prompts", nargs="+")
@@ -377,7 +377,7 @@ class LlmMagics(Magics):
                                        user_ns=self.shell.user_ns, **params)
 
     def _prompts(self, rest: str) -> Any:
-        from .registry import prompts_from_magic_args
+        from llmops_lab.tracking.registry import prompts_from_magic_args
 
         parser = _Parser(prog="%llm prompts", add_help=False, allow_abbrev=False)
         parser.add_argument("name", nargs="?")
@@ -388,7 +388,7 @@ class LlmMagics(Magics):
         return prompts_from_magic_args(args.name, diff=args.diff)
 
     def _stats(self, rest: str) -> Any:
-        from .monitoring import stats
+        from llmops_lab.analysis.monitoring import stats
 
         parser = _Parser(prog="%llm stats", add_help=False, allow_abbrev=False)
         parser.add_argument("--since", default="7d")
@@ -402,19 +402,19 @@ class LlmMagics(Magics):
         return stats(since=args.since, by=args.by, experiment=args.experiment, plot=args.plot)
 
     def _last(self, _rest: str) -> Any:
-        from .debug import last
+        from llmops_lab.core.debug import last
 
         return last()
 
     def _trace(self, rest: str) -> Any:
-        from .debug import describe_run
+        from llmops_lab.core.debug import describe_run
 
         if not rest:
             raise ConfigError("%llm trace needs a run id: %llm trace RUN_ID (ids are in %llm runs and footers)")
         return describe_run(rest.split()[0])
 
     def _redact_preview(self, rest: str) -> Any:
-        from .redaction import preview
+        from llmops_lab.trust.redaction import preview
 
         if not rest:
             raise ConfigError("%llm redact-preview needs a text or a variable name: %llm redact-preview my_text "
@@ -424,15 +424,15 @@ class LlmMagics(Magics):
 
     def _redact_preview_cell(self, line: str, cell: str) -> Any:
         """``%%llm redact-preview``: the cell rendered as a prompt (notebook variables), then previewed."""
-        from .prompts import PromptTemplate
-        from .redaction import preview
+        from llmops_lab.core.templates import PromptTemplate
+        from llmops_lab.trust.redaction import preview
 
         if line.split()[1:]:
             raise ConfigError("%%llm redact-preview takes no options: put the text (a template) in the cell body")
         return preview(PromptTemplate(cell).render(self.shell.user_ns))
 
     def _flush(self, _rest: str) -> None:
-        from .tracking import flush, get_tracker
+        from llmops_lab.tracking import flush, get_tracker
 
         left = flush()
         reason = get_tracker().last_error if left else None
@@ -443,6 +443,6 @@ class LlmMagics(Magics):
 def load_ipython_extension(shell: Any) -> None:
     """``%load_ext llmops_lab``: register the magics; replay an earlier kernel's spool in the background."""
     shell.register_magics(LlmMagics)
-    from .tracking import replay_if_needed
+    from llmops_lab.tracking import replay_if_needed
 
     replay_if_needed()

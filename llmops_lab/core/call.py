@@ -10,14 +10,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from . import providers
-from .config import Settings, get_settings, validate_params
-from .errors import ConfigError, ProviderError, TemplateError
-from .prompts import PromptTemplate, check_name
-from .providers.base import Completion, Message, ModelId
-from .providers.pricing import cost_usd
-from .results import LLMResult
-from .tracking import context
+from llmops_lab import providers
+from llmops_lab.config import Settings, get_settings, validate_params
+from llmops_lab.exceptions import ConfigError, ProviderError, TemplateError
+from llmops_lab.core.templates import PromptTemplate, check_name
+from llmops_lab.providers.base import Completion, Message, ModelId
+from llmops_lab.providers.pricing import cost_usd
+from llmops_lab.core.results import LLMResult
+from llmops_lab.tracking import context
 
 
 @dataclass
@@ -43,7 +43,7 @@ class CallPlan:
         messages.append({"role": "user", "content": self.template.render(variables)})
         _check_sendable(messages, self.max_chars)
         if self.send_redactor is not None:
-            from .redaction import mask_messages
+            from llmops_lab.trust.redaction import mask_messages
 
             messages = mask_messages(messages, redactor=self.send_redactor)
         return messages
@@ -142,7 +142,7 @@ def plan_call(template: str, *, model: str | None, name: str | None, system: str
     prompt.variables  # noqa: B018 - syntax errors surface here
     prompt_name = check_name(name) if name else prompt.auto_name()
     provider = providers.resolve(model_id, settings)
-    from .redaction import redactor_for
+    from llmops_lab.trust.redaction import redactor_for
 
     redactor = redactor_for(settings)
     return CallPlan(prompt, prompt_name, model_id, generation, provider, system,
@@ -164,7 +164,7 @@ def prepare(template: str, variables: Mapping[str, Any] | None, *, model: str | 
 def build_record(call: PromptCall, settings: Settings, *, kind: str, start_ns: int, end_ns: int,
                  completion: Completion | None, error: str | None) -> dict[str, Any]:
     """The spool record of one call: everything MLflow will get, and nothing secret (redacted, fail closed)."""
-    from .redaction import redact_record
+    from llmops_lab.trust.redaction import redact_record
 
     notebook = context.notebook_path()
     usage = completion.usage.as_dict() if completion else {}
@@ -199,7 +199,7 @@ def build_record(call: PromptCall, settings: Settings, *, kind: str, start_ns: i
 
 def execute(call: PromptCall, settings: Settings, *, kind: str = "single") -> tuple[Completion, dict[str, Any]]:
     """Send the call; a provider failure is logged as a failed run, then raised."""
-    from .tracking import submit
+    from llmops_lab.tracking import submit
 
     start_ns = time.time_ns()
     try:
@@ -231,13 +231,13 @@ def run(template: str, variables: Mapping[str, Any] | None = None, *, model: str
     ``logprobs=True`` (``top_logprobs`` alternatives per token, 0-20, default 5) asks the provider for token
     log-probabilities: ``r.tokens``, ``r.logprobs_frame()``, and in a notebook the answer shaded by
     probability with the alternatives on hover. Tokens are kept in memory for display only: they are never
-    written to the spool, MLflow or the cache unmasked (see :mod:`llmops_lab.explain`).
+    written to the spool, MLflow or the cache unmasked (see :mod:`llmops_lab.core.explain`).
 
     >>> r = llmops_lab.run("Capital of France?", logprobs=True, top_logprobs=3, temperature=0)  # doctest: +SKIP
     >>> r.logprobs_frame().head()                                                              # doctest: +SKIP
     """
-    from . import budget, debug
-    from .tracking import submit
+    from llmops_lab.core import budget, debug
+    from llmops_lab.tracking import submit
 
     started = time.perf_counter()
     settings = get_settings()

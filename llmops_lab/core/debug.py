@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError
+from llmops_lab.exceptions import ConfigError
 
 _last: dict[str, Any] = {}
 _bulk: dict[str, Any] = {}  # the last batch or comparison, when it came after the last single call
@@ -47,7 +47,7 @@ class CallReport:
             out.append(("raw response", json.dumps(self.raw_response, indent=2, default=str)[:20000]))
         for span in self.spans:
             out.append((f"span {span['name']}", json.dumps(span, indent=2, default=str)[:5000]))
-        from .redaction import mask_secrets  # the raw response is unredacted; a saved notebook must not keep keys
+        from llmops_lab.trust.redaction import mask_secrets  # the raw response is unredacted; a saved notebook must not keep keys
 
         return [(name, mask_secrets(body)) for name, body in out]
 
@@ -106,9 +106,9 @@ def last() -> CallReport:
 
 def describe_run(run_id: str) -> CallReport:
     """A logged run read back from MLflow: params, metrics, tags, prompt, output and its trace spans."""
-    from . import tracking
-    from .config import get_settings
-    from .tracking.mlflow_sink import client_for
+    from llmops_lab import tracking
+    from llmops_lab.config import get_settings
+    from llmops_lab.tracking.mlflow_sink import client_for
 
     tracking.flush(10.0)
     client = client_for(get_settings().resolved_tracking_uri())
@@ -126,7 +126,7 @@ def describe_run(run_id: str) -> CallReport:
              "git_commit": tags.get("llmops.git_commit"), "error": tags.get("llmops.error"),
              "params": json.dumps(run.data.params, sort_keys=True),
              "metrics": json.dumps({k: round(v, 4) for k, v in sorted(run.data.metrics.items())})}
-    from .monitoring import artifact_text
+    from llmops_lab.analysis.monitoring import artifact_text
 
     prompt = artifact_text(client, run, "prompt.txt")
     output = artifact_text(client, run, "output.md")

@@ -16,7 +16,7 @@ class LlmopsError(Exception):
     def _render_traceback_(self) -> list[str]:
         text = str(self)
         try:
-            from .redaction import mask_secrets  # a saved notebook keeps error outputs: never a key in them
+            from llmops_lab.trust.redaction import mask_secrets  # a saved notebook keeps error outputs: never a key in them
 
             text = mask_secrets(text)
         except Exception:  # noqa: BLE001 - an error about an error must still show
@@ -46,3 +46,39 @@ class LocalModelError(LlmopsError):
 
 class LocalWorkerError(LocalModelError, ProviderError):
     """The embedded model's worker process died mid-request (logged as a failed call, like an endpoint's)."""
+
+
+class BudgetError(LlmopsError):
+    """A call or batch would exceed its cost budget."""
+
+
+class RedactionError(LlmopsError):
+    """Redaction could not run where it must (scope ``send``): nothing was sent."""
+
+
+class JobError(LlmopsError):
+    """A job definition, parameter or command is wrong."""
+
+
+class JobDefinitionError(ConfigError, JobError):
+    """``llmops_jobs.toml`` or a promote request does not validate."""
+
+
+class JobNotFoundError(JobError):
+    """No job of that name in ``llmops_jobs.toml``."""
+
+
+class JobBusyError(JobError):
+    """The job is already executing (one execution of a job at a time)."""
+
+
+class NotebookError(JobError):
+    """The notebook is missing, outside the project, unreadable, or has no parameters cell."""
+
+
+class JobCancelled(JobError):
+    """The execution was cancelled (scheduler stopping, SIGTERM, Ctrl-C)."""
+
+
+class JobTimedOut(JobError):
+    """An attempt ran past the job's timeout."""

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from .errors import ConfigError
+from llmops_lab.exceptions import ConfigError
 
 if TYPE_CHECKING:
-    from .providers.base import Completion, ModelId
+    from llmops_lab.providers.base import Completion, ModelId
 
 KEY_VERSION = 1  # bump when the canonical form changes: old entries then simply stop matching
 BUSY_TIMEOUT_MS = 30_000  # a writer in another process holds the lock for milliseconds, not seconds
@@ -90,7 +90,7 @@ class CachedResponse:
     """A successful answer as stored; ``latency_ms`` is the original call's, ``created_at`` epoch seconds.
 
     ``tokens``: for a logprobs request (``logprobs`` is in the params, hence in the key), the token
-    logprobs as JSON (:func:`llmops_lab.explain.tokens_to_json`), masked with the log policy like ``text``;
+    logprobs as JSON (:func:`llmops_lab.core.explain.tokens_to_json`), masked with the log policy like ``text``;
     None otherwise, or when the endpoint returned none.
     """
 
@@ -122,11 +122,11 @@ class CachedResponse:
         >>> hit.to_completion(ModelId.parse("openai:gpt-4o-mini")).extra["cached"]   # doctest: +SKIP
         True
         """
-        from .providers.base import Completion, Usage
+        from llmops_lab.providers.base import Completion, Usage
 
         tokens = None
         if self.tokens is not None:
-            from .explain import tokens_from_json
+            from llmops_lab.core.explain import tokens_from_json
 
             tokens = tokens_from_json(self.tokens)
         return Completion(self.text, model_id, Usage(self.prompt_tokens, self.completion_tokens), 0.0,
@@ -169,7 +169,7 @@ class ResponseCache:
     @classmethod
     def default(cls) -> "ResponseCache":
         """The project's cache, ``<settings.home>/cache.db``."""
-        from .config import get_settings
+        from llmops_lab.config import get_settings
 
         return cls(get_settings().home / "cache.db")
 

@@ -93,7 +93,7 @@ def add_commands(sub: Any) -> None:
 # -- helpers ------------------------------------------------------------------------------------------
 
 def _settings():
-    from ..config import get_settings
+    from llmops_lab.config import get_settings
 
     return get_settings()
 
@@ -137,8 +137,8 @@ def _cancel_on_signals() -> threading.Event:
 # -- commands -----------------------------------------------------------------------------------------
 
 def _cmd_promote(args: argparse.Namespace) -> int:
-    from .errors import JobDefinitionError
-    from .promotion import parse_assignments, promote
+    from llmops_lab.exceptions import JobDefinitionError
+    from llmops_lab.jobs.promotion import parse_assignments, promote
 
     gate = None
     limits = {"min": args.gate_min, "max": args.gate_max, "max_drop": args.gate_max_drop}
@@ -156,7 +156,7 @@ def _cmd_promote(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from .listing import list_jobs
+    from llmops_lab.jobs.listing import list_jobs
 
     statuses = list_jobs(_settings())
     if args.json:
@@ -179,9 +179,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .execute import run_job
-    from .promotion import parse_assignments
-    from .store import parse_iso
+    from llmops_lab.jobs.execute import run_job
+    from llmops_lab.jobs.promotion import parse_assignments
+    from llmops_lab.jobs.store import parse_iso
 
     settings = _settings()
     cancel = _cancel_on_signals()
@@ -205,7 +205,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
-    from .listing import history
+    from llmops_lab.jobs.listing import history
 
     settings = _settings()
     executions = history(args.name, args.limit, settings)
@@ -229,7 +229,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .exports import SUGGESTED, export
+    from llmops_lab.jobs.exports import SUGGESTED, export
 
     text = export(args.name, args.to, operator=args.airflow_operator, kernel=args.kernel, install=args.install)
     if not args.output:
@@ -245,7 +245,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_remove(args: argparse.Namespace) -> int:
-    from .promotion import remove
+    from llmops_lab.jobs.promotion import remove
 
     job = remove(args.name)
     print(f"removed job {job.name} ({job.notebook}) from llmops_jobs.toml; its history is kept")
@@ -253,8 +253,8 @@ def _cmd_remove(args: argparse.Namespace) -> int:
 
 
 def _cmd_scheduler(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
-    from .scheduler import Scheduler
+    from llmops_lab.exceptions import ConfigError
+    from llmops_lab.jobs.scheduler import Scheduler
 
     if args.max_parallel < 1 or args.poll <= 0 or args.stop_timeout < 0:
         raise ConfigError("--max-parallel must be >= 1, --poll > 0 and --stop-timeout >= 0")
@@ -288,7 +288,7 @@ def _cmd_scheduler(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import render_report
+    from llmops_lab.jobs.report import render_report
 
     settings = _settings()
     html = render_report(args.name, settings, Path(args.output) if args.output else None, limit=args.limit)

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .config import DEFAULT_MODEL, ROOT_MARKERS
-from .errors import ConfigError
+from llmops_lab.config import DEFAULT_MODEL, ROOT_MARKERS
+from llmops_lab.exceptions import ConfigError
 
 QUICKSTART = "01_quickstart.ipynb"
 MARKER = "llmops.toml"
@@ -114,7 +114,7 @@ def _pyproject_step(folder: Path) -> Step:
 
 
 def _new_pyproject(folder: Path) -> str:
-    from . import __version__
+    from llmops_lab import __version__
 
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", folder.resolve().name).strip("._-") or "llmops-project"
     return (f'[project]\nname = "{name}"\nversion = "0.1.0"\nrequires-python = ">=3.11"\n'

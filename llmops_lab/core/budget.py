@@ -11,17 +11,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from .config import Settings
-from .errors import LlmopsError
-from .providers.base import Message, ModelId, Usage
-from .providers.pricing import cost_usd, price_of
+from llmops_lab.config import Settings
+from llmops_lab.exceptions import BudgetError
+from llmops_lab.providers.base import Message, ModelId, Usage
+from llmops_lab.providers.pricing import cost_usd, price_of
 
 ASSUMED_OUTPUT_TOKENS = 256
 DAY_SPEND_TTL_S = 60.0  # re-read the day's spend from MLflow at most once a minute
 
-
-class BudgetError(LlmopsError):
-    """A call or batch would exceed its cost budget."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +39,7 @@ class CostEstimate:
 def _token_counter(model_id: ModelId):
     """(count(texts) -> [int], exact?) for a model: the local model's tokenizer, else characters / 4."""
     if model_id.provider == "local":
-        from .providers import local
+        from llmops_lab.providers import local
 
         return (lambda texts: local.provider().count_tokens(model_id.model, texts)), True
     return (lambda texts: [max(1, len(text) // 4) for text in texts]), False
@@ -100,7 +97,7 @@ def spent_today(settings: Settings) -> float:
             return _day["spent"]
     from datetime import datetime, timezone
 
-    from .monitoring import load_runs
+    from llmops_lab.analysis.monitoring import load_runs
 
     now = datetime.now(timezone.utc)
     runs = load_runs(since=now - now.replace(hour=0, minute=0, second=0, microsecond=0))

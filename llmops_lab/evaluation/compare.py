@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from .errors import ConfigError
+from llmops_lab.exceptions import ConfigError
 
 __all__ = ["Variant", "Comparison", "compare", "compare_from_magic_args", "resolve_variants", "mcnemar_exact",
            "paired_bootstrap", "paired_stats", "direction", "word_diff", "word_diff_html", "DRAFTS_NAME"]
@@ -78,7 +78,7 @@ def resolve_variants(prompts: Sequence[str] | str, models: Sequence[str] | str |
     A registry version's ``model_config`` supplies its model and parameters unless ``models``/``params``
     override them. ``lookup(ref) -> (name, version, template, model, params)`` is injectable for tests.
     """
-    from . import registry
+    from llmops_lab.tracking import registry
 
     if isinstance(prompts, str):
         prompts = [prompts]
@@ -297,7 +297,7 @@ class Comparison:
 
     def has_logprobs(self, variant: int | str) -> bool:
         """Whether the variant ran with ``logprobs=True`` (its results have a ``token_logprobs`` column)."""
-        from .batch import TOKENS_COLUMN
+        from llmops_lab.evaluation.batch import TOKENS_COLUMN
 
         return TOKENS_COLUMN in self.results[self.variant_index(variant)].columns
 
@@ -306,7 +306,7 @@ class Comparison:
 
         >>> cmp.tokens(0, 1)[0].prob                                          # doctest: +SKIP
         """
-        from .batch import TOKENS_COLUMN
+        from llmops_lab.evaluation.batch import TOKENS_COLUMN
 
         vi = self.variant_index(variant)
         if not self.has_logprobs(vi):
@@ -327,7 +327,7 @@ class Comparison:
 
     def inputs(self):
         """The input columns shared by every variant."""
-        from .batch import RESULT_COLUMNS
+        from llmops_lab.evaluation.batch import RESULT_COLUMNS
 
         frame = self.results[0]
         drop = set(RESULT_COLUMNS) | set(self.scorers) | {c for c in frame.columns if str(c).endswith("_rationale")}
@@ -373,7 +373,7 @@ class Comparison:
             frame[col] = frame[col].astype("Int64")
         frame["significant"] = frame["significant"].astype("boolean")
         frame["latency_p50_ms"] = frame["latency_p50_ms"].astype(float)  # NaN: every row came from the cache
-        from .results import tidy
+        from llmops_lab.core.results import tidy
 
         return tidy(frame)
 
@@ -418,7 +418,7 @@ class Comparison:
             raise ConfigError("a rating needs thumbs=True/False, a score 1-5 or a comment")
         if score is not None and (isinstance(score, bool) or score not in (1, 2, 3, 4, 5)):
             raise ConfigError(f"score={score!r}: use a whole number from 1 to 5")
-        from .tracking import context
+        from llmops_lab.tracking import context
 
         user = user or context.user()
         rating = {"thumbs": thumbs, "score": score, "comment": comment or None, "user": user, "logged": False}
@@ -501,7 +501,7 @@ class Comparison:
                 reason: str | None = None, user: str | None = None):
         """Register the variant's prompt (if needed) with its model and parameters as ``model_config`` and
         point ``alias`` at it; who, what and why are tagged on the version and on the comparison's run."""
-        from . import registry
+        from llmops_lab.tracking import registry
 
         v = self.variants[self.variant_index(variant)]
         prompt_name = name or self.promote_name(v.index)
@@ -513,7 +513,7 @@ class Comparison:
         version = registry.promote_prompt(prompt_name, v.template, model=v.model, params=v.params, alias=alias,
                                           reason=why, user=user, source=self.parent_run_id or "")
         if self.parent_run_id:
-            from .tracking import context
+            from llmops_lab.tracking import context
 
             client = _client()
             client.set_tag(self.parent_run_id, f"llmops.promoted.{alias}",
@@ -532,7 +532,7 @@ class Comparison:
     # -- display
     def widget(self, **kwargs: Any):
         """The comparison grid (ipywidgets)."""
-        from .widgets.compare_grid import CompareGrid
+        from llmops_lab.widgets.compare_grid import CompareGrid
 
         if self._widget is None or kwargs:
             self._widget = CompareGrid(self, **kwargs)
@@ -553,8 +553,8 @@ class Comparison:
 
 
 def _client():
-    from .config import get_settings
-    from .tracking.mlflow_sink import client_for
+    from llmops_lab.config import get_settings
+    from llmops_lab.tracking.mlflow_sink import client_for
 
     return client_for(get_settings().resolved_tracking_uri())
 
@@ -572,9 +572,9 @@ def compare(prompts: Sequence[str] | str, models: Sequence[str] | str | None = N
     ratings of untraced rows stay in-process). ``logprobs=True`` (``top_logprobs`` 0-20, default 5) asks every
     variant for token logprobs (a request option, not part of the variant: never promoted); the grid's
     "shade tokens" option then shows each answer shaded by token probability."""
-    from .api import logprob_params
-    from .batch import batch, batch_run_id
-    from .config import get_settings
+    from llmops_lab.core.call import logprob_params
+    from llmops_lab.evaluation.batch import batch, batch_run_id
+    from llmops_lab.config import get_settings
 
     logprob_params(logprobs, top_logprobs)  # a bad option fails before any variant runs
     variants = resolve_variants(prompts, models, params, name=name, fixed=fixed_params)
@@ -595,7 +595,7 @@ def compare(prompts: Sequence[str] | str, models: Sequence[str] | str | None = N
             scorer_names = list((res.attrs.get("llmops") or {}).get("summary", {}).get("scores", {}))
     cmp = Comparison(variants, results, scorers=scorer_names or [], baseline=baseline,
                      name=name or next((v.prompt_name for v in variants if v.prompt_name), None), primary=primary)
-    from . import debug
+    from llmops_lab.core import debug
 
     debug.note_bulk("compare", f"compare of {len(variants)} variants x {cmp.n_rows} rows", cmp.n_rows,
                     "cmp.summary(), cmp.table()")
@@ -610,8 +610,8 @@ def _track_parent(cmp: Comparison, settings: Any, started_ms: int) -> str:
     """Parent run (kind=compare) with the variants' batch runs as children and the summary as a table."""
     from mlflow.entities import Metric, Param
 
-    from .tracking import context
-    from .tracking.mlflow_sink import MlflowSink
+    from llmops_lab.tracking import context
+    from llmops_lab.tracking.mlflow_sink import MlflowSink
 
     client = _client()
     notebook = context.notebook_path()
@@ -709,8 +709,8 @@ def synthetic(n_rows: int = 20, n_variants: int = 3, *, seed: int = 0) -> Compar
     return Comparison(variants, results, scorers=["contains_keyword", "similarity"], baseline=0, name="prompt")
 
 
-# ``llmops_lab.compare`` is both this module (``from llmops_lab.compare import Comparison``) and the function
-# (``llmops_lab.compare(prompts, data=...)``): importing a submodule sets the package attribute to the module,
+# ``llmops_lab.evaluation.compare`` is both this module (``from llmops_lab.evaluation.compare import Comparison``) and the function
+# (``llmops_lab.evaluation.compare(prompts, data=...)``): importing a submodule sets the package attribute to the module,
 # so the module itself is made callable and forwards to :func:`compare`.
 class _CallableModule(__import__("types").ModuleType):
     def __call__(self, *args: Any, **kwargs: Any) -> Comparison:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from .errors import ConfigError, LlmopsError
+from llmops_lab.exceptions import ConfigError, RedactionError
 
 KEY_ENV = "LLMOPS_REDACTION_KEY"
 FAILED_MARK = "[REDACTED: redaction failed]"
@@ -55,9 +55,6 @@ SAFE_FIELDS = frozenset({"id", "v", "kind", "batch", "chunk", "chunks", "experim
                          "end_ns", "usage", "latency_ms", "cost_usd", "retries", "finish_reason", "summary",
                          "batch_params", "dataset", "redaction", "audit"})
 
-
-class RedactionError(LlmopsError):
-    """Redaction could not run where it must (scope ``send``): nothing was sent."""
 
 
 @dataclass(frozen=True)
@@ -600,7 +597,7 @@ def policy_for(settings: Any = None) -> Policy:
 def redactor_for(settings: Any = None) -> Redactor:
     """The (cached) redactor for ``settings.redaction`` and the current key."""
     if settings is None:
-        from .config import get_settings
+        from llmops_lab.config import get_settings
 
         settings = get_settings()
     table = getattr(settings, "redaction", None) or {}

@@ -82,10 +82,10 @@ class LLMResult:
         Empty when the endpoint returned no logprobs. Held in memory only (never logged).
         """
         if not self.logprobs_requested:
-            from .errors import ConfigError
+            from llmops_lab.exceptions import ConfigError
 
             raise ConfigError("this result has no logprobs: call with logprobs=True (in a cell: %%llm --logprobs)")
-        from .explain import logprobs_frame
+        from llmops_lab.core.explain import logprobs_frame
 
         return logprobs_frame(self.tokens)
 
@@ -108,7 +108,7 @@ class LLMResult:
             return f"run {ticket.run_id[:8]}"
         if ticket.status == "pending":
             return "logging…"
-        from .tracking.store_errors import is_refusal
+        from llmops_lab.tracking.store_errors import is_refusal
 
         if is_refusal(ticket.error):  # the store answered no: say why, not "unreachable"
             return f"queued, not logged: {ticket.error.split(':')[0]} (no permission; kept in spool)"
@@ -125,7 +125,7 @@ class LLMResult:
         notebook keeps the Markdown view."""
         if not self.logprobs_requested:
             return None
-        from .explain import result_html
+        from llmops_lab.core.explain import result_html
 
         return result_html(self.text, self.tokens, footer=self.footer())
 

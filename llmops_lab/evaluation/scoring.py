@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Union
 
-from .errors import ConfigError
+from llmops_lab.exceptions import ConfigError
 
 __all__ = ["ScoreResult", "Scorer", "SCORERS", "register_scorer", "parse_scorer", "parse_scorers",
            "summarize_scores", "to_mlflow_scorer", "to_result", "parse_verdict", "known_forms",
@@ -569,13 +569,13 @@ def _judge(arg: str, *, judge_model: str | None = None) -> Scorer:
     if not rubric:
         raise ConfigError('judge needs a rubric: write judge:"Does the answer cite the article?"')
     if judge_model is not None:
-        from .providers.base import ModelId
+        from llmops_lab.providers.base import ModelId
 
         ModelId.parse(judge_model)  # a malformed model id fails at parse time, before any call
 
     def judge(output: str, row: Mapping[str, Any], meta: Mapping[str, Any]) -> RawScore:
-        from .api import prepare
-        from .config import get_settings
+        from llmops_lab.core.call import prepare
+        from llmops_lab.config import get_settings
 
         settings = get_settings()
         call = prepare(JUDGE_TEMPLATE, {"rubric": rubric, "fields": judge_fields(row), "output": output},

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from .errors import ConfigError
+from llmops_lab.exceptions import ConfigError
 
 if TYPE_CHECKING:
     import numpy as np

@@ -9,16 +9,16 @@ import shutil
 import sys
 from pathlib import Path
 
-from .errors import ConfigError, LlmopsError
+from llmops_lab.exceptions import ConfigError, LlmopsError
 
 DEMO_NOTEBOOK = Path("notebooks/01_quickstart.ipynb")
 EVAL_NOTEBOOK = Path("notebooks/eval.ipynb")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .config import get_settings
-    from .notebooks import execute_notebook
-    from .scaffold import copy_quickstart, ensure_project
+    from llmops_lab.config import get_settings
+    from llmops_lab.jobs.notebooks import execute_notebook
+    from llmops_lab.cli.scaffold import copy_quickstart, ensure_project
 
     marker = ensure_project(Path.cwd())  # outside any project: this folder becomes one
     if marker:
@@ -52,7 +52,7 @@ def _self_command() -> str:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    from .scaffold import init_project
+    from llmops_lab.cli.scaffold import init_project
 
     folder = Path(args.folder)
     for step in init_project(folder):
@@ -65,7 +65,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
-    from .config import get_settings
+    from llmops_lab.config import get_settings
 
     settings = get_settings()
     uri = settings.resolved_tracking_uri()
@@ -85,7 +85,7 @@ def _cmd_ui(args: argparse.Namespace) -> int:
 
 
 def _cmd_flush(args: argparse.Namespace) -> int:
-    from . import tracking
+    from llmops_lab import tracking
 
     tracking.replay_if_needed()
     left = tracking.flush(args.timeout)
@@ -95,7 +95,7 @@ def _cmd_flush(args: argparse.Namespace) -> int:
 
 
 def _cmd_local_model(args: argparse.Namespace) -> int:
-    from .providers import local
+    from llmops_lab.providers import local
 
     if args.action == "status":
         return _local_model_status(local)
@@ -155,10 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     lm.add_argument("--host", default="127.0.0.1")
     lm.add_argument("--port", type=int, default=8080)
     lm.set_defaults(func=_cmd_local_model)
-    from .jobs.cli import add_commands
+    from llmops_lab.cli.jobs import add_commands
 
     add_commands(sub)
-    from .trust_cli import add_commands as add_trust_commands
+    from llmops_lab.cli.trust import add_commands as add_trust_commands
 
     add_trust_commands(sub)  # audit, server start
     return parser
@@ -169,11 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except LlmopsError as err:
-        from .redaction import mask_secrets
+        from llmops_lab.trust.redaction import mask_secrets
 
         print(f"llmops-lab: error: {mask_secrets(str(err))}", file=sys.stderr)
         return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())

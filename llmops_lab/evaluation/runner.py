@@ -11,10 +11,10 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable
 
-from .cache import CachedResponse
-from .errors import LlmopsError
-from .providers.base import Message, Provider, Usage
-from .redaction import FAILED_MARK, mask_text
+from llmops_lab.evaluation.cache import CachedResponse
+from llmops_lab.exceptions import LlmopsError
+from llmops_lab.providers.base import Message, Provider, Usage
+from llmops_lab.trust.redaction import FAILED_MARK, mask_text
 
 
 @dataclass
@@ -199,7 +199,7 @@ def run_rows(provider: Provider, model: str, params: dict[str, Any], rows: Itera
 def _cached_tokens(hit: CachedResponse) -> list[Any] | None:
     if hit.tokens is None:
         return None
-    from .explain import tokens_from_json
+    from llmops_lab.core.explain import tokens_from_json
 
     return tokens_from_json(hit.tokens)
 
@@ -208,7 +208,7 @@ def _storable_tokens(tokens: list[Any] | None) -> tuple[str | None, bool]:
     """(masked tokens as JSON, ok) for the cache: masked like the text (log policy); not ok -> cache nothing."""
     if tokens is None:
         return None, True
-    from .explain import storable_tokens, tokens_to_json
+    from llmops_lab.core.explain import storable_tokens, tokens_to_json
 
     try:
         return tokens_to_json(storable_tokens(tokens)), True

@@ -9,7 +9,7 @@ Two layers, so that everything which counts is testable without a store:
 * **Pure functions** over the calls frame: :func:`summarize`, :func:`detect_drift`, :func:`drift_report`,
   :func:`drift_flags`, :func:`plot_stats`. :func:`stats` ties them together (``%llm stats``).
 
->>> import llmops_lab.monitoring as mon
+>>> from llmops_lab.analysis import monitoring as mon
 >>> calls = mon.load_calls(since="7d")                               # doctest: +SKIP
 >>> mon.summarize(calls, by="prompt")                                # doctest: +SKIP
 >>> mon.drift_report(calls, by="prompt").query("shifted")            # doctest: +SKIP
@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
 
-from .errors import ConfigError
+from llmops_lab.exceptions import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -85,14 +85,14 @@ def parse_since(since: str | timedelta | None) -> timedelta | None:
 # -- reading MLflow -----------------------------------------------------------------------------------
 
 def _client():
-    from .config import get_settings
-    from .tracking.mlflow_sink import client_for
+    from llmops_lab.config import get_settings
+    from llmops_lab.tracking.mlflow_sink import client_for
 
     return client_for(get_settings().resolved_tracking_uri())
 
 
 def _flush(timeout: float = 30.0) -> None:
-    from .tracking import flush
+    from llmops_lab.tracking import flush
 
     left = flush(timeout)
     if left:
@@ -200,8 +200,8 @@ def recent_runs(limit: int = 20, experiment: str | None = None) -> "pd.DataFrame
     """
     import pandas as pd
 
-    from .config import get_settings
-    from .tracking import context
+    from llmops_lab.config import get_settings
+    from llmops_lab.tracking import context
 
     name = experiment or context.experiment_name(get_settings(), context.notebook_path())
     runs, experiments, _ = _fetch_runs(None, name, None, limit, flush=10.0, missing_ok=True)
@@ -893,7 +893,7 @@ def stats(since: str | timedelta | None = "7d", by: str | None = None, experimen
     _check_by(by)
     parse_since(since)
     calls = load_calls(since, experiment)
-    from .results import tidy
+    from llmops_lab.core.results import tidy
 
     table = tidy(summarize(calls, by))  # readable floats when shown; the values are exact
     if by == "prompt":

@@ -40,7 +40,7 @@ def add_commands(sub: Any) -> None:
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
-    from .audit import audit_log, format_table
+    from llmops_lab.analysis.audit import audit_log, format_table
 
     frame = audit_log(args.since, args.until, user=args.user, limit=args.limit)
     if args.json:
@@ -52,8 +52,8 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _cmd_server_start(args: argparse.Namespace) -> int:
-    from .config import get_settings
-    from .team import exec_server, plan_server
+    from llmops_lab.config import get_settings
+    from llmops_lab.trust.team import exec_server, plan_server
 
     plan = plan_server(get_settings().home, host=args.host, port=args.port, backend_store_uri=args.backend_store_uri,
                        artifacts_destination=args.artifacts_destination, auth=args.auth,
