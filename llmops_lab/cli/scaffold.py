@@ -73,7 +73,7 @@ def copy_quickstart(dest: Path) -> bool:
 def _quickstart():
     """The quickstart in the wheel (``llmops_lab/examples``), else the checkout's ``notebooks/`` (editable)."""
     for candidate in (resources.files("llmops_lab") / "examples" / QUICKSTART,
-                      Path(__file__).resolve().parents[1] / "notebooks" / QUICKSTART):
+                      Path(__file__).resolve().parents[2] / "notebooks" / QUICKSTART):
         if candidate.is_file():
             return candidate
     raise ConfigError("the quickstart notebook is not installed with llmops-lab: reinstall it "
