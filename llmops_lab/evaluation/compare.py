@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 
 from llmops_lab.exceptions import ConfigError
 
-__all__ = ["Variant", "Comparison", "compare", "compare_from_magic_args", "resolve_variants", "mcnemar_exact",
+__all__ = ["Variant", "Comparison", "compare", "resolve_variants", "mcnemar_exact",
            "paired_bootstrap", "paired_stats", "direction", "word_diff", "word_diff_html", "DRAFTS_NAME"]
 
 BOOTSTRAP_SAMPLES = 2000
@@ -660,23 +660,6 @@ def prompt_snippet(template: str, limit: int = 80) -> str:
 def format_params(params: Mapping[str, Any] | None) -> str:
     """``{"max_tokens": 5, "temperature": 0}`` -> ``max_tokens=5 · temperature=0`` (unset ones left out)."""
     return " · ".join(f"{k}={v}" for k, v in sorted((params or {}).items()) if v is not None)
-
-
-def compare_from_magic_args(prompts: Sequence[str], *, models: Sequence[str] | str | None = None,
-                            dataset: Any, scorers: Sequence[Any] | str | None = None, baseline: int | str = 0,
-                            params: Mapping[str, Any] | None = None, name: str | None = None,
-                            concurrency: int = 8, user_ns: Mapping[str, Any] | None = None,
-                            **fixed_params: Any) -> Comparison:
-    """For ``%llm compare summarize@1 summarize@2 --models a,b --dataset news_df --scorer contains:kw``:
-    ``dataset`` may be a variable name looked up in ``user_ns`` or a path; ``models`` a comma list."""
-    if isinstance(dataset, str) and user_ns is not None and dataset in user_ns:
-        dataset = user_ns[dataset]
-    if isinstance(models, str):
-        models = [m.strip() for m in models.split(",") if m.strip()]
-    if isinstance(scorers, str):
-        scorers = [scorers]
-    return compare(list(prompts), models, data=dataset, scorers=scorers, baseline=baseline, params=params,
-                   name=name, concurrency=concurrency, **fixed_params)
 
 
 def synthetic(n_rows: int = 20, n_variants: int = 3, *, seed: int = 0) -> Comparison:

@@ -37,7 +37,7 @@ from llmops_lab.trust.display import display_redactor, for_display, frame_for_di
 from llmops_lab.trust.policy import GROUPS, KEY_ENV, OPTIONAL_SECRETS, SCOPES, STYLES, Policy, parse_policy
 from llmops_lab.trust.preview import Preview, preview
 from llmops_lab.trust.records import SAFE_FIELDS, mask_messages, mask_text, redact, redact_record
-from llmops_lab.trust.redactor import FAILED_MARK, Redactor, _secret_redactor, find_secrets, mask_secrets
+from llmops_lab.trust.redactor import FAILED_MARK, Redactor, _secret_redactor, find_secrets, mask_secrets  # noqa: F401
 
 __all__ = ["BUILTIN", "DETECTORS", "Detector", "Facts", "Finding", "register_detector", "luhn_ok", "iban_ok",
            "Policy", "parse_policy", "KEY_ENV", "STYLES", "SCOPES", "GROUPS", "OPTIONAL_SECRETS",
