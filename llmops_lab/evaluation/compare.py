@@ -435,9 +435,12 @@ def _client():
 
 def compare(prompts: Sequence[str] | str, models: Sequence[str] | str | None = None, *, data: Any,
             scorers: Sequence[Any] | str | None = None, baseline: int | str = 0,
-            params: Mapping[str, Any] | None = None, name: str | None = None, concurrency: int = 8,
-            progress: bool = True, cache: bool = True, primary: str | None = None, trace_sample: int | None = None,
-            logprobs: bool = False, top_logprobs: int | None = None, **fixed_params: Any) -> Comparison:
+            params: Mapping[str, Any] | None = None, name: str | None = None, model: str | None = None,
+            system: str | None = None, variables: Mapping[str, Any] | None = None, concurrency: int = 8,
+            progress: bool = True, cache: bool = True, refresh: bool = False, judge_model: str | None = None,
+            primary: str | None = None, trace_sample: int | None = None, dataset_name: str | None = None,
+            max_cost: float | None = None, force: bool = False, logprobs: bool = False,
+            top_logprobs: int | None = None, **fixed_params: Any) -> Comparison:
     """Run every variant (prompts x models x ``params`` grid) over ``data`` through ``batch``; returns a
     :class:`Comparison` (displays as a grid). ``fixed_params`` (e.g. ``max_tokens=32``) apply to all
     variants; ``name`` is the registry name inline templates run and are promoted under; ``primary`` the
@@ -445,12 +448,24 @@ def compare(prompts: Sequence[str] | str, models: Sequence[str] | str | None = N
     to log a rating to MLflow; one trace costs the writer ~70 ms CPU, so for large data pass a number and
     ratings of untraced rows stay in-process). ``logprobs=True`` (``top_logprobs`` 0-20, default 5) asks every
     variant for token logprobs (a request option, not part of the variant: never promoted); the grid's
-    "shade tokens" option then shows each answer shaded by token probability."""
+    "shade tokens" option then shows each answer shaded by token probability.
+
+    Keywords shared with ``run`` and ``batch`` mean the same here (:mod:`llmops_lab.core.options`): ``model`` (one
+    model for every prompt; or ``models``, not both), ``system``, ``variables``, ``refresh``, ``judge_model``,
+    ``dataset_name``, ``force``, and ``max_cost``, which applies to each variant (each is one batch, checked
+    before its first request)."""
     from llmops_lab.core.call import logprob_params
     from llmops_lab.evaluation.batch import batch, batch_run_id
     from llmops_lab.config import get_settings
 
+    from llmops_lab.config import validate_params
+
+    if model is not None:
+        if models is not None:
+            raise ConfigError("compare(): give models=[...] (several) or model=... (one), not both")
+        models = [model]
     logprob_params(logprobs, top_logprobs)  # a bad option fails before any variant runs
+    validate_params(fixed_params)  # likewise an unknown keyword (one line, with a close name)
     variants = resolve_variants(prompts, models, params, name=name, fixed=fixed_params)
     settings = get_settings()
     for v in variants:  # pin what actually runs, so a promoted variant stores its real model config
@@ -461,8 +476,10 @@ def compare(prompts: Sequence[str] | str, models: Sequence[str] | str | None = N
     for v in variants:
         if progress:
             print(f"[{v.index}] {v.label}")
-        res = batch(v.template, data, model=v.model, name=v.prompt_name, scorers=scorers, concurrency=concurrency,
-                    progress=progress, cache=cache, trace_sample=trace_sample, logprobs=logprobs,
+        res = batch(v.template, data, model=v.model, name=v.prompt_name, system=system, scorers=scorers,
+                    concurrency=concurrency, cache=cache, refresh=refresh, variables=variables,
+                    judge_model=judge_model, progress=progress, trace_sample=trace_sample,
+                    dataset_name=dataset_name, max_cost=max_cost, force=force, logprobs=logprobs,
                     top_logprobs=top_logprobs, **v.params)
         results.append(res)
         if scorer_names is None:

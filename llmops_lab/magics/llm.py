@@ -37,7 +37,7 @@ HELP = """\
 %llm flush               write pending records to MLflow now
 %llm stats [--since 7d] [--by model|prompt|day|notebook] [--experiment NAME] [--plot]
                          calls, errors, latency p50/p95/p99, tokens, cost, scores, drift, from MLflow
-%llm compare P1 P2 … --dataset DF [--models a,b] [--scorer S] [--baseline 0] [--logprobs]
+%llm compare P1 P2 … --dataset DF [--models a,b] [--scorer S] [--baseline 0] [--logprobs] [--system S]
                          prompt variants (registry name@version|alias or inline) side by side: a widget
 %llm prompts [NAME] [--diff A B]   the prompt registry: versions, aliases, model config; diff two versions
 %llm last                the last call in full: messages, parameters, raw response, retries, stage timings
@@ -169,6 +169,7 @@ class LlmMagics(Magics):
         return compare_from_magic_args(args.prompts, models=args.models,
                                        dataset=dataset_value(args.dataset, self.shell.user_ns), scorers=args.scorer,
                                        baseline=baseline, name=args.name, concurrency=args.concurrency,
+                                       system=args.system, max_cost=args.max_cost, force=args.force,
                                        user_ns=self.shell.user_ns, **params)
 
     def _prompts(self, rest: str) -> Any:
