@@ -9,10 +9,9 @@ from typing import Any
 from llmops_lab.magics.display import Footer, display_path, show
 from llmops_lab.magics.llm import HELP, LlmMagics
 from llmops_lab.magics.parsing import FORMATS, dataset_value, parse_cell_line
-from llmops_lab.trust.display import for_display
 
 __all__ = ["load_ipython_extension", "LlmMagics", "HELP", "FORMATS", "parse_cell_line", "dataset_value", "Footer",
-           "show", "display_path", "for_display"]
+           "show", "display_path"]
 
 
 def load_ipython_extension(shell: Any) -> None:

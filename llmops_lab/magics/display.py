@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmops_lab.trust.display import for_display, frame_for_display
-
 UNATTENDED_FOOTER_WAIT_S = 30.0  # in a papermill run, how long a cell waits for its run id (see show)
 
 
@@ -47,6 +45,7 @@ def show(result: Any, fmt: str, shell: Any) -> None:
     from IPython.display import JSON, Markdown, display
 
     from llmops_lab.core.results import strip_fences
+    from llmops_lab.trust.display import for_display  # on first display: %load_ext stays light
 
     text = for_display(result.text)
     shaded = result.logprobs_requested
@@ -90,6 +89,7 @@ def show_frame(results: Any) -> None:
     from IPython.display import display
 
     from llmops_lab.evaluation.batch import TOKENS_COLUMN
+    from llmops_lab.trust.display import frame_for_display
 
     shown = results.drop(columns=TOKENS_COLUMN) if TOKENS_COLUMN in results.columns else results
     # per-row token lists are not a table's job (explain.shade_html)
