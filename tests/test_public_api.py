@@ -112,3 +112,11 @@ def test_a_bug_keeps_its_traceback(shell, capsys, monkeypatch):
     result, text = _shown(shell, capsys, "import llmops_lab\nllmops_lab.run('hi')")
     assert isinstance(result.error_in_exec, ZeroDivisionError)
     assert "Traceback" in text and "in run" in text and len(text.splitlines()) > 3, text
+
+
+def test_compare_magic_takes_the_shared_budget_and_system_options():
+    from llmops_lab.magics.parsing import compare_parser
+
+    args = compare_parser().parse_args(["p@1", "p@2", "--dataset", "df", "--system", "Be brief.", "--max-cost", "$0.5",
+                                        "--force"])
+    assert (args.system, args.max_cost, args.force) == ("Be brief.", 0.5, True)
