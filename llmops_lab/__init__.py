@@ -32,9 +32,11 @@ if TYPE_CHECKING:  # what the lazy attributes below are, for IDEs and type check
     from llmops_lab.evaluation import compare as compare
     from llmops_lab.evaluation import datasets as data
     from llmops_lab.evaluation import scoring as scoring
+    from llmops_lab import exceptions as errors
     from llmops_lab.tracking import registry as registry
     from llmops_lab.tracking.registry import load_prompt as load_prompt
     from llmops_lab.trust import redaction as redact
+    from llmops_lab.trust import redaction as redaction
 
 __version__ = "0.1.0"
 
@@ -57,10 +59,11 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 __all__ = ["run", "batch", "batch_run_id", "compare", "record", "load_prompt", "stats", "data", "scoring",
            "monitoring", "audit", "registry", "redact", "configure", "get_settings", "flush", "recent_runs",
            "LLMResult", "LlmopsError", "ConfigError", "TemplateError", "ProviderError", "MissingApiKeyError",
-           "BudgetError", "RedactionError", "JobError", "load_ipython_extension"]
+           "BudgetError", "RedactionError", "JobError", "errors", "load_ipython_extension"]
 
 
 def __getattr__(name: str) -> Any:
+    """The lazy attributes (:data:`_LAZY`), imported on first access."""
     if name in _LAZY:
         import importlib
 
@@ -71,10 +74,11 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
+    """What ``dir(llmops_lab)`` and tab completion show: the public API, lazy attributes included."""
     return sorted({*__all__, "__version__"})
 
 
-def load_ipython_extension(shell) -> None:
+def load_ipython_extension(shell: Any) -> None:
     """``%load_ext llmops_lab``."""
     from llmops_lab.magics import load_ipython_extension as _load
 

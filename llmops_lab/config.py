@@ -46,7 +46,7 @@ class Settings:
     tracking: bool = True
     endpoints: dict[str, dict[str, str]] = field(default_factory=dict)
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
-    redaction: dict[str, Any] = field(default_factory=dict)  # [tool.llmops-lab.redaction]: see redaction.py
+    redaction: dict[str, Any] = field(default_factory=dict)  # [tool.llmops-lab.redaction]: see trust/policy.py
     max_prompt_chars: int = 1_000_000  # a rendered prompt longer than this is refused before any call
     project_root: Path = field(default_factory=Path.cwd)
 
@@ -66,7 +66,7 @@ class Settings:
     def public_view(self) -> dict[str, Any]:
         """What `%llm config` shows: never a secret (endpoints only name their key variable)."""
         view = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "prices"}
-        from llmops_lab.trust.redaction import mask_secrets
+        from llmops_lab.trust.redactor import mask_secrets  # the pure redactor: trust never imports config back
 
         view["tracking_uri"] = mask_secrets(self.resolved_tracking_uri())  # a password from the env is not shown
         view["project_root"] = str(self.project_root)
@@ -177,7 +177,7 @@ def load_settings(start: Path | None = None, environ: dict[str, str] | None = No
     settings.prices = {name: dict(p) for name, p in table.pop("prices", {}).items()}
     settings.redaction = dict(table.pop("redaction", {}))
     if settings.redaction:
-        from llmops_lab.trust.redaction import parse_policy
+        from llmops_lab.trust.policy import parse_policy  # pure: the import goes one way, config -> trust
 
         parse_policy(settings.redaction, environ)  # a bad policy is a one-line error at load, not at a call
     for key, value in table.items():

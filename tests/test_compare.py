@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from llmops_lab.evaluation import compare as cm
+from llmops_lab.magics.adapters import compare_from_magic_args
 from llmops_lab.exceptions import ConfigError
 
 
@@ -164,7 +165,7 @@ def test_promote_inline_variant_with_model_config(cmp):
 
 def test_compare_from_magic_args(fake):
     fake.responder = _responder
-    out = cm.compare_from_magic_args(["Headline: {{ text }}", "Short: {{ text }}"], models="fake:a,fake:b",
+    out = compare_from_magic_args(["Headline: {{ text }}", "Short: {{ text }}"], models="fake:a,fake:b",
                                      dataset="news", user_ns={"news": NEWS}, scorers="contains:keyword",
                                      progress=False)
     assert len(out.variants) == 4 and out.variants[1].model == "fake:b"

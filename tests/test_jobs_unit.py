@@ -85,6 +85,10 @@ def test_unknown_job_suggests_a_close_name(tmp_path):
     ("0 0 1 * *", "at 00:00, on day 1 of the month"),
     ("@hourly", "every hour"),
     ("5 4 * 1 *", "at 04:05, every day, in January"),
+    ("0 */2 * * *", "every 2 hours"),  # shapes cron-descriptor says in words, where ours went field by field
+    ("0 0 L * *", "at 00:00, on the last day of the month"),
+    ("0 12 * * 5#3", "at 12:00, on the third Friday of the month"),
+    ("not cron", "cron not cron"),
 ])
 def test_cron_in_words(expr, words):
     assert cron.describe(expr) == words

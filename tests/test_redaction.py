@@ -5,7 +5,7 @@ import time
 import pytest
 
 import llmops_lab
-from llmops_lab.trust import redaction
+from llmops_lab.trust import detectors, redaction
 from llmops_lab.exceptions import ConfigError
 from llmops_lab.trust.redaction import FAILED_MARK, Redactor, parse_policy, redact, redact_record
 
@@ -140,7 +140,7 @@ def test_presidio_missing_is_a_clear_error(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_presidio)
-    monkeypatch.setattr(redaction, "_presidio_engine", None)
+    monkeypatch.setattr(detectors, "_presidio_engine", None)  # the presidio cache lives with the detectors
     with pytest.raises(ConfigError, match=r"pip install 'llmops-lab\[presidio\]'"):
         Redactor(parse_policy({"presidio": ["PERSON"]})).mask("Ada Lovelace wrote this")
 

@@ -237,8 +237,10 @@ def run(template: str, variables: Mapping[str, Any] | None = None, *, model: str
     >>> r.logprobs_frame().head()                                                              # doctest: +SKIP
     """
     from llmops_lab.core import budget, debug
+    from llmops_lab.core.options import refuse_options
     from llmops_lab.tracking import submit
 
+    refuse_options("run", params)  # batch/compare keywords: a one-line error that names the right function
     started = time.perf_counter()
     settings = get_settings()
     call = prepare(template, variables, model=model, name=name, system=system, params=params, settings=settings,

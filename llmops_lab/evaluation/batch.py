@@ -53,8 +53,10 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
     cache key; cached rows keep their tokens masked like their text. The column is never logged to MLflow.
     """
     from llmops_lab.evaluation import datasets as data_mod
+    from llmops_lab.core.options import refuse_options
     from llmops_lab.evaluation.runner import RowCall, run_rows
 
+    refuse_options("batch", params)  # compare keywords: a one-line error that names compare
     settings = get_settings()
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 256:
         raise ConfigError(f"concurrency={concurrency!r}: use a whole number from 1 to 256")

@@ -13,9 +13,10 @@ gets ``mlflow.parentRunId`` once ``batch_run_id`` resolves (the batch writer own
 parent link is set afterwards rather than threading a parent through the spool record). The summary table
 is logged on the parent as ``comparison.json``.
 
-Statistics are pure functions: :func:`mcnemar_exact` (pass/fail scorers: exact binomial test on the
-discordant pairs) and :func:`paired_bootstrap` (numeric scorers: CI of the mean paired difference, fixed
-seed). A variant is compared with the baseline only on rows where both have a score.
+Statistics are pure functions in :mod:`llmops_lab.analysis.paired` (re-exported here): :func:`mcnemar_exact`
+(pass/fail scorers: exact binomial test on the discordant pairs) and :func:`paired_bootstrap` (numeric
+scorers: CI of the mean paired difference, fixed seed). A variant is compared with the baseline only on rows
+where both have a score. The word diff is :mod:`llmops_lab.analysis.diff`.
 """
 from __future__ import annotations
 
@@ -25,13 +26,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from llmops_lab.analysis.diff import word_diff, word_diff_html
+from llmops_lab.analysis.paired import (BOOTSTRAP_SAMPLES, SEED, direction, mcnemar_exact, paired_bootstrap,
+                                        paired_stats)
 from llmops_lab.exceptions import ConfigError
 
-__all__ = ["Variant", "Comparison", "compare", "compare_from_magic_args", "resolve_variants", "mcnemar_exact",
+__all__ = ["Variant", "Comparison", "compare", "resolve_variants", "BOOTSTRAP_SAMPLES", "SEED", "mcnemar_exact",
            "paired_bootstrap", "paired_stats", "direction", "word_diff", "word_diff_html", "DRAFTS_NAME"]
 
-BOOTSTRAP_SAMPLES = 2000
-SEED = 0
 # Inline templates of a comparison with no ``name`` and no registry prompt to borrow one from all run under this
 # one registry name (a version per template text) instead of one ``prompt-<hash>`` prompt each: the registry
 # gets one clearly-named entry for drafts. Promoting such a variant needs a real name (``name=`` / the grid's
@@ -130,134 +132,6 @@ def _label(prompt: str, model: str | None, point: Mapping[str, Any], show_model:
     if show_params and point:
         parts.append(",".join(f"{k}={v}" for k, v in point.items()))
     return " · ".join(parts)
-
-
-# ---- statistics (pure) ---------------------------------------------------------------------------
-
-def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value from the discordant pairs (b: variant passes where the baseline
-    fails, c: the reverse): binomial test of min(b, c) in b + c trials with p = 0.5.
-
-    >>> round(mcnemar_exact(10, 2), 4)
-    0.0386
-    >>> mcnemar_exact(0, 0)
-    1.0
-    """
-    n = b + c
-    if n == 0:
-        return 1.0
-    from scipy.stats import binom
-
-    return float(min(1.0, 2.0 * binom.cdf(min(b, c), n, 0.5)))
-
-
-def paired_bootstrap(variant: Sequence[float], baseline: Sequence[float], *, samples: int = BOOTSTRAP_SAMPLES,
-                     seed: int = SEED, confidence: float = 0.95) -> tuple[float, float, float, float]:
-    """Paired bootstrap of mean(variant - baseline): (mean difference, CI low, CI high, two-sided p).
-
-    Rows are resampled with replacement (fixed ``seed``: the same data gives the same answer);
-    p is twice the share of resampled means on the other side of zero (at least 1 / samples).
-    """
-    import numpy as np
-
-    d = np.asarray(variant, dtype=float) - np.asarray(baseline, dtype=float)
-    if d.size == 0:
-        return math.nan, math.nan, math.nan, math.nan
-    mean = float(d.mean())
-    if np.all(d == d[0]):
-        return mean, mean, mean, (1.0 if mean == 0 else 1.0 / samples)
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, d.size, size=(samples, d.size))].mean(axis=1)
-    alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(means, [alpha, 1 - alpha])
-    p = 2 * min(float((means <= 0).mean()), float((means >= 0).mean()))
-    return mean, float(lo), float(hi), float(min(1.0, max(p, 1.0 / samples)))
-
-
-def _is_binary(*arrays: Any) -> bool:
-    import numpy as np
-
-    values = np.concatenate([np.asarray(a, dtype=float) for a in arrays])
-    return bool(values.size) and bool(np.isin(values, (0.0, 1.0)).all())
-
-
-def paired_stats(variant: Sequence[float | None], baseline: Sequence[float | None], *,
-                 alpha: float = 0.05, seed: int = SEED) -> dict[str, Any]:
-    """Wins/ties/losses and significance of ``variant`` vs ``baseline`` on the rows both scored.
-
-    Pass/fail scores (all 0/1) use McNemar; other numbers a paired bootstrap CI (significant when the CI
-    excludes 0).
-    """
-    import numpy as np
-
-    v = np.asarray([math.nan if x is None else x for x in variant], dtype=float)
-    b = np.asarray([math.nan if x is None else x for x in baseline], dtype=float)
-    keep = ~(np.isnan(v) | np.isnan(b))
-    v, b = v[keep], b[keep]
-    wins, losses = int((v > b).sum()), int((v < b).sum())
-    out: dict[str, Any] = {"n_paired": int(v.size), "wins": wins, "ties": int(v.size) - wins - losses,
-                           "losses": losses, "win_rate": wins / v.size if v.size else None,
-                           "diff": float((v - b).mean()) if v.size else None, "ci_low": None, "ci_high": None,
-                           "p_value": None, "significant": None, "direction": None, "test": None}
-    if not v.size:
-        return out
-    if _is_binary(v, b):
-        out["test"], out["p_value"] = "mcnemar", mcnemar_exact(wins, losses)
-        out["significant"] = out["p_value"] < alpha
-    else:
-        mean, lo, hi, p = paired_bootstrap(v, b, seed=seed, confidence=1 - alpha)
-        out.update(test="bootstrap", ci_low=lo, ci_high=hi, p_value=p, significant=not (lo <= 0 <= hi))
-    out["direction"] = direction(out["significant"], out["diff"], wins - losses)
-    return out
-
-
-def direction(significant: bool | None, diff: float | None, net_wins: int = 0) -> str | None:
-    """``better`` / ``worse`` (significant, in the sign of the effect) or ``no difference``; None: nothing paired.
-
-    >>> direction(True, -0.4), direction(True, 0.2), direction(False, -0.4)
-    ('worse', 'better', 'no difference')
-    """
-    if significant is None:
-        return None
-    if not significant:
-        return "no difference"
-    effect = diff if diff is not None and not math.isnan(diff) and diff != 0 else net_wins
-    return "better" if effect > 0 else "worse" if effect < 0 else "no difference"
-
-
-# ---- word diff (pure) ----------------------------------------------------------------------------
-
-def word_diff(baseline: str | None, other: str | None) -> list[tuple[str, str]]:
-    """Word-level diff of ``other`` vs ``baseline``: ``[(op, text)]`` with op ``=`` (both), ``-`` (only in the
-    baseline) or ``+`` (only in ``other``); words of a run are joined by single spaces.
-
-    >>> word_diff("the cat sat", "the dog sat")
-    [('=', 'the'), ('-', 'cat'), ('+', 'dog'), ('=', 'sat')]
-    """
-    import difflib
-
-    a, b = (baseline or "").split(), (other or "").split()
-    if a == b:
-        return [("=", " ".join(b))] if b else []
-    out: list[tuple[str, str]] = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-        if op == "equal":
-            out.append(("=", " ".join(b[j1:j2])))
-            continue
-        if op in ("delete", "replace"):
-            out.append(("-", " ".join(a[i1:i2])))
-        if op in ("insert", "replace"):
-            out.append(("+", " ".join(b[j1:j2])))
-    return out
-
-
-def word_diff_html(baseline: str | None, other: str | None) -> str:
-    """``other`` as HTML with words added vs ``baseline`` in <ins> and removed ones in <del>."""
-    import html
-
-    tags = {"-": "del", "+": "ins"}
-    return " ".join(html.escape(text) if op == "=" else f"<{tags[op]}>{html.escape(text)}</{tags[op]}>"
-                    for op, text in word_diff(baseline, other))
 
 
 # ---- the comparison ------------------------------------------------------------------------------
@@ -561,9 +435,12 @@ def _client():
 
 def compare(prompts: Sequence[str] | str, models: Sequence[str] | str | None = None, *, data: Any,
             scorers: Sequence[Any] | str | None = None, baseline: int | str = 0,
-            params: Mapping[str, Any] | None = None, name: str | None = None, concurrency: int = 8,
-            progress: bool = True, cache: bool = True, primary: str | None = None, trace_sample: int | None = None,
-            logprobs: bool = False, top_logprobs: int | None = None, **fixed_params: Any) -> Comparison:
+            params: Mapping[str, Any] | None = None, name: str | None = None, model: str | None = None,
+            system: str | None = None, variables: Mapping[str, Any] | None = None, concurrency: int = 8,
+            progress: bool = True, cache: bool = True, refresh: bool = False, judge_model: str | None = None,
+            primary: str | None = None, trace_sample: int | None = None, dataset_name: str | None = None,
+            max_cost: float | None = None, force: bool = False, logprobs: bool = False,
+            top_logprobs: int | None = None, **fixed_params: Any) -> Comparison:
     """Run every variant (prompts x models x ``params`` grid) over ``data`` through ``batch``; returns a
     :class:`Comparison` (displays as a grid). ``fixed_params`` (e.g. ``max_tokens=32``) apply to all
     variants; ``name`` is the registry name inline templates run and are promoted under; ``primary`` the
@@ -571,12 +448,24 @@ def compare(prompts: Sequence[str] | str, models: Sequence[str] | str | None = N
     to log a rating to MLflow; one trace costs the writer ~70 ms CPU, so for large data pass a number and
     ratings of untraced rows stay in-process). ``logprobs=True`` (``top_logprobs`` 0-20, default 5) asks every
     variant for token logprobs (a request option, not part of the variant: never promoted); the grid's
-    "shade tokens" option then shows each answer shaded by token probability."""
+    "shade tokens" option then shows each answer shaded by token probability.
+
+    Keywords shared with ``run`` and ``batch`` mean the same here (:mod:`llmops_lab.core.options`): ``model`` (one
+    model for every prompt; or ``models``, not both), ``system``, ``variables``, ``refresh``, ``judge_model``,
+    ``dataset_name``, ``force``, and ``max_cost``, which applies to each variant (each is one batch, checked
+    before its first request)."""
     from llmops_lab.core.call import logprob_params
     from llmops_lab.evaluation.batch import batch, batch_run_id
     from llmops_lab.config import get_settings
 
+    from llmops_lab.config import validate_params
+
+    if model is not None:
+        if models is not None:
+            raise ConfigError("compare(): give models=[...] (several) or model=... (one), not both")
+        models = [model]
     logprob_params(logprobs, top_logprobs)  # a bad option fails before any variant runs
+    validate_params(fixed_params)  # likewise an unknown keyword (one line, with a close name)
     variants = resolve_variants(prompts, models, params, name=name, fixed=fixed_params)
     settings = get_settings()
     for v in variants:  # pin what actually runs, so a promoted variant stores its real model config
@@ -587,8 +476,10 @@ def compare(prompts: Sequence[str] | str, models: Sequence[str] | str | None = N
     for v in variants:
         if progress:
             print(f"[{v.index}] {v.label}")
-        res = batch(v.template, data, model=v.model, name=v.prompt_name, scorers=scorers, concurrency=concurrency,
-                    progress=progress, cache=cache, trace_sample=trace_sample, logprobs=logprobs,
+        res = batch(v.template, data, model=v.model, name=v.prompt_name, system=system, scorers=scorers,
+                    concurrency=concurrency, cache=cache, refresh=refresh, variables=variables,
+                    judge_model=judge_model, progress=progress, trace_sample=trace_sample,
+                    dataset_name=dataset_name, max_cost=max_cost, force=force, logprobs=logprobs,
                     top_logprobs=top_logprobs, **v.params)
         results.append(res)
         if scorer_names is None:
@@ -660,23 +551,6 @@ def prompt_snippet(template: str, limit: int = 80) -> str:
 def format_params(params: Mapping[str, Any] | None) -> str:
     """``{"max_tokens": 5, "temperature": 0}`` -> ``max_tokens=5 · temperature=0`` (unset ones left out)."""
     return " · ".join(f"{k}={v}" for k, v in sorted((params or {}).items()) if v is not None)
-
-
-def compare_from_magic_args(prompts: Sequence[str], *, models: Sequence[str] | str | None = None,
-                            dataset: Any, scorers: Sequence[Any] | str | None = None, baseline: int | str = 0,
-                            params: Mapping[str, Any] | None = None, name: str | None = None,
-                            concurrency: int = 8, user_ns: Mapping[str, Any] | None = None,
-                            **fixed_params: Any) -> Comparison:
-    """For ``%llm compare summarize@1 summarize@2 --models a,b --dataset news_df --scorer contains:kw``:
-    ``dataset`` may be a variable name looked up in ``user_ns`` or a path; ``models`` a comma list."""
-    if isinstance(dataset, str) and user_ns is not None and dataset in user_ns:
-        dataset = user_ns[dataset]
-    if isinstance(models, str):
-        models = [m.strip() for m in models.split(",") if m.strip()]
-    if isinstance(scorers, str):
-        scorers = [scorers]
-    return compare(list(prompts), models, data=dataset, scorers=scorers, baseline=baseline, params=params,
-                   name=name, concurrency=concurrency, **fixed_params)
 
 
 def synthetic(n_rows: int = 20, n_variants: int = 3, *, seed: int = 0) -> Comparison:

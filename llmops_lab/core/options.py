@@ -1,0 +1,32 @@
+"""The keywords ``run``, ``batch`` and ``compare`` share, and a one-line refusal when a keyword of one is given to
+another where it cannot make sense (``run(..., scorers=...)``: one call has no rows to score).
+
+Shared by all three, under the same names: ``model``, ``name``, ``system``, the generation parameters as keywords
+(``temperature``, ``max_tokens``, ``top_p``, ``seed``, ``stop``), ``max_cost``, ``force``, ``logprobs``,
+``top_logprobs`` and ``variables``. ``batch`` and ``compare`` share the row options (``scorers``, ``concurrency``,
+``cache``, ``refresh``, ``judge_model``, ``progress``, ``trace_sample``, ``dataset_name``); only ``compare`` has
+the variant options (``models``, ``params`` as a grid, ``baseline``, ``primary``).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from llmops_lab.exceptions import ConfigError
+
+ROW_OPTIONS = ("data", "scorers", "concurrency", "cache", "refresh", "judge_model", "progress", "trace_sample",
+               "dataset_name")
+VARIANT_OPTIONS = ("prompts", "models", "params", "baseline", "primary")
+
+
+def refuse_options(where: str, given: Mapping[str, Any]) -> None:
+    """Raise a one-line ConfigError if ``given`` (the ``**params`` of ``where``) holds another API's option."""
+    for key in given:
+        if where == "run" and key in ROW_OPTIONS:
+            raise ConfigError(f"run() makes one call, with no rows: {key}= is a batch option; use "
+                              f"llmops_lab.batch(template, data, {key}=...)")
+        if key == "params" and where in ("run", "batch"):
+            raise ConfigError(f"{where}(): params= is compare's parameter grid; give generation parameters as "
+                              "keywords (temperature=0, max_tokens=64)")
+        if key in VARIANT_OPTIONS:
+            raise ConfigError(f"{where}() runs one prompt with one model: {key}= is a compare option; use "
+                              f"llmops_lab.compare(prompts, models, data=..., {key}=...)")

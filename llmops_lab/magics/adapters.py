@@ -1,0 +1,44 @@
+"""Magic arguments -> core calls: the strings a ``%llm`` line gives (a comma list of models, a variable name for
+a dataset) turned into the Python API's arguments. Front-end glue, so it lives with the magics, not in the core.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from llmops_lab.exceptions import ConfigError
+
+
+def compare_from_magic_args(prompts: Sequence[str], *, models: Sequence[str] | str | None = None,
+                            dataset: Any, scorers: Sequence[Any] | str | None = None, baseline: int | str = 0,
+                            params: Mapping[str, Any] | None = None, name: str | None = None,
+                            concurrency: int = 8, user_ns: Mapping[str, Any] | None = None,
+                            **fixed_params: Any) -> Any:
+    """For ``%llm compare summarize@1 summarize@2 --models a,b --dataset news_df --scorer contains:kw``:
+    ``dataset`` may be a variable name looked up in ``user_ns`` or a path; ``models`` a comma list."""
+    if isinstance(dataset, str) and user_ns is not None and dataset in user_ns:
+        dataset = user_ns[dataset]
+    if isinstance(models, str):
+        models = [m.strip() for m in models.split(",") if m.strip()]
+    if isinstance(scorers, str):
+        scorers = [scorers]
+    from llmops_lab.evaluation.compare import compare
+
+    return compare(list(prompts), models, data=dataset, scorers=scorers, baseline=baseline, params=params,
+                   name=name, concurrency=concurrency, **fixed_params)
+
+
+def prompts_from_magic_args(name: str | None = None, diff: Any = None) -> Any:
+    """``%llm prompts`` -> :func:`~llmops_lab.tracking.registry.list_prompts` (a DataFrame); ``%llm prompts NAME``
+    -> its row; ``%llm prompts NAME --diff 1 2`` (``diff=("1", "2")``; versions or aliases) -> a ``PromptDiff``."""
+    from llmops_lab.tracking import registry
+
+    if diff:
+        if not name or len(diff) != 2:
+            raise ConfigError("usage: %llm prompts NAME --diff A B (A, B: versions or aliases)")
+        return registry.PromptDiff(registry.diff_versions(name, diff[0], diff[1]))
+    table = registry.list_prompts()
+    if name:
+        table = table[table["name"] == name]
+        if table.empty:
+            raise ConfigError(f"no prompt named {name!r} in the registry; %llm prompts lists them")
+    return table

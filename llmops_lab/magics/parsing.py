@@ -1,0 +1,156 @@
+"""Parsing for the magics: the ``%%llm`` line and the ``%llm`` subcommands' options (argparse, built once),
+a dataset argument to its value, and refusing secrets typed into a line. No work and no display here.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import shlex
+from typing import Any
+
+from llmops_lab.exceptions import ConfigError
+
+FORMATS = ("markdown", "text", "json", "code")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse would exit the kernel
+        raise ConfigError(f"%%llm: {message} (see %llm help)")
+
+
+@functools.lru_cache(maxsize=1)
+def _cell_parser() -> argparse.ArgumentParser:
+    """Built once: building an ArgumentParser costs about a millisecond per cell."""
+    parser = _Parser(prog="%%llm", add_help=False, allow_abbrev=False)
+    parser.add_argument("model", nargs="?")
+    parser.add_argument("--name", "-n")
+    parser.add_argument("--temperature", "-t")
+    parser.add_argument("--max-tokens", dest="max_tokens")
+    parser.add_argument("--top-p", dest="top_p")
+    parser.add_argument("--seed")
+    parser.add_argument("--stop")
+    parser.add_argument("--system")
+    parser.add_argument("--out", "-o")
+    parser.add_argument("--format", "-f", default="markdown")
+    parser.add_argument("--logprobs", action="store_true")
+    parser.add_argument("--top-logprobs", dest="top_logprobs", type=_whole_number)
+    # batch evaluation
+    parser.add_argument("--dataset", "-d")
+    parser.add_argument("--scorer", "-s", action="append", default=[])
+    parser.add_argument("--concurrency", "-c", type=_whole_number, default=8)
+    parser.add_argument("--no-cache", dest="cache", action="store_false")
+    parser.add_argument("--refresh", action="store_true")
+    parser.add_argument("--judge-model")
+    parser.add_argument("--trace-sample", type=_whole_number, default=20)
+    # budgets
+    parser.add_argument("--max-cost", type=_amount)
+    parser.add_argument("--force", action="store_true")
+    return parser
+
+
+def _amount(text: str) -> float:
+    try:
+        return float(text.lstrip("$"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an amount of USD") from None
+
+
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def parse_cell_line(line: str) -> argparse.Namespace:
+    """Options of a ``%%llm`` line. Unknown options are named without their values (which may be keys)."""
+    refuse_secrets(line, "the %%llm line")
+    try:
+        tokens = shlex.split(line)
+    except ValueError as err:
+        raise ConfigError(f"%%llm: cannot parse options: {err}") from None
+    args, unknown = _cell_parser().parse_known_args(tokens)
+    if unknown:
+        options = [t.split("=")[0] for t in unknown if t.startswith("-")] or ["an extra positional argument"]
+        raise ConfigError(f"%%llm: unknown option {', '.join(options)} (see %llm help)")
+    if args.format not in FORMATS:
+        raise ConfigError(f"--format {args.format!r} is not one of {', '.join(FORMATS)}")
+    if args.out is not None and not args.out.isidentifier():
+        raise ConfigError(f"--out {args.out!r} is not a Python variable name")
+    if args.dataset is None and (args.scorer or args.refresh or args.judge_model):
+        raise ConfigError("--scorer, --refresh and --judge-model go with --dataset (a batch over rows)")
+    if args.model is not None and ":" not in args.model:
+        raise ConfigError(f"{args.model!r} is not provider:model (e.g. openai:gpt-4o-mini); options start with --")
+    return args
+
+
+def refuse_secrets(text: str, where: str) -> None:
+    """A key or password typed into a magic would be saved in the notebook: refuse it, never echo it."""
+    from llmops_lab.trust.redaction import find_secrets
+
+    found = find_secrets(text)
+    if found:
+        raise ConfigError(f"{where} contains what looks like a secret ({', '.join(found)}): refused and not stored. "
+                          "Keys are read from the environment (export OPENAI_API_KEY, or the endpoint's api_key_env, "
+                          "in the shell that starts Jupyter); remove it from the cell")
+
+
+@functools.lru_cache(maxsize=1)
+def compare_parser() -> argparse.ArgumentParser:
+    """``%llm compare P1 P2 … --dataset DF [--models a,b] …``."""
+    parser = _Parser(prog="%llm compare", add_help=False, allow_abbrev=False)
+    parser.add_argument("prompts", nargs="+")
+    parser.add_argument("--models")
+    parser.add_argument("--dataset", "-d", required=True)
+    parser.add_argument("--scorer", "-s", action="append", default=[])
+    parser.add_argument("--baseline", default="0")
+    parser.add_argument("--name", "-n")
+    parser.add_argument("--concurrency", "-c", type=_whole_number, default=8)
+    parser.add_argument("--temperature", "-t")
+    parser.add_argument("--max-tokens", dest="max_tokens")
+    parser.add_argument("--logprobs", action="store_true")
+    parser.add_argument("--top-logprobs", dest="top_logprobs", type=_whole_number)
+    parser.add_argument("--system")
+    parser.add_argument("--max-cost", type=_amount)
+    parser.add_argument("--force", action="store_true")
+    return parser
+
+
+@functools.lru_cache(maxsize=1)
+def prompts_parser() -> argparse.ArgumentParser:
+    """``%llm prompts [NAME] [--diff A B]``."""
+    parser = _Parser(prog="%llm prompts", add_help=False, allow_abbrev=False)
+    parser.add_argument("name", nargs="?")
+    parser.add_argument("--diff", nargs=2)
+    return parser
+
+
+@functools.lru_cache(maxsize=1)
+def stats_parser() -> argparse.ArgumentParser:
+    """``%llm stats [--since 7d] [--by …] [--experiment NAME] [--plot]``."""
+    parser = _Parser(prog="%llm stats", add_help=False, allow_abbrev=False)
+    parser.add_argument("--since", default="7d")
+    parser.add_argument("--by")
+    parser.add_argument("--experiment")
+    parser.add_argument("--plot", action="store_true")
+    return parser
+
+
+def dataset_value(name: str, user_ns: Any) -> Any:
+    """``--dataset NAME``: the notebook variable ``NAME``, else a path; a name that is neither is a one-line
+    error naming the variables it may have meant (``--dataset dff`` -> no variable dff; did you mean df?)."""
+    import difflib
+    import os
+
+    if name in user_ns:
+        return user_ns[name]
+    if name.isidentifier() and not os.path.exists(name):
+        import pandas as pd
+
+        frames = sorted(k for k, v in user_ns.items() if not k.startswith("_") and k not in ("In", "Out")
+                        and isinstance(v, (pd.DataFrame, list)))
+        close = difflib.get_close_matches(name, frames, n=3)
+        hint = (f"did you mean {' or '.join(close)}?" if close else
+                f"DataFrames here: {', '.join(frames[:8])}" if frames else "define a DataFrame first")
+        raise ConfigError(f"--dataset {name}: no variable {name!r} in the notebook and no file of that name ({hint})")
+    return name

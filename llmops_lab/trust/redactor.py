@@ -1,0 +1,110 @@
+"""The redactor: applies one :class:`~llmops_lab.trust.policy.Policy` (compiled once, results cached), and the
+secrets-only redactors every front end uses for error messages (:func:`mask_secrets`) and for refusing keys
+typed into options (:func:`find_secrets`).
+
+Pure: reads no settings; the settings' redactor is :func:`llmops_lab.trust.active.redactor_for`.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from functools import lru_cache
+from typing import Any, Callable
+
+from llmops_lab.trust.detectors import DETECTORS, Detector, Facts, Finding, _group, _presidio_analyzer, _presidio_detectors
+from llmops_lab.trust.policy import Policy
+
+__all__ = ["Redactor", "FAILED_MARK", "mask_secrets", "find_secrets"]
+
+FAILED_MARK = "[REDACTED: redaction failed]"
+
+
+class Redactor:
+    """Applies one policy; compiled once. ``redact(text) -> (masked, findings)``."""
+
+    def __init__(self, policy: Policy, presidio_analyzer: Callable[[], Any] | None = None):
+        self.policy = policy
+        detectors = [DETECTORS[n] for n in policy.detectors]
+        detectors += [Detector(f"pattern_{name}", "pii", name.upper(), re.compile(regex))
+                      for name, regex in policy.patterns]
+        if policy.presidio:
+            detectors += _presidio_detectors(policy.presidio, presidio_analyzer or _presidio_analyzer)
+        self.detectors = detectors
+        self._cached = lru_cache(maxsize=2048)(self._redact)
+
+    def replacement(self, detector: Detector, value: str) -> str:
+        if self.policy.style == "hash" and self.policy.hash_key is not None:
+            digest = hmac.new(self.policy.hash_key, f"{detector.label}\0{value}".encode("utf-8", "surrogatepass"),
+                              hashlib.sha256).hexdigest()[:10]
+            return f"[{detector.label}:{digest}]"
+        return f"[{detector.label}]"
+
+    def redact(self, text: str) -> tuple[str, list[Finding]]:
+        """The masked text and what was masked. Raises on a detector failure (callers fail closed)."""
+        if not isinstance(text, str):
+            raise TypeError(f"redact() takes text, not {type(text).__name__}")
+        if len(text) < 6:
+            return text, []
+        if len(text) <= 20_000:
+            masked, findings = self._cached(text)
+            return masked, list(findings)
+        masked, findings = self._redact(text)
+        return masked, list(findings)
+
+    def _redact(self, text: str) -> tuple[str, tuple[Finding, ...]]:
+        facts = Facts(text)
+        taken: list[tuple[int, int, Detector]] = []
+        for detector in self.detectors:  # priority order: a kept span is never overlapped by a later one
+            for start, end in detector.spans(facts):
+                if all(end <= s or start >= e for s, e, _ in taken):
+                    taken.append((start, end, detector))
+        if not taken:
+            return text, ()
+        taken.sort(key=lambda t: t[0])
+        parts, findings, last = [], [], 0
+        for start, end, detector in taken:
+            token = self.replacement(detector, text[start:end])
+            parts += [text[last:start], token]
+            findings.append(Finding(detector.name, detector.category, start, end, token))
+            last = end
+        parts.append(text[last:])
+        return "".join(parts), tuple(findings)
+
+    def mask(self, text: str) -> str:
+        return self.redact(text)[0]
+
+
+
+_secrets_only: Redactor | None = None
+
+
+def _secret_redactor() -> Redactor:
+    global _secrets_only
+    if _secrets_only is None:
+        _secrets_only = Redactor(Policy(_group("secrets")))
+    return _secrets_only
+
+
+def mask_secrets(text: str) -> str:
+    """Only secrets masked, with labels (for error messages and logs); never raises."""
+    try:
+        return _secret_redactor().mask(text)
+    except Exception:  # noqa: BLE001
+        return FAILED_MARK
+
+
+_refusal: Redactor | None = None
+
+
+def find_secrets(text: str) -> list[str]:
+    """Names of the secret detectors that match ``text`` (used to refuse keys typed into options). The
+    high-entropy heuristic is left out here: refusing a command on a guess would be worse than masking."""
+    global _refusal
+    if _refusal is None:
+        _refusal = Redactor(Policy(tuple(n for n in _group("secrets") if n != "high_entropy")))
+    try:
+        return sorted({f.detector for f in _refusal.redact(text)[1]})
+    except Exception:  # noqa: BLE001
+        return []
+
