@@ -1,7 +1,7 @@
-"""Throughput and memory of ``llmops_lab.evaluation.batch`` vs a plain asyncio loop and ``mlflow.genai.evaluate``.
+"""Throughput and memory of ``llmops_lab.batch`` vs a plain asyncio loop and ``mlflow.genai.evaluate``.
 
 Against ``tests/fake_openai.py`` in its own process; ideal wall time = rows x latency / concurrency.
-1. (a) ``openai.AsyncOpenAI(max_retries=0)`` + ``asyncio.Semaphore`` vs (b) ``llmops_lab.evaluation.batch`` (tracking on,
+1. (a) ``openai.AsyncOpenAI(max_retries=0)`` + ``asyncio.Semaphore`` vs (b) ``llmops_lab.batch`` (tracking on,
    fresh project per run: empty cache, new sqlite store), same rows, alternated ``--repeats`` times; medians;
    target (b) >= 95 % of (a)'s rows/s. (b)'s time is what the caller waits for; the MLflow write runs after
    it in the background, timed as ``flush()``; then ``batch_run_id`` must give a run id. CPU per row is shown

@@ -1,6 +1,6 @@
 """Time to build and render the comparison grid for 1,000 rows x 6 variants (target <= 1 s).
 
-Model calls are excluded: the results frames are generated (``llmops_lab.evaluation.compare.synthetic``; in a real
+Model calls are excluded: the results frames are generated (``llmops_lab.compare.synthetic``; in a real
 comparison they come from ``batch`` and its cache). Measured, in one process with ipywidgets' comm
 stubbed (no kernel): ``build`` = ``CompareGrid(cmp)`` including the header statistics (McNemar and paired
 bootstrap per variant), the filter masks and the first page; ``page`` = moving to the next page;

@@ -37,7 +37,7 @@ def _activate(root, server):
 @pytest.fixture(scope="module")
 def store(fake_server, tmp_path_factory):
     """One project store for the module (filling it is the slow part), made by real calls through
-    ``llmops_lab.run`` / ``llmops_lab.evaluation.batch`` against the fake server at known latencies.
+    ``llmops_lab.run`` / ``llmops_lab.batch`` against the fake server at known latencies.
 
     nb/a: 10 calls of prompt ``fast`` at 50 ms, 10 of ``slow`` at 150 ms, 2 failed ``slow`` calls at 300 ms.
     nb/b: 3 calls of ``other`` on a model without a price, a batch ``classify`` of 8 rows at 50 ms (6 right)
