@@ -583,9 +583,9 @@ def synthetic(n_rows: int = 20, n_variants: int = 3, *, seed: int = 0) -> Compar
     return Comparison(variants, results, scorers=["contains_keyword", "similarity"], baseline=0, name="prompt")
 
 
-# ``llmops_lab.evaluation.compare`` is both this module (``from llmops_lab.evaluation.compare import Comparison``) and the function
-# (``llmops_lab.compare(prompts, data=...)``): importing a submodule sets the package attribute to the module,
-# so the module itself is made callable and forwards to :func:`compare`.
+# ``llmops_lab.compare`` is both this module (``llmops_lab.compare.Comparison``, ``.word_diff``) and the function
+# (``llmops_lab.compare(prompts, data=...)``): the package's lazy attribute returns this module, so the module
+# itself is made callable and forwards to :func:`compare`.
 class _CallableModule(__import__("types").ModuleType):
     def __call__(self, *args: Any, **kwargs: Any) -> Comparison:
         return compare(*args, **kwargs)
