@@ -571,9 +571,13 @@ def compare(prompts: Sequence[str] | str, models: Sequence[str] | str | None = N
     return cmp
 
 
-def _track_parent(cmp: Comparison, settings: Any, started_ms: int) -> str:
-    """Parent run (kind=compare) with the variants' batch runs as children and the summary as a table."""
-    from llmops_lab.tracking import context, writer
+def _track_parent(cmp: Comparison, settings: Any, started_ms: int, timeout: float = 30.0) -> str | None:
+    """Parent run (kind=compare) with the variants' batch runs as children and the summary as a table: one
+    record through the spool, like the batches (durable at submit, written once); waits for its run id."""
+    import uuid
+
+    from llmops_lab.tracking import context, submit, writer
+    from llmops_lab.trust.redaction import redact_record
 
     notebook = context.notebook_path()
     summary = cmp.summary()
@@ -586,13 +590,15 @@ def _track_parent(cmp: Comparison, settings: Any, started_ms: int) -> str:
             metrics[f"v{i}.win_rate"] = float(row["win_rate"])
     table = summary.reset_index().astype(object)
     table["params"] = table["params"].map(str)
-    return writer.log_compare_parent(
-        settings, experiment=context.experiment_name(settings, notebook), notebook=notebook, user=context.user(),
-        name=f"compare {cmp.name or ''}".strip(), started_ms=started_ms, baseline=cmp.variants[cmp.baseline].label,
-        children=[(run_id, v.label) for v, run_id in zip(cmp.variants, cmp.run_ids)], metrics=metrics,
-        params={"variants": str(len(cmp.variants)), "rows": str(cmp.n_rows),
-                "baseline": cmp.variants[cmp.baseline].label[:500], "primary_scorer": str(cmp.primary)},
-        table=table.where(table.notna(), None))
+    children = [((res.attrs.get("llmops") or {}).get("record_id"), run_id, v.label)
+                for v, res, run_id in zip(cmp.variants, cmp.results, cmp.run_ids)]
+    record = writer.compare_record(
+        record_id=uuid.uuid4().hex, experiment=context.experiment_name(settings, notebook), notebook=notebook,
+        user=context.user(), name=f"compare {cmp.name or ''}".strip(), started_ms=started_ms,
+        baseline=cmp.variants[cmp.baseline].label, children=children, metrics=metrics,
+        params={"variants": str(len(cmp.variants)), "rows": str(cmp.n_rows), "primary_scorer": str(cmp.primary)},
+        table=table)
+    return submit(redact_record(record, settings), settings).wait(timeout)
 
 
 def _nan(x: Any) -> bool:

@@ -55,6 +55,10 @@ class MlflowSink:
         if kind == "batch_rows":
             self._stage_rows(record)
             return "", None
+        if kind == T.COMPARE:  # a comparison's parent run: tracking/writer.py writes it
+            from llmops_lab.tracking.writer import write_compare
+
+            return write_compare(record, self._settings(), replay, self._experiments), None
         client, exp_id, version, existing = self._begin(record, replay)
         prompt_uri = f"prompts:/{version.name}/{version.version}"
         if existing:
@@ -238,7 +242,7 @@ def _dataset_entity(dataset: dict[str, Any], record: dict[str, Any], entity_cls:
         source_type, source_json = "local", json.dumps({"uri": source})
     else:
         source_type = "code"
-        source_json = json.dumps({"tags": {"mlflow.source.name": record.get("notebook") or "notebook"}})
+        source_json = json.dumps({"tags": {T.SOURCE_NAME: record.get("notebook") or "notebook"}})
     profile = json.dumps({"num_rows": dataset["rows"], "num_elements": dataset["rows"] * len(dataset["columns"])})
     return entity_cls(dataset["name"], dataset["digest"], source_type, source_json,
                       json.dumps({"mlflow_colspec": colspec}), profile)

@@ -99,19 +99,70 @@ def log_feedback(trace_id: str, name: str, value: Any, *, user: str, rationale: 
                         metadata=dict(metadata or {}))
 
 
-# -- compare parent ------------------------------------------------------------------------------------------
+# -- compare parent (a spool record of its own) ----------------------------------------------------------
 
-def log_compare_parent(settings: "Settings", *, experiment: str, notebook: str | None, user: str, name: str,
-                       started_ms: int, baseline: str, children: Iterable[tuple[str | None, str]],
-                       metrics: Mapping[str, float], params: Mapping[str, Any], table: Any) -> str:
-    """The parent run (kind=compare) of a comparison: its batch runs become children (``mlflow.parentRunId``,
-    ``llmops.compare.parent``, ``llmops.compare.variant``), ``table`` is logged as ``comparison.json``.
-    Returns the parent's run id."""
+def table_payload(frame: Any) -> dict[str, list]:
+    """A DataFrame as ``{"columns", "data"}`` of plain JSON values (numpy scalars unwrapped, NaN -> None), so
+    the spooled record and its replay log the same table."""
+    import math
+
+    def plain(value: Any) -> Any:
+        value = value.item() if hasattr(value, "item") and not isinstance(value, (str, bytes)) else value
+        return None if isinstance(value, float) and math.isnan(value) else value
+
+    return {"columns": [str(c) for c in frame.columns],
+            "data": [[plain(v) for v in row] for row in frame.itertuples(index=False, name=None)]}
+
+
+def compare_record(*, record_id: str, experiment: str, notebook: str | None, user: str, name: str,
+                   started_ms: int, baseline: str, children: Iterable[tuple[str | None, str | None, str]],
+                   metrics: Mapping[str, float], params: Mapping[str, str], table: Any) -> dict[str, Any]:
+    """The spool record (kind ``compare``) of a comparison's parent run. ``children``: (batch record id, run id
+    if known, variant label) per variant. Ids, numbers and params travel in ``summary`` (kept as they are by
+    redaction); the name, labels and the summary table are content (masked by ``redact_record``)."""
+    children = list(children)
+    return {"id": record_id, "v": 1, "kind": T.COMPARE, "experiment": experiment, "notebook": notebook,
+            "user": user, "start_ns": started_ms * 1_000_000, "end_ns": time.time_ns(),
+            "summary": {"children": [{"record_id": rid, "run_id": run_id} for rid, run_id, _ in children],
+                        "metrics": {k: float(v) for k, v in metrics.items()}, "params": dict(params)},
+            "name": name, "baseline": baseline, "labels": [label for _, _, label in children],
+            "table": table_payload(table)}
+
+
+def _runs_of_record(client: Any, exp_id: str, record_id: str) -> list:
+    return list(client.search_runs([exp_id], filter_string=T.tag_filter(T.RECORD_ID, record_id), max_results=5))
+
+
+def write_compare(record: dict[str, Any], settings: "Settings", replay: bool = False,
+                  cache: dict[tuple[str, str], str] | None = None) -> str:
+    """Write a compare record: the parent run (kind=compare, tagged with its record id), its variants' batch runs
+    made children (``mlflow.parentRunId``, ``llmops.compare.parent``, ``llmops.compare.variant``), metrics,
+    params and ``comparison.json``. A child not written yet raises, so the record stays spooled and retries
+    (the spool writes in order: its batches come first). With ``replay``, a parent MLflow already has is not
+    written again and a half-written one is replaced. Returns the parent's run id."""
+    import pandas as pd
+
     uri = settings.resolved_tracking_uri()
     client = kernel_client(uri)
-    exp_id = experiment_id(client, uri, experiment, settings)
-    tags = {T.KIND: T.COMPARE, **user_tags(user), T.BASELINE: baseline, **notebook_tags(notebook)}
-    run = client.create_run(exp_id, start_time=started_ms, run_name=name, tags=tags)
+    exp_id = experiment_id(client, uri, record["experiment"], settings, cache)
+    if replay:
+        for run in _runs_of_record(client, exp_id, record["id"]):
+            if run.info.status in ("FINISHED", "FAILED"):
+                return run.info.run_id
+            client.delete_run(run.info.run_id)  # interrupted mid-write: write it again whole
+    info = record["summary"]
+    children = []
+    for child, label in zip(info["children"], record["labels"]):
+        run_id = child.get("run_id")
+        if not run_id and child.get("record_id"):
+            found = _runs_of_record(client, exp_id, child["record_id"])
+            if not found:
+                raise RuntimeError(f"compare {record['id']}: its batch {child['record_id']} is not written yet")
+            run_id = found[0].info.run_id
+        children.append((run_id, label))
+    tags = {T.RECORD_ID: record["id"], T.KIND: T.COMPARE, **user_tags(record["user"]), T.BASELINE: record["baseline"],
+            **notebook_tags(record.get("notebook"))}
+    run = client.create_run(exp_id, start_time=record["start_ns"] // 1_000_000, run_name=record["name"], tags=tags)
     parent = run.info.run_id
     for run_id, label in children:
         if run_id:
@@ -120,9 +171,11 @@ def log_compare_parent(settings: "Settings", *, experiment: str, notebook: str |
             client.set_tag(run_id, T.COMPARE_PARENT, parent)
     from mlflow.entities import Param
 
-    client.log_batch(parent, metrics=_metrics(metrics, int(time.time() * 1000)),
+    params = {**info["params"], "baseline": record["baseline"][:500]}
+    client.log_batch(parent, metrics=_metrics(info["metrics"], record["end_ns"] // 1_000_000),
                      params=[Param(k, str(v)) for k, v in params.items()])
-    client.log_table(parent, table, "comparison.json")
+    table = pd.DataFrame(record["table"]["data"], columns=record["table"]["columns"]).astype(object)
+    client.log_table(parent, table.where(table.notna(), None), "comparison.json")
     client.set_terminated(parent, status="FINISHED")
     return parent
 
