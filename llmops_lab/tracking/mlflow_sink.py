@@ -1,5 +1,7 @@
-"""The one writer to MLflow: a spool record -> run (tags, params, metrics, artifacts), registered prompt
+"""The call-record writer: a spool record -> run (tags, params, metrics, artifacts), registered prompt
 version linked to it, and a CHAT_MODEL trace. Runs in the tracker's thread; imports MLflow there.
+A compare record (a comparison's parent run) is handed to :func:`llmops_lab.tracking.writer.write_compare`;
+clients come from :mod:`llmops_lab.tracking.reader`, prompt versions from :mod:`llmops_lab.tracking.registry`.
 """
 from __future__ import annotations
 
