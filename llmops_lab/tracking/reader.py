@@ -16,6 +16,7 @@ imported inside the functions, never at module load.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import warnings
 from datetime import datetime, timedelta, timezone
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from llmops_lab.config import Settings
+
+# Traces are exported synchronously so "logged" means logged (the writer is off the critical path). Set before
+# this package first imports MLflow, whichever module that is (as tracking/mlflow_sink.py always did).
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
 
 BATCH_KINDS = (T.BATCH,)  # runs whose calls are the rows of their results.csv
 CALL_KINDS = (T.SINGLE, *BATCH_KINDS)  # run kinds made of model calls (job runs hold notebook metrics, not calls)
