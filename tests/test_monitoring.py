@@ -424,9 +424,11 @@ def test_stats_drift_column_and_plot_flag(monkeypatch):
     calls = pd.concat([synth(96, prompt="a@1", latency_ms=np.r_[rng.normal(100, 5, 72), rng.normal(180, 5, 24)]),
                        synth(96, prompt="b@1", latency_ms=rng.normal(100, 5, 96)),
                        synth(3, prompt="c@1")], ignore_index=True)
-    monkeypatch.setattr(mon, "load_calls", lambda since, experiment: calls)
+    from llmops_lab.analysis import overview  # stats() lives there; monitoring re-exports it
+
+    monkeypatch.setattr(overview, "load_calls", lambda since, experiment: calls)
     shown = []
-    monkeypatch.setattr(mon, "_show", shown.append)
+    monkeypatch.setattr(overview, "_show", shown.append)
     table = mon.stats(by="prompt", plot=True).set_index("prompt")
     assert table.loc["a@1", "drift"].startswith("latency_ms ↑ +")
     assert table.loc["b@1", "drift"] == "ok" and table.loc["c@1", "drift"] == "too few calls"

@@ -61,7 +61,7 @@ def test_server_command_is_what_we_document(tmp_path):
     folder = tmp_path / ".llmops" / "server"
     ini = (folder / "basic_auth.ini").read_text()
     assert "default_permission = READ" in ini and ADMIN[1] not in ini
-    assert "authorization_function = llmops_lab.trust.team_auth:authenticate_request" in ini
+    assert "authorization_function = llmops_lab.tracking.team_auth:authenticate_request" in ini
     assert mode(folder / "basic_auth.ini") == mode(folder / "basic_auth.db") == "0o600"
     assert mode(folder) == "0o700"
     assert f"users and permissions: {folder / 'basic_auth.db'} (mode 0600" in out.stdout and ".backup(sqlite3" in out.stdout

@@ -66,7 +66,7 @@ def test_plan_keeps_the_password_out_of_argv_and_the_files_owner_only(tmp_path):
     folder = tmp_path / "server"
     assert mode(folder) == "0o700"
     assert mode(folder / "basic_auth.db") == mode(folder / "basic_auth.ini") == "0o600"
-    assert "llmops_lab.trust.team_auth:authenticate_request" in (folder / "basic_auth.ini").read_text()
+    assert "llmops_lab.tracking.team_auth:authenticate_request" in (folder / "basic_auth.ini").read_text()
     assert str(folder / "basic_auth.db") in plan.users_note() and "backup" in plan.users_note()
     (folder / "basic_auth.db").chmod(0o644)  # an older start left it world-readable: fixed on the next one
     plan_server(tmp_path, environ={"MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN[1]})
@@ -83,7 +83,7 @@ def test_plan_with_a_users_database_server(tmp_path):
 def test_created_type_of_requests():
     from flask import Flask
 
-    from llmops_lab.trust.team_auth import _created_type
+    from llmops_lab.tracking.team_auth import _created_type
 
     app = Flask("t")
     cases = [("/api/2.0/mlflow/experiments/create", "POST", {"name": "x"}, "experiment"),

@@ -53,39 +53,12 @@ def audit_log(since: str | datetime | None = "7d", until: str | datetime | None 
         raise ConfigError(f"--since ({start:%Y-%m-%d %H:%M}) must be before --until ({end:%Y-%m-%d %H:%M})")
     if not isinstance(limit, int) or limit < 1:
         raise ConfigError(f"limit={limit!r} must be a whole number >= 1")
-    from llmops_lab.config import get_settings
-    from llmops_lab.tracking.mlflow_sink import client_for
+    from llmops_lab.tracking.reader import audit_rows
 
-    client = client_for(tracking_uri or get_settings().resolved_tracking_uri())
-    experiments = {e.experiment_id: e.name for e in client.search_experiments(max_results=10_000)}
-    filters = []
-    if start is not None:
-        filters.append(f"attributes.start_time >= {int(start.timestamp() * 1000)}")
-    if end is not None:
-        filters.append(f"attributes.start_time < {int(end.timestamp() * 1000)}")
-    if user:
-        filters.append(f"tags.`llmops.user` = '{user.replace(chr(39), '')}'")
-    rows: list[dict[str, Any]] = []
-    if experiments:
-        token = None
-        while len(rows) < limit:
-            page = client.search_runs(list(experiments), " AND ".join(filters), max_results=min(1000, limit),
-                                      order_by=["attributes.start_time DESC"], page_token=token)
-            for run in page:
-                tags = run.data.tags
-                if "llmops.kind" not in tags:
-                    continue  # not one of ours
-                rows.append({
-                    "time": pd.Timestamp(run.info.start_time, unit="ms", tz="UTC"),
-                    "user": tags.get("llmops.user"), "kind": tags.get("llmops.kind"), "status": run.info.status,
-                    "experiment": experiments.get(run.info.experiment_id), "notebook": tags.get("llmops.notebook"),
-                    "git_commit": tags.get("llmops.git_commit"), "model": tags.get("llmops.model"),
-                    "prompt": tags.get("llmops.prompt"), "dataset_digest": run.data.params.get("dataset_digest"),
-                    "redaction": tags.get("llmops.redaction"), "run_id": run.info.run_id})
-            token = page.token
-            if not token:
-                break
-    return pd.DataFrame(rows[:limit], columns=COLUMNS)
+    rows = audit_rows(start, end, user, limit, tracking_uri)
+    for row in rows:
+        row["time"] = pd.Timestamp(row["time"], unit="ms", tz="UTC")
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def format_table(frame: Any) -> str:

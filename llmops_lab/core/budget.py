@@ -97,11 +97,10 @@ def spent_today(settings: Settings) -> float:
             return _day["spent"]
     from datetime import datetime, timezone
 
-    from llmops_lab.analysis.monitoring import load_runs
+    from llmops_lab.tracking.reader import spent_since
 
     now = datetime.now(timezone.utc)
-    runs = load_runs(since=now - now.replace(hour=0, minute=0, second=0, microsecond=0))
-    spent = float(runs["cost_usd"].fillna(0).sum()) if "cost_usd" in runs.columns else 0.0
+    spent = spent_since(now - now.replace(hour=0, minute=0, second=0, microsecond=0))
     with _day_lock:
         _day.update(at=time.monotonic(), day=day, spent=spent)
     return spent

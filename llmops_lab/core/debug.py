@@ -108,39 +108,30 @@ def describe_run(run_id: str) -> CallReport:
     """A logged run read back from MLflow: params, metrics, tags, prompt, output and its trace spans."""
     from llmops_lab import tracking
     from llmops_lab.config import get_settings
-    from llmops_lab.tracking.mlflow_sink import client_for
+    from llmops_lab.tracking import reader
 
     tracking.flush(10.0)
-    client = client_for(get_settings().resolved_tracking_uri())
-    from mlflow.exceptions import MlflowException
-
-    try:
-        run = client.get_run(run_id)
-    except MlflowException:
+    client = reader.kernel_client()
+    run = reader.get_run(client, run_id, any_error=True, deleted=True)
+    if run is None:
         raise ConfigError(f"no run {run_id!r} in {get_settings().resolved_tracking_uri()}: copy the id from "
                           "%llm runs or a cell footer") from None
-    tags = run.data.tags
-    facts = {"run_id": run_id, "status": run.info.status, "kind": tags.get("llmops.kind"),
-             "model": tags.get("llmops.model"), "prompt": tags.get("llmops.prompt"),
-             "notebook": tags.get("llmops.notebook"), "user": tags.get("llmops.user"),
-             "git_commit": tags.get("llmops.git_commit"), "error": tags.get("llmops.error"),
-             "params": json.dumps(run.data.params, sort_keys=True),
-             "metrics": json.dumps({k: round(v, 4) for k, v in sorted(run.data.metrics.items())})}
-    from llmops_lab.analysis.monitoring import artifact_text
-
-    prompt = artifact_text(client, run, "prompt.txt")
-    output = artifact_text(client, run, "output.md")
+    run_facts = reader.run_facts(run)
+    facts = {key: run_facts[key] for key in ("run_id", "status", "kind", "model", "prompt", "notebook", "user",
+                                             "git_commit", "error")}
+    facts["params"] = json.dumps(run_facts["params"], sort_keys=True)
+    facts["metrics"] = json.dumps({k: round(v, 4) for k, v in sorted(run_facts["metrics"].items())})
+    prompt = reader.artifact_text(client, run, "prompt.txt")
+    output = reader.artifact_text(client, run, "output.md")
     spans = []
     try:
-        import mlflow
-
-        for trace in mlflow.search_traces(locations=[run.info.experiment_id], run_id=run_id, return_type="list",
-                                          max_results=5):
-            facts.setdefault("trace_id", trace.info.trace_id)
-            for span in trace.data.spans:
-                spans.append({"name": span.name, "type": span.span_type, "status": str(span.status.status_code),
-                              "duration_ms": round((span.end_time_ns - span.start_time_ns) / 1e6, 1),
-                              "attributes": span.attributes})
+        traces = reader.traces(client, run, 5, locations=True)
+        if traces:
+            facts.setdefault("trace_id", traces[0].info.trace_id)
+        for span in reader.span_dicts(traces):
+            spans.append({"name": span["name"], "type": span["span_type"], "status": span["status_code"],
+                          "duration_ms": round((span["end_ns"] - span["start_ns"]) / 1e6, 1),
+                          "attributes": span["attributes"]})
     except Exception:  # noqa: BLE001 - a run without traces is still worth showing
         pass
     messages = [{"role": "user", "content": prompt}] if prompt is not None else []

@@ -298,53 +298,36 @@ class Comparison:
         rating = {"thumbs": thumbs, "score": score, "comment": comment or None, "user": user, "logged": False}
         trace_id = self.trace_id(row, vi)
         if trace_id is not None:
-            import mlflow
-            from mlflow.entities import AssessmentSource, AssessmentSourceType
+            from llmops_lab.tracking import tags as T
+            from llmops_lab.tracking import writer
 
-            source = AssessmentSource(source_type=AssessmentSourceType.HUMAN, source_id=user)
-            meta = {"llmops.row": str(row), "llmops.variant": self.variants[vi].label}
+            meta = {T.ROW: str(row), T.VARIANT: self.variants[vi].label}
             if thumbs is not None:
-                mlflow.log_feedback(trace_id=trace_id, name="thumbs", value=bool(thumbs), source=source,
-                                    rationale=comment or None, metadata=meta)
+                writer.log_feedback(trace_id, "thumbs", bool(thumbs), user=user, rationale=comment or None,
+                                    metadata=meta)
             if score is not None:
-                mlflow.log_feedback(trace_id=trace_id, name="rating", value=int(score), source=source,
-                                    rationale=comment or None, metadata=meta)
+                writer.log_feedback(trace_id, "rating", int(score), user=user, rationale=comment or None,
+                                    metadata=meta)
             if comment and thumbs is None and score is None:
-                mlflow.log_feedback(trace_id=trace_id, name="comment", value=comment, source=source, metadata=meta)
+                writer.log_feedback(trace_id, "comment", comment, user=user, metadata=meta)
             rating["logged"] = True
         self.ratings[(row, vi)] = rating
         if self._widget is not None:
             self._widget.refresh(header=True)
         return rating
 
-    def _traces(self, vi: int) -> dict[int, Any]:
-        """Row index -> trace of a variant's run (cached per variant)."""
+    def _traces(self, vi: int) -> dict[int, dict[str, Any]]:
+        """Row index -> {"trace_id", "ratings"} of a variant's run (cached per variant)."""
         cache = self.__dict__.setdefault("_trace_cache", {})
         if vi not in cache:
-            run_id = self.run_ids[vi]
-            found: dict[int, Any] = {}
-            if run_id:
-                client = _client()
-                exp_id = client.get_run(run_id).info.experiment_id
-                token = None
-                while True:
-                    page = client.search_traces(locations=[exp_id], run_id=run_id, max_results=500,
-                                                page_token=token)
-                    for trace in page:
-                        for span in trace.data.spans:
-                            r = span.attributes.get("llmops.row")
-                            if r is not None:
-                                found[int(r)] = trace
-                                break
-                    token = page.token
-                    if not token:
-                        break
-            cache[vi] = found
+            from llmops_lab.tracking import reader
+
+            cache[vi] = reader.row_traces(self.run_ids[vi])
         return cache[vi]
 
     def trace_id(self, row: int, variant: int | str) -> str | None:
         trace = self._traces(self.variant_index(variant)).get(row)
-        return trace.info.trace_id if trace is not None else None
+        return trace["trace_id"] if trace is not None else None
 
     def load_ratings(self) -> dict[tuple[int, int], dict[str, Any]]:
         """Read human feedback back from the variants' traces (ratings survive a kernel restart)."""
@@ -352,18 +335,7 @@ class Comparison:
         ratings: dict[tuple[int, int], dict[str, Any]] = {}
         for vi in range(len(self.variants)):
             for row, trace in self._traces(vi).items():
-                found: dict[str, Any] = {}
-                for a in sorted(trace.info.assessments or [], key=lambda a: a.create_time_ms or 0):
-                    if getattr(a, "valid", True) is False or a.source.source_type != "HUMAN":
-                        continue
-                    value = a.feedback.value if a.feedback is not None else None
-                    if a.name == "thumbs":
-                        found["thumbs"] = bool(value)
-                    elif a.name == "rating":
-                        found["score"] = int(value)
-                    if a.rationale or a.name == "comment":
-                        found["comment"] = a.rationale or value
-                    found["user"] = a.source.source_id
+                found = trace["ratings"]
                 if found:
                     ratings[(row, vi)] = {"thumbs": found.get("thumbs"), "score": found.get("score"),
                                           "comment": found.get("comment"), "user": found.get("user"), "logged": True}
@@ -387,11 +359,11 @@ class Comparison:
         version = registry.promote_prompt(prompt_name, v.template, model=v.model, params=v.params, alias=alias,
                                           reason=why, user=user, source=self.parent_run_id or "")
         if self.parent_run_id:
-            from llmops_lab.tracking import context
+            from llmops_lab.tracking import context, writer
+            from llmops_lab.tracking import tags as T
 
-            client = _client()
-            client.set_tag(self.parent_run_id, f"llmops.promoted.{alias}",
-                           f"{prompt_name}@{version.version} ({v.label}) by {user or context.user()}: {why}"[:5000])
+            writer.set_run_tag(self.parent_run_id, f"{T.PROMOTED}{alias}",
+                               f"{prompt_name}@{version.version} ({v.label}) by {user or context.user()}: {why}"[:5000])
         return version
 
     def promote_name(self, variant: int | str) -> str | None:
@@ -424,13 +396,6 @@ class Comparison:
     def __repr__(self) -> str:
         return (f"Comparison({len(self.variants)} variants x {self.n_rows} rows, baseline "
                 f"{self.variants[self.baseline].label!r}, run {self.parent_run_id})")
-
-
-def _client():
-    from llmops_lab.config import get_settings
-    from llmops_lab.tracking.mlflow_sink import client_for
-
-    return client_for(get_settings().resolved_tracking_uri())
 
 
 def compare(prompts: Sequence[str] | str, models: Sequence[str] | str | None = None, *, data: Any,
@@ -497,45 +462,34 @@ def compare(prompts: Sequence[str] | str, models: Sequence[str] | str | None = N
     return cmp
 
 
-def _track_parent(cmp: Comparison, settings: Any, started_ms: int) -> str:
-    """Parent run (kind=compare) with the variants' batch runs as children and the summary as a table."""
-    from mlflow.entities import Metric, Param
+def _track_parent(cmp: Comparison, settings: Any, started_ms: int, timeout: float = 30.0) -> str | None:
+    """Parent run (kind=compare) with the variants' batch runs as children and the summary as a table: one
+    record through the spool, like the batches (durable at submit, written once); waits for its run id."""
+    import uuid
 
-    from llmops_lab.tracking import context
-    from llmops_lab.tracking.mlflow_sink import MlflowSink
+    from llmops_lab.tracking import context, submit, writer
+    from llmops_lab.trust.redaction import redact_record
 
-    client = _client()
     notebook = context.notebook_path()
-    exp_name = context.experiment_name(settings, notebook)
-    exp_id = MlflowSink(lambda: settings)._experiment_id(client, settings.resolved_tracking_uri(), exp_name, settings)
-    tags = {"llmops.kind": "compare", "llmops.user": context.user(), "mlflow.user": context.user(),
-            "llmops.baseline": cmp.variants[cmp.baseline].label}
-    if notebook:
-        tags.update({"llmops.notebook": notebook, "mlflow.source.name": notebook, "mlflow.source.type": "NOTEBOOK"})
-    run = client.create_run(exp_id, start_time=started_ms, run_name=f"compare {cmp.name or ''}".strip(), tags=tags)
-    parent = run.info.run_id
-    for v, run_id in zip(cmp.variants, cmp.run_ids):
-        if run_id:
-            client.set_tag(run_id, "mlflow.parentRunId", parent)
-            client.set_tag(run_id, "llmops.compare.variant", v.label)
-            client.set_tag(run_id, "llmops.compare.parent", parent)
     summary = cmp.summary()
-    now = int(time.time() * 1000)
-    metrics = []
+    metrics: dict[str, float] = {}
     for i, (label, row) in enumerate(summary.iterrows()):
         for s in cmp.scorers:
             if row.get(f"{s}_mean") is not None and not _nan(row[f"{s}_mean"]):
-                metrics.append(Metric(f"v{i}.score.{s}", float(row[f"{s}_mean"]), now, 0))
+                metrics[f"v{i}.score.{s}"] = float(row[f"{s}_mean"])
         if row.get("win_rate") is not None and not _nan(row["win_rate"]):
-            metrics.append(Metric(f"v{i}.win_rate", float(row["win_rate"]), now, 0))
-    client.log_batch(parent, metrics=metrics, params=[
-        Param("variants", str(len(cmp.variants))), Param("rows", str(cmp.n_rows)),
-        Param("baseline", cmp.variants[cmp.baseline].label[:500]), Param("primary_scorer", str(cmp.primary))])
+            metrics[f"v{i}.win_rate"] = float(row["win_rate"])
     table = summary.reset_index().astype(object)
     table["params"] = table["params"].map(str)
-    client.log_table(parent, table.where(table.notna(), None), "comparison.json")
-    client.set_terminated(parent, status="FINISHED")
-    return parent
+    children = [((res.attrs.get("llmops") or {}).get("record_id"), run_id, v.label)
+                for v, res, run_id in zip(cmp.variants, cmp.results, cmp.run_ids)]
+    record = writer.compare_record(
+        record_id=uuid.uuid4().hex, experiment=context.experiment_name(settings, notebook), notebook=notebook,
+        user=context.user(), name=f"compare {cmp.name or ''}".strip(), started_ms=started_ms,
+        baseline=cmp.variants[cmp.baseline].label, children=children, metrics=metrics,
+        params={"variants": str(len(cmp.variants)), "rows": str(cmp.n_rows), "primary_scorer": str(cmp.primary)},
+        table=table)
+    return submit(redact_record(record, settings), settings).wait(timeout)
 
 
 def _nan(x: Any) -> bool:

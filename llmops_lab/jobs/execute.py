@@ -344,13 +344,12 @@ class JobExecutor:
         pinned = self.store.find_by_run(gate.baseline)
         if pinned is not None:
             return pinned.metrics, f"run {gate.baseline[:8]}"
-        try:
-            run = self.client.get_run(gate.baseline) if self.client is not None else None
-        except Exception:  # noqa: BLE001 - unknown run: the gate says so below
-            run = None
-        if run is None:
+        from llmops_lab.tracking import reader
+
+        metrics = reader.run_metrics(self.client, gate.baseline) if self.client is not None else None
+        if metrics is None:  # unknown run: the gate says so
             return None, f"run {gate.baseline} not found"
-        return dict(run.data.metrics), f"run {gate.baseline[:8]}"
+        return metrics, f"run {gate.baseline[:8]}"
 
     def _drift_metrics(self) -> None:
         """``drift.<metric>`` / ``drift.any`` (0 or 1) for the notebook's calls: today against the 30 days
@@ -359,7 +358,8 @@ class JobExecutor:
         if not any(g.metric.startswith("drift.") for g in self.job.gates):
             return
         try:
-            from llmops_lab.analysis.monitoring import drift_flags, drift_report, load_calls
+            from llmops_lab.analysis.drift import drift_flags, drift_report
+            from llmops_lab.tracking.reader import load_calls
             from llmops_lab.tracking import context
 
             experiment = context.experiment_name(self.settings, str(self.source))
@@ -403,34 +403,29 @@ class JobExecutor:
     def _start_run(self) -> None:
         """A RUNNING run in the notebook's experiment (kind=job); failures are warnings, never the status."""
         try:
-            from llmops_lab.tracking import context
-            from llmops_lab.tracking.mlflow_sink import client_for  # creates/migrates the store once, under a lock
+            from llmops_lab.tracking import context, writer
+            from llmops_lab.tracking import tags as T
 
-            uri = self.settings.resolved_tracking_uri()
-            self.client = client_for(uri)
             name = context.experiment_name(self.settings, str(self.source))
-            self.experiment_id = _experiment_id(self.client, uri, name, self.settings)
             job, ex = self.job, self.execution
-            tags = {"llmops.kind": "job", "llmops.job": job.name, "llmops.job.schedule": job.schedule or "manual",
-                    "llmops.job.timezone": job.timezone, "llmops.job.trigger": self.trigger,
-                    "llmops.job.execution": str(ex.id), "llmops.job.status": "running",
-                    "llmops.notebook": str(self.source), "llmops.notebook_digest": ex.notebook_digest or "",
-                    "mlflow.source.name": str(self.source), "mlflow.source.type": "NOTEBOOK",
-                    "llmops.user": context.user(), "mlflow.user": context.user(),
-                    "llmops.host": socket.gethostname()}
+            tags = {T.JOB_NAME: job.name, T.JOB_SCHEDULE: job.schedule or "manual",
+                    T.JOB_TIMEZONE: job.timezone, T.JOB_TRIGGER: self.trigger,
+                    T.JOB_EXECUTION: str(ex.id), T.JOB_STATUS: "running",
+                    **writer.notebook_tags(str(self.source)), T.NOTEBOOK_DIGEST: ex.notebook_digest or "",
+                    **writer.user_tags(context.user()), T.HOST: socket.gethostname()}
             if ex.git_commit:
-                tags["llmops.git_commit"] = tags["mlflow.source.git.commit"] = ex.git_commit
+                tags[T.GIT_COMMIT] = tags[T.SOURCE_GIT_COMMIT] = ex.git_commit
             if self.scheduled_for is not None:
-                tags["llmops.job.scheduled_for"] = iso(self.scheduled_for)
-            run = self.client.create_run(self.experiment_id, start_time=int(ex.started_at.timestamp() * 1000),
-                                         run_name=job.name, tags=tags)
-            self.run_id = ex.run_id = run.info.run_id
-            from mlflow.entities import Param
-
-            params = [Param(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in job.parameters.items()]
-            params += [Param("job.timeout", f"{job.timeout:g}"), Param("job.retries", str(job.retries)),
-                       Param("job.kernel", job.kernel)]
-            self.client.log_batch(self.run_id, params=[Param(p.key, p.value[:6000]) for p in params])
+                tags[T.JOB_SCHEDULED_FOR] = iso(self.scheduled_for)
+            params = {k: json.dumps(v) if not isinstance(v, str) else v for k, v in job.parameters.items()}
+            params.update({"job.timeout": f"{job.timeout:g}", "job.retries": str(job.retries),
+                           "job.kernel": job.kernel})
+            # creates/migrates the store once, under a lock
+            self.client, self.experiment_id, self.run_id = writer.start_job_run(
+                self.settings, experiment=name, name=job.name, started_ms=int(ex.started_at.timestamp() * 1000),
+                tags=tags)
+            ex.run_id = self.run_id
+            writer.log_params(self.client, self.run_id, params)
             self.store.update(ex)
         except Exception as err:  # noqa: BLE001
             self.warnings.append(f"MLflow run not created: {_error_text(err)}")
@@ -450,11 +445,10 @@ class JobExecutor:
                 tracking.flush(30)
             start_ms = int(self.execution.started_at.timestamp() * 1000) - 1000
             end_ms = int(time.time() * 1000) + 1000
-            runs = self.client.search_runs(
-                [self.experiment_id], max_results=200, order_by=["attributes.start_time ASC"],
-                filter_string=f"tags.`llmops.kind` = 'batch' and attributes.start_time >= {start_ms}")
-            runs = [r for r in runs if r.info.start_time <= end_ms
-                    and r.data.tags.get("llmops.notebook") == str(self.source.resolve())]
+            from llmops_lab.tracking import reader
+
+            runs = reader.batch_runs_between(self.client, self.experiment_id, start_ms, end_ms,
+                                             str(self.source.resolve()))
         except Exception as err:  # noqa: BLE001
             self.warnings.append(f"batch runs not collected: {_error_text(err)}")
             return
@@ -484,59 +478,23 @@ class JobExecutor:
             return
         ex = self.execution
         try:
-            from mlflow.entities import Metric, RunTag
+            from llmops_lab.tracking import tags as T
+            from llmops_lab.tracking import writer
 
-            now_ms = int(time.time() * 1000)
-            metrics = []
-            steps: dict[str, int] = {}
-            for record in getattr(self, "_records", []):
-                step = record.get("step")
-                if step is None:
-                    step = steps.get(record["name"], 0)
-                steps[record["name"]] = step + 1
-                metrics.append(Metric(record["name"], record["value"], int(record["ts"] * 1000), step))
-            for key, value in ex.stats.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    metrics.append(Metric(key, float(value), now_ms, 0))
-            tags = [RunTag("llmops.job.status", ex.status)]
+            tags = {T.JOB_STATUS: ex.status}
             if ex.error:
-                tags.append(RunTag("llmops.error", ex.error[:5000]))
+                tags[T.ERROR] = ex.error[:5000]
             if ex.gate is not None:
-                tags.append(RunTag("llmops.job.gate", ("passed: " if ex.gate["passed"] else "breached: ")
-                                   + ex.gate["reason"][:4900]))
+                tags[T.JOB_GATE] = ("passed: " if ex.gate["passed"] else "breached: ") + ex.gate["reason"][:4900]
             if ex.stats.get("batch_runs"):
-                tags.append(RunTag("llmops.job.batch_runs", ",".join(ex.stats["batch_runs"])[:5000]))
-            for start in range(0, len(metrics), 900):
-                self.client.log_batch(self.run_id, metrics=metrics[start:start + 900],
-                                      tags=tags if start == 0 else [])
-            if not metrics:
-                self.client.log_batch(self.run_id, tags=tags)
-            for path in (self.output, self.report, self.metrics_file):
-                if path is not None and path.is_file():
-                    self.client.log_artifact(self.run_id, str(path), "job")
+                tags[T.JOB_BATCH_RUNS] = ",".join(ex.stats["batch_runs"])[:5000]
             status = {"completed": "FINISHED", "regressed": "FINISHED", "cancelled": "KILLED"}.get(ex.status, "FAILED")
-            self.client.set_terminated(self.run_id, status, end_time=now_ms)
+            writer.end_job_run(self.client, self.run_id, records=getattr(self, "_records", []), stats=ex.stats,
+                               tags=tags, status=status,
+                               artifacts=[str(path) for path in (self.output, self.report, self.metrics_file)
+                                          if path is not None and path.is_file()])
         except Exception as err:  # noqa: BLE001
             self.warnings.append(f"MLflow run not completed: {_error_text(err)}")
-
-
-def _experiment_id(client: Any, uri: str, name: str, settings: Settings) -> str:
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    location = None
-    if uri.startswith("sqlite:"):  # artifacts beside the store, as the tracking writer does
-        import re
-
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "default"
-        location = (settings.home / "artifacts" / slug).resolve().as_uri()
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except Exception:  # noqa: BLE001 - created meanwhile by another process (or the kernel's writer)
-        exp = client.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
 
 
 def _stopped_cell(output: Path | None) -> int | None:

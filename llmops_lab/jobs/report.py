@@ -118,7 +118,8 @@ def _drift(settings: Settings, job: Job):
     """Per prompt version: the last day's calls of the job's notebook against the 30 days before."""
     import pandas as pd
 
-    from llmops_lab.analysis.monitoring import drift_report, load_calls
+    from llmops_lab.analysis.drift import drift_report
+    from llmops_lab.tracking.reader import load_calls
     from llmops_lab.tracking import context
 
     try:
@@ -149,14 +150,9 @@ def _worst_rows(settings: Settings, run_id: str, n: int):
     """The ``n`` lowest-scoring rows of a batch run's results table (errors first)."""
     import pandas as pd
 
-    from llmops_lab.tracking.mlflow_sink import client_for
+    from llmops_lab.tracking.reader import results_table
 
-    client = client_for(settings.resolved_tracking_uri())
-    run = client.get_run(run_id)
-    scores = [k[len("score."):] for k in run.data.metrics if k.startswith("score.")]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = client.download_artifacts(run_id, "results.json", tmp)
-        table = pd.read_json(path, orient="split")
+    _, scores, table = results_table(settings.resolved_tracking_uri(), run_id)
     scores = [s for s in scores if s in table.columns]
     rank = pd.Series(0.0, index=table.index)
     if scores:

@@ -2,6 +2,7 @@
 
 Plain dicts out, validation before any MLflow call; paging and sorting are MLflow's own
 (``search_runs(max_results, page_token, order_by)``), so a page costs the same with 10 or 10,000 runs.
+The reading itself (rows, artifacts, traces) is :mod:`llmops_lab.tracking.reader`'s.
 """
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from typing import Any
 
 from llmops_lab.server.errors import ApiError
 from llmops_lab.server.stores import Store, experiment_id, refresh_planner_stats
+from llmops_lab.tracking import reader
+from llmops_lab.tracking import tags as T
+from llmops_lab.tracking.reader import run_row  # noqa: F401 - the panel's RunRow schema lives with the reader
 
 MAX_RESULTS = 500
 DEFAULT_RESULTS = 50
@@ -31,9 +35,6 @@ MAX_CELL = 500  # characters of one cell of those rows
 # results-table columns that are the call's bookkeeping, not its inputs (llmops_lab.evaluation.batch.RESULT_COLUMNS)
 _RESULT_COLUMNS = ("output", "latency_ms", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd",
                    "cached", "retries", "error", "token_logprobs")
-# metrics every run kind logs: left out of a job run's highlights (its notebook's own metrics come first)
-_STANDARD_METRICS = ("latency_ms", "total_tokens", "cost_usd", "prompt_tokens", "completion_tokens",
-                     "duration_s", "attempts")
 _SPAN_SKIP = ("mlflow.spanInputs", "mlflow.spanOutputs")  # the prompt/output texts are shown already
 
 
@@ -82,50 +83,8 @@ def parse_run_ids(value: str | None) -> list[str]:
 
 # -- rows -----------------------------------------------------------------------------------------------
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
-def run_row(run: Any) -> dict[str, Any]:
-    """The panel's RunRow of an MLflow run."""
-    tags, metrics, info = run.data.tags, run.data.metrics, run.info
-    scores = sorted(k for k in metrics if k.startswith("score."))
-    error = tags.get("llmops.error")
-    return {
-        "run_id": info.run_id, "name": info.run_name, "kind": tags.get("llmops.kind"), "status": info.status,
-        "start_time": info.start_time, "model": tags.get("llmops.model") or run.data.params.get("model"),
-        "prompt": tags.get("llmops.prompt"), "latency_ms": _number(metrics.get("latency_ms")),
-        "total_tokens": _number(metrics.get("total_tokens")), "cost_usd": _number(metrics.get("cost_usd")),
-        "score": {"name": scores[0][len("score."):], "value": _number(metrics[scores[0]])} if scores else None,
-        "notebook": tags.get("llmops.notebook"),
-        "error": error.strip().splitlines()[0][:500] if error and error.strip() else None,
-        **_highlights(run),
-    }
-
-
-def _count(value: Any) -> int | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return int(number) if math.isfinite(number) and number >= 0 else None
-
-
-def _highlights(run: Any) -> dict[str, Any]:
-    """What a run that is not one call has instead of model/latency/tokens: a job its notebook's metrics and
-    duration, a comparison its variant and row counts, a batch its row count."""
-    tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
-    kind = tags.get("llmops.kind")
-    out: dict[str, Any] = {"job": None, "job_metrics": None, "duration_s": None, "variants": None, "rows": None}
-    if kind == "job":
-        own = {k: _number(v) for k, v in sorted(metrics.items()) if k not in _STANDARD_METRICS}
-        out.update(job=tags.get("llmops.job"), job_metrics=dict(list(own.items())[:3]),
-                   duration_s=_number(metrics.get("duration_s")))
-    elif kind == "compare":
-        out.update(variants=_count(params.get("variants")), rows=_count(params.get("rows")))
-    elif kind == "batch":
-        out.update(rows=_count(metrics.get("rows")))
-    return out
+_number = reader.number
+_count = reader.count
 
 
 def list_runs(store: Store, *, experiment: str | None = None, max_results: int = DEFAULT_RESULTS,
@@ -138,19 +97,17 @@ def list_runs(store: Store, *, experiment: str | None = None, max_results: int =
         return {"experiment": name, "experiment_id": None, "runs": [], "next_page_token": None}
     if order_by.startswith("metrics."):
         refresh_planner_stats(store)
-    page = client.search_runs([exp_id], "", max_results=max_results, page_token=page_token, order_by=[order_by])
-    token = page.token.decode("ascii") if isinstance(page.token, bytes) else page.token  # sqlite store: bytes
+    page, token = reader.runs_page(client, exp_id, max_results=max_results, page_token_=page_token,
+                                   order_by=order_by)
     return {"experiment": name, "experiment_id": exp_id, "runs": [run_row(r) for r in page],
-            "next_page_token": token or None}
+            "next_page_token": token}
 
 
 # -- detail ---------------------------------------------------------------------------------------------
 
 def _text(client: Any, run: Any, path: str) -> str | None:
-    from llmops_lab.analysis.monitoring import artifact_text
-
     try:
-        text = artifact_text(client, run, path)
+        text = reader.artifact_text(client, run, path)
     except (OSError, UnicodeDecodeError):
         return None
     return text if text is None or len(text) <= MAX_TEXT else text[:MAX_TEXT] + "\n… (truncated)"
@@ -164,35 +121,19 @@ def _attribute(value: Any) -> Any:
 
 
 def _spans(client: Any, run: Any) -> list[dict[str, Any]]:
-    traces = client.search_traces(experiment_ids=[run.info.experiment_id], run_id=run.info.run_id,
-                                  max_results=MAX_TRACES)
-    out: list[dict[str, Any]] = []
-    for trace in traces:
-        for span in (trace.data.spans if trace.data else []):
-            if len(out) >= MAX_SPANS:
-                return out
-            status = getattr(span.status, "status_code", span.status)
-            out.append({"trace_id": span.trace_id, "name": span.name, "span_type": span.span_type,
-                        "start_ms": span.start_time_ns // 1_000_000 if span.start_time_ns else None,
-                        "end_ms": span.end_time_ns // 1_000_000 if span.end_time_ns else None,
-                        "status": getattr(status, "value", str(status)),
-                        "attributes": {k: _attribute(v) for k, v in (span.attributes or {}).items()
-                                       if k not in _SPAN_SKIP}})
-    return out
+    return [{"trace_id": span["trace_id"], "name": span["name"], "span_type": span["span_type"],
+             "start_ms": span["start_ns"] // 1_000_000 if span["start_ns"] else None,
+             "end_ms": span["end_ns"] // 1_000_000 if span["end_ns"] else None,
+             "status": span["status"],
+             "attributes": {k: _attribute(v) for k, v in span["attributes"].items() if k not in _SPAN_SKIP}}
+            for span in reader.span_dicts(reader.traces(client, run, MAX_TRACES), MAX_SPANS)]
 
 
 def _get_run(client: Any, run_id: str) -> Any:
-    from mlflow.exceptions import MlflowException
-
     if client is None:
         raise ApiError(404, f"run {run_id} not found: this project has no MLflow store yet")
-    try:
-        run = client.get_run(run_id)
-    except MlflowException as err:
-        if err.error_code not in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
-            raise
-        run = None
-    if run is None or run.info.lifecycle_stage == "deleted":
+    run = reader.get_run(client, run_id)
+    if run is None:
         raise ApiError(404, f"run {run_id} not found in this project's store")
     return run
 
@@ -221,28 +162,14 @@ def _first_rows(path: Path, limit: int) -> tuple[list[str], list[list[str]], boo
 def batch_rows(client: Any, run: Any, limit: int = MAX_ROWS) -> dict[str, Any] | None:
     """The first rows of a batch run's ``results.csv``: its input columns, ``output``, the scores (and
     ``error`` when a row failed), each cell at most MAX_CELL characters; None without the artifact."""
-    import tempfile
-    from urllib.parse import urlparse
-    from urllib.request import url2pathname
-
-    uri = run.info.artifact_uri or ""
-    parsed = urlparse(uri)
     try:
-        if parsed.scheme in ("", "file"):
-            local = Path(url2pathname(parsed.path) if parsed.scheme else uri) / "results.csv"
-            if not local.is_file():
-                return None
-            header, rows, more = _first_rows(local, limit)
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                try:
-                    local = Path(client.download_artifacts(run.info.run_id, "results.csv", tmp))
-                except Exception:  # noqa: BLE001 - no such artifact on a remote store
-                    return None
-                header, rows, more = _first_rows(local, limit)
+        found = reader.with_artifact(client, run, "results.csv", lambda path: _first_rows(path, limit))
     except (OSError, UnicodeDecodeError, ValueError):
         return None
-    scores = {k[len("score."):] for k in run.data.metrics if k.startswith("score.")}
+    if found is None:
+        return None
+    header, rows, more = found
+    scores = {k[len(T.SCORE):] for k in run.data.metrics if k.startswith(T.SCORE)}
     score_columns = [c for c in header if c in scores]
     inputs = [c for c in header if c not in _RESULT_COLUMNS and c not in scores and not c.endswith("_rationale")]
     index = {c: i for i, c in enumerate(header)}
@@ -260,12 +187,13 @@ def run_detail(store: Store, run_id: str, client: Any = None) -> dict[str, Any]:
     check_run_id(run_id)
     client = client or store.client()
     run = _get_run(client, run_id)
-    tags = {k: v for k, v in run.data.tags.items() if k.startswith(TAG_PREFIXES)}
-    return {**run_row(run), "experiment_id": run.info.experiment_id, "end_time": run.info.end_time,
-            "params": dict(run.data.params), "metrics": {k: _number(v) for k, v in run.data.metrics.items()},
+    facts = reader.run_facts(run)
+    tags = {k: v for k, v in facts["tags"].items() if k.startswith(TAG_PREFIXES)}
+    return {**run_row(run), "experiment_id": facts["experiment_id"], "end_time": facts["end_time"],
+            "params": facts["params"], "metrics": {k: _number(v) for k, v in facts["metrics"].items()},
             "tags": tags, "prompt_text": _text(client, run, "prompt.txt"),
             "output_text": _text(client, run, "output.md"), "spans": _spans(client, run),
-            "results": batch_rows(client, run) if tags.get("llmops.kind") == "batch" else None}
+            "results": batch_rows(client, run) if tags.get(T.KIND) == T.BATCH else None}
 
 
 def compare_runs(store: Store, run_ids: list[str]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Per-request store: which settings, MLflow store and experiment a notebook's kernel would use.
 
-Clients are cached per tracking URI and built with ``MlflowClient(tracking_uri=…)``: nothing here touches
-MLflow's process-global tracking URI, so two notebooks of two projects can be served side by side.
+Clients come from :func:`llmops_lab.tracking.reader.client_for`: one per tracking URI, built with
+``MlflowClient(tracking_uri=…)``; nothing here touches MLflow's process-global tracking URI, so two notebooks
+of two projects can be served side by side.
 """
 from __future__ import annotations
 
@@ -13,9 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from llmops_lab.config import Settings, load_settings
 from llmops_lab.server import paths
-
-_clients: dict[str, Any] = {}
-_lock = threading.Lock()
+from llmops_lab.tracking import reader
+from llmops_lab.tracking.reader import client_for  # noqa: F401 - the server's client per URI is the reader's
 
 
 def mask_uri(uri: str) -> str:
@@ -67,25 +67,6 @@ def resolve(root_dir: str | Path, notebook: str | None) -> Store:
                  path)
 
 
-def client_for(uri: str) -> Any:
-    """One MlflowClient per URI, built with the URI (``tracking.mlflow_sink.migrate_store`` waits for the
-    writers' migration lock on a local store); never MLflow's process-global URI, which a server answering
-    for several projects must not have.
-    """
-    client = _clients.get(uri)
-    if client is not None:
-        return client
-    with _lock:
-        if uri not in _clients:
-            from mlflow import MlflowClient
-
-            from llmops_lab.tracking.mlflow_sink import migrate_store
-
-            migrate_store(uri)
-            _clients[uri] = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        return _clients[uri]
-
-
 _analyzed: dict[str, float] = {}
 ANALYZE_EVERY_S = 300.0
 
@@ -115,10 +96,7 @@ def refresh_planner_stats(store: Store) -> None:
 
 def experiment_id(store: Store, client: Any, name: str | None = None) -> str | None:
     """The id of ``name`` (default: the notebook's experiment), None when it does not exist yet."""
-    if client is None:
-        return None
-    exp = client.get_experiment_by_name(name or store.experiment)
-    return exp.experiment_id if exp is not None else None
+    return reader.experiment_id(client, name or store.experiment)
 
 
 def warm_up(root_dir: str | Path) -> None:
@@ -137,13 +115,7 @@ def warm_up(root_dir: str | Path) -> None:
     except (AttributeError, OSError):
         pass
     try:
-        import mlflow  # noqa: F401
-        import mlflow.store.model_registry.sqlalchemy_store  # noqa: F401
-        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
-        from mlflow import MlflowClient  # noqa: F401
-
-        from llmops_lab.tracking.mlflow_sink import migrate_store  # noqa: F401
-
+        reader.warm_imports()
         store = resolve(root_dir, None)
         if store.sqlite_path is not None and store.sqlite_path.is_file():
             client_for(store.uri)

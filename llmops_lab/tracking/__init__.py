@@ -67,8 +67,8 @@ atexit.register(shutdown)
 def recent_runs(limit: int = 20, experiment: str | None = None):
     """The newest runs of this notebook's experiment (after a flush) as a DataFrame.
 
-    Lives in :mod:`llmops_lab.analysis.monitoring` (with the other MLflow readers); kept here for compatibility.
+    Lives in :mod:`llmops_lab.tracking.reader` (with the other MLflow readers); kept here for compatibility.
     """
-    from llmops_lab.analysis.monitoring import recent_runs as _recent_runs
+    from llmops_lab.tracking.reader import recent_runs as _recent_runs
 
     return _recent_runs(limit, experiment)

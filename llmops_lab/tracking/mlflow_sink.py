@@ -1,75 +1,30 @@
-"""The one writer to MLflow: a spool record -> run (tags, params, metrics, artifacts), registered prompt
+"""The call-record writer: a spool record -> run (tags, params, metrics, artifacts), registered prompt
 version linked to it, and a CHAT_MODEL trace. Runs in the tracker's thread; imports MLflow there.
+A compare record (a comparison's parent run) is handed to :func:`llmops_lab.tracking.writer.write_compare`;
+clients come from :mod:`llmops_lab.tracking.reader`, prompt versions from :mod:`llmops_lab.tracking.registry`.
 """
 from __future__ import annotations
 
 import os
-import re
-import threading
 from pathlib import Path
 from typing import Any, Callable
 
 from llmops_lab.config import Settings
 from llmops_lab.tracking import context
+from llmops_lab.tracking import tags as T
+from llmops_lab.tracking.reader import ensure_store, kernel_client, migrate_store  # noqa: F401 - re-exported
+from llmops_lab.tracking.writer import experiment_id as _experiment_id, slug as _slug  # noqa: F401
 
 # The writer is already off the critical path: export traces synchronously so "logged" means logged.
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
 
 TABLE_ROWS = 10_000  # rows in the MLflow results table (the full table is results.csv)
-_init_lock = threading.Lock()
-_initialised: set[str] = set()  # migrated and set as the process-wide URI
-_migrated: set[str] = set()
-
-
-def migrate_store(uri: str) -> None:
-    """Create/migrate a sqlite store once per process, under a file lock (MLflow's migrations race otherwise).
-
-    Touches no process-global MLflow state, so a server answering for several projects can call it too.
-    """
-    if uri in _migrated:
-        return
-    with _init_lock:
-        if uri in _migrated:
-            return
-        import logging
-
-        from mlflow import MlflowClient
-
-        for noisy in ("mlflow.store.db.utils", "alembic"):  # schema creation chatter in the notebook
-            logging.getLogger(noisy).setLevel(logging.WARNING)
-        if uri.startswith("sqlite:///"):
-            from filelock import FileLock
-
-            db = Path(uri[len("sqlite:///"):])
-            db.parent.mkdir(parents=True, exist_ok=True)
-            with FileLock(str(db) + ".lock", timeout=120):
-                MlflowClient(uri).search_experiments(max_results=1)
-        _migrated.add(uri)
-
-
-def ensure_store(uri: str) -> None:
-    """:func:`migrate_store`, then make ``uri`` MLflow's tracking/registry URI in this process (a kernel
-    has one store; fluent APIs such as ``mlflow.log_feedback`` use the global)."""
-    if uri in _initialised:
-        return
-    migrate_store(uri)
-    with _init_lock:
-        import mlflow
-
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
-        _initialised.add(uri)
 
 
 def client_for(uri: str):
-    from mlflow import MlflowClient
-
-    ensure_store(uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "default"
+    """The kernel's client of ``uri`` (:func:`llmops_lab.tracking.reader.kernel_client`: one per URI, and
+    ``uri`` becomes the process-wide MLflow URI)."""
+    return kernel_client(uri)
 
 
 class MlflowSink:
@@ -83,42 +38,15 @@ class MlflowSink:
 
     # -- lookups, cached per process ----------------------------------------------------------------
     def _experiment_id(self, client: Any, uri: str, name: str, settings: Settings) -> str:
-        key = (uri, name)
-        if key not in self._experiments:
-            exp = client.get_experiment_by_name(name)
-            if exp is None:
-                location = None
-                if uri.startswith("sqlite:"):  # keep artifacts beside the store, not in the kernel's cwd
-                    location = (settings.home / "artifacts" / _slug(name)).resolve().as_uri()
-                try:
-                    exp_id = client.create_experiment(name, artifact_location=location)
-                except Exception:  # noqa: BLE001 - created meanwhile by another process
-                    exp = client.get_experiment_by_name(name)
-                    if exp is None:
-                        raise
-                    exp_id = exp.experiment_id
-            else:
-                exp_id = exp.experiment_id
-            self._experiments[key] = exp_id
-        return self._experiments[key]
+        return _experiment_id(client, uri, name, settings, self._experiments)
 
     def _prompt_version(self, client: Any, uri: str, prompt: dict[str, str]) -> Any:
         """The registry version with this exact text; registers a new version only when the text changed."""
         key = (uri, prompt["name"], prompt["sha256"])
         if key not in self._prompts:
-            from mlflow.exceptions import MlflowException
+            from llmops_lab.tracking.registry import version_with_text
 
-            existing = None
-            try:
-                for version in client.search_prompt_versions(prompt["name"], max_results=1000):
-                    if version.template == prompt["template"]:
-                        existing = version
-                        break
-            except MlflowException:
-                existing = None  # no such prompt yet
-            self._prompts[key] = existing or client.register_prompt(
-                prompt["name"], prompt["template"], commit_message="registered by llmops-lab",
-                tags={"llmops.sha256": prompt["sha256"]})
+            self._prompts[key] = version_with_text(client, prompt["name"], prompt["template"], prompt["sha256"])
         return self._prompts[key]
 
     # -- the write ----------------------------------------------------------------------------------
@@ -129,6 +57,10 @@ class MlflowSink:
         if kind == "batch_rows":
             self._stage_rows(record)
             return "", None
+        if kind == T.COMPARE:  # a comparison's parent run: tracking/writer.py writes it
+            from llmops_lab.tracking.writer import write_compare
+
+            return write_compare(record, self._settings(), replay, self._experiments), None
         client, exp_id, version, existing = self._begin(record, replay)
         prompt_uri = f"prompts:/{version.name}/{version.version}"
         if existing:
@@ -140,7 +72,7 @@ class MlflowSink:
         # The prompt link is MLflow's own tag (what link_prompt_version_to_run writes for non-UC stores),
         # set at creation: three store round trips fewer per record.
         tags = {**self._tags(record, settings, version),
-                "mlflow.linkedPrompts": update_linked_prompts_tag(None, [version])}
+                T.LINKED_PROMPTS: update_linked_prompts_tag(None, [version])}
         run = client.create_run(exp_id, start_time=start_ms, run_name=record["prompt"]["name"], tags=tags)
         run_id = run.info.run_id
         params = {"provider": record["provider"], "model": record["model_name"],
@@ -180,7 +112,7 @@ class MlflowSink:
         exp_id = self._experiment_id(client, uri, record["experiment"], settings)
         version = self._prompt_version(client, uri, record["prompt"])
         if replay:
-            found = client.search_runs([exp_id], filter_string=f"tags.`llmops.record_id` = '{record['id']}'",
+            found = client.search_runs([exp_id], filter_string=T.tag_filter(T.RECORD_ID, record["id"]),
                                        max_results=5)
             for run in found:
                 if run.info.status in ("FINISHED", "FAILED"):
@@ -241,46 +173,46 @@ class MlflowSink:
 
     def _tags(self, record: dict[str, Any], settings: Settings, version: Any) -> dict[str, str]:
         tags = {
-            "llmops.record_id": record["id"],
-            "llmops.kind": record["kind"],
-            "llmops.user": record.get("user") or "unknown",
-            "mlflow.user": record.get("user") or "unknown",
-            "llmops.model": record["model"],
-            "llmops.prompt": f"{version.name}@{version.version}",
+            T.RECORD_ID: record["id"],
+            T.KIND: record["kind"],
+            T.USER: record.get("user") or "unknown",
+            T.MLFLOW_USER: record.get("user") or "unknown",
+            T.MODEL: record["model"],
+            T.PROMPT: f"{version.name}@{version.version}",
         }
         if record.get("notebook"):
-            tags["llmops.notebook"] = record["notebook"]
-            tags["mlflow.source.name"] = record["notebook"]
-            tags["mlflow.source.type"] = "NOTEBOOK"
+            tags[T.NOTEBOOK] = record["notebook"]
+            tags[T.SOURCE_NAME] = record["notebook"]
+            tags[T.SOURCE_TYPE] = T.NOTEBOOK_SOURCE
         if record.get("cell_id"):
-            tags["llmops.cell_id"] = record["cell_id"]
+            tags[T.CELL_ID] = record["cell_id"]
         commit = context.git_commit(Path(record.get("project_root") or settings.project_root))
         if commit:
-            tags["llmops.git_commit"] = commit
-            tags["mlflow.source.git.commit"] = commit
+            tags[T.GIT_COMMIT] = commit
+            tags[T.SOURCE_GIT_COMMIT] = commit
         if record.get("error"):
-            tags["llmops.error"] = record["error"][:5000]
+            tags[T.ERROR] = record["error"][:5000]
         redaction = record.get("redaction") or {}
         if redaction:  # audit: was the record masked, and what (counts per detector, never values)
-            tags["llmops.redaction"] = redaction.get("status", "ok")
+            tags[T.REDACTION] = redaction.get("status", "ok")
             if redaction.get("counts"):
-                tags["llmops.redaction.counts"] = ",".join(f"{k}:{v}" for k, v in redaction["counts"].items())
+                tags[T.REDACTION_COUNTS] = ",".join(f"{k}:{v}" for k, v in redaction["counts"].items())
         return tags
 
     def _trace(self, client: Any, record: dict[str, Any], exp_id: str, run_id: str, version: Any) -> None:
         from mlflow.entities import SpanType
 
         usage = record.get("usage") or {}
-        attributes = {"model": record["model"], **record["params"], "llmops.record_id": record["id"],
+        attributes = {"model": record["model"], **record["params"], T.RECORD_ID: record["id"],
                       "mlflow.chat.tokenUsage": {"input_tokens": usage.get("prompt_tokens", 0),
                                                  "output_tokens": usage.get("completion_tokens", 0),
                                                  "total_tokens": usage.get("total_tokens", 0)}}
         if "index" in record:
-            attributes["llmops.row"] = record["index"]
-            attributes["llmops.cached"] = bool(record.get("cached"))
+            attributes[T.ROW] = record["index"]
+            attributes[T.CACHED] = bool(record.get("cached"))
         span = client.start_trace(record["prompt"]["name"], span_type=SpanType.CHAT_MODEL,
                                   inputs={"messages": record.get("messages"), "variables": record.get("variables")},
-                                  attributes=attributes, tags={"llmops.record_id": record["id"]},
+                                  attributes=attributes, tags={T.RECORD_ID: record["id"]},
                                   experiment_id=exp_id, start_time_ns=record["start_ns"] or None, run_id=run_id)
         outputs = {"content": record.get("output")} if not record.get("error") else {"error": record["error"]}
         client.end_trace(span.trace_id, outputs=outputs, status="ERROR" if record.get("error") else "OK",
@@ -312,7 +244,7 @@ def _dataset_entity(dataset: dict[str, Any], record: dict[str, Any], entity_cls:
         source_type, source_json = "local", json.dumps({"uri": source})
     else:
         source_type = "code"
-        source_json = json.dumps({"tags": {"mlflow.source.name": record.get("notebook") or "notebook"}})
+        source_json = json.dumps({"tags": {T.SOURCE_NAME: record.get("notebook") or "notebook"}})
     profile = json.dumps({"num_rows": dataset["rows"], "num_elements": dataset["rows"] * len(dataset["columns"])})
     return entity_cls(dataset["name"], dataset["digest"], source_type, source_json,
                       json.dumps({"mlflow_colspec": colspec}), profile)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from llmops_lab.exceptions import ConfigError
+from llmops_lab.tracking import tags as T
 
 __all__ = ["PromptRef", "LoadedPrompt", "parse_ref", "is_ref", "load_prompt", "get_version", "list_prompts",
            "prompt_summaries", "versions_with_aliases", "diff_versions", "register_version", "check_alias",
@@ -63,10 +64,9 @@ def parse_ref(ref: str) -> PromptRef:
 
 
 def _client():
-    from llmops_lab.config import get_settings
-    from llmops_lab.tracking.mlflow_sink import client_for
+    from llmops_lab.tracking.reader import kernel_client
 
-    return client_for(get_settings().resolved_tracking_uri())
+    return kernel_client()
 
 
 def _versions(client: Any, name: str) -> list:
@@ -240,8 +240,22 @@ def register_version(name: str, template: str, *, model: str | None = None, para
     from llmops_lab.core.templates import PromptTemplate
 
     return client.register_prompt(name, template, commit_message=commit_message or "registered by llmops-lab",
-                                  tags={"llmops.sha256": PromptTemplate(template).sha256},
+                                  tags={T.SHA256: PromptTemplate(template).sha256},
                                   model_config=config or None)
+
+
+def version_with_text(client: Any, name: str, template: str, sha256: str) -> Any:
+    """The version of ``name`` whose text is ``template`` (first found), else a new version registered with it
+    (the call writer's lookup: the text alone decides, whatever the model config)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        for version in client.search_prompt_versions(name, max_results=1000):
+            if version.template == template:
+                return version
+    except MlflowException:
+        pass  # no such prompt yet
+    return client.register_prompt(name, template, commit_message="registered by llmops-lab", tags={T.SHA256: sha256})
 
 
 def check_alias(alias: Any) -> str:
@@ -275,9 +289,9 @@ def set_alias(name: str, alias: str, version: int, *, reason: str | None = None,
     client = client or _client()
     client.set_prompt_alias(name, alias, int(version))
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    for key, value in {"llmops.promoted_by": user or context.user(), "llmops.promoted_alias": alias,
-                       "llmops.promoted_at": stamp, "llmops.promoted_reason": reason or "",
-                       "llmops.promoted_from": source or ""}.items():
+    for key, value in {T.PROMOTED_BY: user or context.user(), T.PROMOTED_ALIAS: alias,
+                       T.PROMOTED_AT: stamp, T.PROMOTED_REASON: reason or "",
+                       T.PROMOTED_FROM: source or ""}.items():
         client.set_prompt_version_tag(name, int(version), key, value)
     return client.get_prompt_version(name, int(version))
 

@@ -16,7 +16,7 @@ config written to ``.llmops/server/basic_auth.ini`` (mode 0600) holds no passwor
 a server given by ``LLMOPS_SERVER_AUTH_DB_URI``. The users database (``.llmops/server/basic_auth.db``) is
 created 0600 in a 0700 folder, and the server runs with umask 077, so what it writes is its owner's only.
 
-Permissions: :mod:`llmops_lab.trust.team_auth` is the server's ``authorization_function``: MLflow's basic auth,
+Permissions: :mod:`llmops_lab.tracking.team_auth` is the server's ``authorization_function``: MLflow's basic auth,
 plus "creating an experiment or a prompt (or model) needs EDIT" (stock MLflow lets every user create them).
 
 Clients (notebooks, jobs) point at it with ``MLFLOW_TRACKING_URI=http://HOST:PORT`` and authenticate with
@@ -38,7 +38,7 @@ from llmops_lab.exceptions import ConfigError
 PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
 MIN_PASSWORD = 12  # MLflow refuses a shorter admin password
 AUTH_CACHE_S = 30
-AUTHORIZATION_FUNCTION = "llmops_lab.trust.team_auth:authenticate_request"
+AUTHORIZATION_FUNCTION = "llmops_lab.tracking.team_auth:authenticate_request"
 # The pip command for each database driver SQLAlchemy may pick (the module named in its ImportError).
 DRIVER_INSTALL = {
     "psycopg": "pip install 'llmops-lab[team]' (or pip install 'psycopg[binary]')",
@@ -172,7 +172,7 @@ def plan_server(home: Path, *, host: str = "127.0.0.1", port: int = 5000, backen
             f"default_permission = {default_permission}\n"
             f"database_uri = {users_db.replace('%', '%%')}\n"
             f"admin_username = {environ.get('MLFLOW_AUTH_ADMIN_USERNAME') or 'admin'}\n"
-            # MLflow's basic auth, plus: creating an experiment or a prompt needs EDIT (llmops_lab/trust/team_auth.py).
+            # MLflow's basic auth, plus: creating an experiment or a prompt needs EDIT (llmops_lab/tracking/team_auth.py).
             f"authorization_function = {AUTHORIZATION_FUNCTION}\n"
             # A password check is a PBKDF2 hash (~0.1-0.5 s of CPU); a run write is ~10 requests. Cache good
             # credentials for 30 s per worker (password changes through the API apply at once on that worker).

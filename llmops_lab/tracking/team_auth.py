@@ -13,7 +13,7 @@ Make a user an editor (may create experiments and prompts, and log to every expe
          {"username": U, "resource_type": "experiment", "resource_id": "*", "permission": "EDIT"}
     (and the same with "resource_type": "prompt" for prompts, "registered_model" for models)
 
-``llmops-lab server start`` writes ``authorization_function = llmops_lab.trust.team_auth:authenticate_request``
+``llmops-lab server start`` writes ``authorization_function = llmops_lab.tracking.team_auth:authenticate_request``
 into the auth config; MLflow imports this module in each server worker (Flask, and its FastAPI bridge).
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import logging
 
 from flask import Response, request
 
-log = logging.getLogger("llmops_lab.trust.team_auth")
+log = logging.getLogger("llmops_lab.tracking.team_auth")
 PROMPT_TAG = "mlflow.prompt.is_prompt"
 CREATE_EXPERIMENT = "/mlflow/experiments/create"
 CREATE_REGISTERED_MODEL = "/mlflow/registered-models/create"

@@ -1,0 +1,72 @@
+"""The names llmops-lab writes into MLflow and reads back: run kinds, tags, span attributes, metadata.
+
+Writers (``tracking/mlflow_sink.py``, ``tracking/writer.py``, ``tracking/registry.py``) and readers
+(``tracking/reader.py``, the server, audit, jobs) use these constants, never the strings themselves,
+so a name is spelled in one place. Pure: imports nothing.
+"""
+from __future__ import annotations
+
+# -- run kinds (the value of KIND) ---------------------------------------------------------------------
+SINGLE = "single"  # one run() / %%llm call
+BATCH = "batch"  # one batch() (or one compare variant)
+COMPARE = "compare"  # a comparison's parent run
+JOB = "job"  # one job execution
+
+# -- llmops tags on runs --------------------------------------------------------------------------------
+KIND = "llmops.kind"
+RECORD_ID = "llmops.record_id"
+USER = "llmops.user"
+MODEL = "llmops.model"
+PROMPT = "llmops.prompt"  # name@version
+NOTEBOOK = "llmops.notebook"
+CELL_ID = "llmops.cell_id"
+GIT_COMMIT = "llmops.git_commit"
+ERROR = "llmops.error"
+REDACTION = "llmops.redaction"
+REDACTION_COUNTS = "llmops.redaction.counts"
+BASELINE = "llmops.baseline"  # compare parent: the baseline variant's label
+COMPARE_PARENT = "llmops.compare.parent"  # compare child
+COMPARE_VARIANT = "llmops.compare.variant"  # compare child
+PROMOTED = "llmops.promoted."  # + alias, on a compare parent after a promote
+JOB_NAME = "llmops.job"
+JOB_SCHEDULE = "llmops.job.schedule"
+JOB_TIMEZONE = "llmops.job.timezone"
+JOB_TRIGGER = "llmops.job.trigger"
+JOB_EXECUTION = "llmops.job.execution"
+JOB_STATUS = "llmops.job.status"
+JOB_SCHEDULED_FOR = "llmops.job.scheduled_for"
+JOB_GATE = "llmops.job.gate"
+JOB_BATCH_RUNS = "llmops.job.batch_runs"
+NOTEBOOK_DIGEST = "llmops.notebook_digest"
+HOST = "llmops.host"
+
+# -- MLflow's own tags that llmops-lab sets ------------------------------------------------------------
+MLFLOW_USER = "mlflow.user"
+SOURCE_NAME = "mlflow.source.name"
+SOURCE_TYPE = "mlflow.source.type"
+SOURCE_GIT_COMMIT = "mlflow.source.git.commit"
+PARENT_RUN_ID = "mlflow.parentRunId"
+LINKED_PROMPTS = "mlflow.linkedPrompts"
+NOTEBOOK_SOURCE = "NOTEBOOK"  # the value of SOURCE_TYPE
+
+# -- prompt registry version tags ----------------------------------------------------------------------
+SHA256 = "llmops.sha256"
+PROMOTED_BY = "llmops.promoted_by"
+PROMOTED_ALIAS = "llmops.promoted_alias"
+PROMOTED_AT = "llmops.promoted_at"
+PROMOTED_REASON = "llmops.promoted_reason"
+PROMOTED_FROM = "llmops.promoted_from"
+
+# -- trace span attributes and feedback metadata -------------------------------------------------------
+ROW = "llmops.row"  # span attribute of a batch row's trace; feedback metadata
+CACHED = "llmops.cached"  # span attribute of a batch row's trace
+VARIANT = "llmops.variant"  # feedback metadata: the compare variant's label
+
+# -- params and metrics read back ----------------------------------------------------------------------
+DATASET_DIGEST = "dataset_digest"  # batch run param
+SCORE = "score."  # metric prefix: score.<scorer>
+
+
+def tag_filter(tag: str, value: str) -> str:
+    """``tags.`llmops.kind` = 'batch'``: a search_runs filter on one tag (quotes in the value dropped)."""
+    return f"tags.`{tag}` = '{str(value).replace(chr(39), '')}'"
