@@ -73,13 +73,15 @@ def llmops_lab_load(ref):
 
 
 def test_prompts_from_magic_args(fake):
+    from llmops_lab.magics.adapters import prompts_from_magic_args
+
     registry.register_version("greet", "Hello {{ name }}")
     registry.register_version("greet", "Hi {{ name }}!")
-    assert list(registry.prompts_from_magic_args()["name"]) == ["greet"]
-    assert registry.prompts_from_magic_args("greet").iloc[0]["versions"] == [1, 2]
-    diff = registry.prompts_from_magic_args("greet", diff=("1", "2"))
+    assert list(prompts_from_magic_args()["name"]) == ["greet"]
+    assert prompts_from_magic_args("greet").iloc[0]["versions"] == [1, 2]
+    diff = prompts_from_magic_args("greet", diff=("1", "2"))
     assert isinstance(diff, str) and "+Hi {{ name }}!" in diff and "<pre>" in diff._repr_html_()
     with pytest.raises(ConfigError, match="no prompt named"):
-        registry.prompts_from_magic_args("nope")
+        prompts_from_magic_args("nope")
     with pytest.raises(ConfigError, match="usage"):
-        registry.prompts_from_magic_args(None, diff=("1", "2"))
+        prompts_from_magic_args(None, diff=("1", "2"))

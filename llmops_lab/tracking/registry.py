@@ -23,7 +23,7 @@ __all__ = ["PromptRef", "LoadedPrompt", "parse_ref", "is_ref", "load_prompt", "g
            "prompt_summaries", "versions_with_aliases", "diff_versions", "register_version", "check_alias",
            "promote_prompt", "set_alias",
            "model_config_for", "params_from_config",
-           "prompts_from_magic_args", "PromptDiff"]
+           "PromptDiff"]
 
 _REF = re.compile(r"^(?:prompts:/)?(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,99})(?:(?:@|/)(?P<sel>[A-Za-z0-9_.-]+))?$")
 # model_config keys <-> llmops generation parameters
@@ -315,17 +315,3 @@ class PromptDiff(str):
             lines.append(f"<span style='color:{color}'>{html.escape(line)}</span>")
         return "<pre>" + "\n".join(lines) + "</pre>"
 
-
-def prompts_from_magic_args(name: str | None = None, diff: Any = None):
-    """``%llm prompts`` -> :func:`list_prompts` (a DataFrame); ``%llm prompts NAME`` -> its row;
-    ``%llm prompts NAME --diff 1 2`` (``diff=("1", "2")``; versions or aliases) -> a :class:`PromptDiff`."""
-    if diff:
-        if not name or len(diff) != 2:
-            raise ConfigError("usage: %llm prompts NAME --diff A B (A, B: versions or aliases)")
-        return PromptDiff(diff_versions(name, diff[0], diff[1]))
-    table = list_prompts()
-    if name:
-        table = table[table["name"] == name]
-        if table.empty:
-            raise ConfigError(f"no prompt named {name!r} in the registry; %llm prompts lists them")
-    return table
