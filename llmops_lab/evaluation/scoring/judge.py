@@ -22,7 +22,7 @@ from llmops_lab.exceptions import ConfigError
 
 if TYPE_CHECKING:
     from llmops_lab.config import Settings
-    from llmops_lab.core.call import CallPlan
+    from llmops_lab.core.plan import CallPlan
 
 
 JUDGE_SYSTEM = "You are a strict, fair evaluator of language model outputs."
@@ -97,7 +97,7 @@ class Judge:
 
     def plan(self, settings: "Settings") -> "CallPlan":
         """The judge's call plan (provider resolved, params validated): built once per batch."""
-        from llmops_lab.core.call import plan_call
+        from llmops_lab.core.plan import plan_call
 
         return plan_call(self.template, model=self.model or settings.model, name=self.name, system=self.system,
                          params=self.params, settings=settings)
