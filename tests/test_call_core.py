@@ -169,8 +169,10 @@ def test_no_cache_call_runs_in_the_event_loop(fake, monkeypatch):
         monkeypatch.setattr(ResponseCache, name, spy)
     df = pd.DataFrame({"text": [f"r{i}" for i in range(30)] + ["r0"] * 5})
     fake.latency_ms = 5
-    batch("Say {{ text }}", df, concurrency=4, progress=False, trace_sample=0)
-    batch("Say {{ text }}", df, concurrency=4, progress=False, trace_sample=0)
+    first = batch("Say {{ text }}", df, concurrency=4, progress=False, trace_sample=0)
+    assert fake.request_count == 30 and first["output"].iloc[-1] == "echo: Say r0"  # duplicates asked once
+    again = batch("Say {{ text }}", df, concurrency=4, progress=False, trace_sample=0)
+    assert fake.request_count == 30 and again["cached"].all()  # duplicates in one lookup batch: all hits
     assert threads and not [t for t in threads if t[1] == "llmops-batch"], threads
     used = {name for name, _ in threads}
     assert {"get_many", "put_many"} <= used and "put" not in used

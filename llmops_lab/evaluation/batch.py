@@ -46,6 +46,12 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
     columns, then from ``variables``. Responses are cached (``cache=False`` to skip, ``refresh=True`` to
     re-ask); a row that fails after retries is marked in ``error`` and the batch goes on.
 
+    A scorer that asks a model (``judge:"rubric"``, or any :class:`~llmops_lab.evaluation.scoring.Scorer` with a
+    ``judge``) sends its calls through the same runner and cache as the rows, and within the budget; their
+    tokens and cost are the ``judge_prompt_tokens``, ``judge_completion_tokens`` and ``judge_cost_usd``
+    columns (``total_tokens`` and ``cost_usd`` stay the row's own call). A failed judge call is that score's
+    error; the batch goes on.
+
     ``logprobs=True`` (``top_logprobs`` 0-20, default 5) adds a ``token_logprobs`` column: per row the list
     of :class:`~llmops_lab.providers.base.TokenLogprob` (None where the endpoint returned none), e.g.
     ``explain.shade_html(results.token_logprobs[0])`` or ``explain.logprobs_frame(...)``. It is part of the

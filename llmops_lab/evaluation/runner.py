@@ -106,7 +106,9 @@ def run_rows(plan: "CallPlan", rows: Iterable[RowCall], *, concurrency: int, cac
         limit = AdaptiveLimit(concurrency)
         client = provider.async_client()
         in_flight: dict[str, asyncio.Future] = {}
-        stored: set[str] = set()  # keys this run cached: a later duplicate row reads them back
+        # Keys this run cached since the last two lookups: a duplicate row looked up before its twin was
+        # stored reads it back. Older ones need no memory: later lookups see them (flat for 100k rows).
+        stored: list[set[str]] = [set(), set()]
         writes = _GroupWrites(cache) if use_cache else None
         pending: set[asyncio.Task] = set()
 
@@ -124,7 +126,7 @@ def run_rows(plan: "CallPlan", rows: Iterable[RowCall], *, concurrency: int, cac
             if hit is not None:
                 on_result(hit_result(row, hit, start_ns))
                 return
-            if row.cache_key in stored and not refresh:  # answered by an earlier row of this run (rare)
+            if not refresh and (row.cache_key in stored[0] or row.cache_key in stored[1]):  # a twin's answer (rare)
                 hit = await asyncio.to_thread(cache.get, row.cache_key)
                 if hit is not None:
                     on_result(hit_result(row, hit, start_ns))
@@ -172,7 +174,7 @@ def run_rows(plan: "CallPlan", rows: Iterable[RowCall], *, concurrency: int, cac
                 if value is not None:
                     # Committed before the row completes: a kernel killed mid-batch never pays for it twice.
                     await writes.put(row.cache_key, value)
-                    stored.add(row.cache_key)
+                    stored[0].add(row.cache_key)
             return completion, None
 
         async def drain(below: int) -> None:
@@ -186,6 +188,7 @@ def run_rows(plan: "CallPlan", rows: Iterable[RowCall], *, concurrency: int, cac
             source = iter(rows)
             while chunk := list(islice(source, LOOKUP_ROWS)):
                 hits: dict[str, CachedResponse] = {}
+                stored[1], stored[0] = stored[0], set()  # before the lookup: what it cannot see yet stays
                 if use_cache and not refresh:
                     keys = [r.cache_key for r in chunk if r.cache_key is not None and r.error is None]
                     if keys:
@@ -193,8 +196,8 @@ def run_rows(plan: "CallPlan", rows: Iterable[RowCall], *, concurrency: int, cac
                 for row in chunk:
                     # Bound the tasks alive at once so 100k rows do not become 100k coroutines.
                     await drain(concurrency * 4 - 1)
-                    pending.add(asyncio.create_task(one(row, hits.pop(row.cache_key, None)
-                                                        if row.cache_key is not None else None)))
+                    hit = hits.get(row.cache_key) if row.cache_key is not None else None  # duplicates too
+                    pending.add(asyncio.create_task(one(row, hit)))
                 del chunk, hits
             await drain(0)
         finally:
