@@ -141,7 +141,7 @@ def test_traced_rows_keep_the_notebook_variables(fake):
 
 
 def test_each_row_is_rendered_once(fake, monkeypatch):
-    from llmops_lab.core.plan import CallPlan
+    from llmops_lab.core.call import CallPlan  # (re-exported from core.plan)
 
     rendered = []
     real = CallPlan.messages
@@ -189,3 +189,19 @@ def test_single_record_keeps_the_format_the_sink_reads(fake):
             "output", "finish_reason", "usage", "latency_ms", "cost_usd", "retries", "error"} <= set(record)
     assert record["v"] == 1 and record["kind"] == "single" and record["variables"] == {"who": "there"}
     assert record["prompt"]["name"] == "hello" and record["output"] == "echo: Hi there"
+
+
+def test_day_spend_read_back_from_mlflow_includes_the_judge_calls(fake):
+    from llmops_lab.core import budget
+
+    fake.responder = grade
+    settings = llmops_lab.get_settings()
+    settings.prices["fake:test-model"] = PRICE
+    settings.prices["fake:judge"] = PRICE
+    res = batch("Classify: {{ text }}", pd.DataFrame({"text": ["a", "b", "c"]}), scorers=["judge:ok?"],
+                judge_model="fake:judge", progress=False, trace_sample=0)
+    assert batch_run_id(res)
+    summary = res.attrs["llmops"]["summary"]
+    assert summary["judge_cost_usd"] > 0
+    budget._day["at"] = 0.0  # read from MLflow now
+    assert budget.spent_today(settings) == pytest.approx(summary["cost_usd"] + summary["judge_cost_usd"])

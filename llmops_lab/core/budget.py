@@ -105,7 +105,8 @@ _day_lock = threading.Lock()
 
 
 def spent_today(settings: Settings) -> float:
-    """USD of every run started today (UTC) in the store, read from MLflow (cached for a minute)."""
+    """USD of every run started today (UTC) in the store, judge calls included, read from MLflow (cached for a
+    minute)."""
     day = time.strftime("%Y-%m-%d", time.gmtime())
     with _day_lock:
         if _day["day"] == day and time.monotonic() - _day["at"] < DAY_SPEND_TTL_S:
@@ -116,7 +117,9 @@ def spent_today(settings: Settings) -> float:
 
     now = datetime.now(timezone.utc)
     runs = load_runs(since=now - now.replace(hour=0, minute=0, second=0, microsecond=0))
-    spent = float(runs["cost_usd"].fillna(0).sum()) if "cost_usd" in runs.columns else 0.0
+    # A batch's judge calls are logged apart from its rows' cost (judge_cost_usd); both were spent.
+    spent = sum(float(runs[column].fillna(0).sum()) for column in ("cost_usd", "judge_cost_usd")
+                if column in runs.columns)
     with _day_lock:
         _day.update(at=time.monotonic(), day=day, spent=spent)
     return spent
