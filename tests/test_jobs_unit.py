@@ -409,6 +409,7 @@ def test_export_airflow_papermill_dag_needs_a_kernel_of_the_project(nightly, mon
     assert task["input_nb"] == str(root / "notebooks/04_nightly_eval.ipynb")
     assert task["output_nb"] == str(root / ".llmops/jobs/nightly/airflow-{{ ts_nodash }}.ipynb")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "elsewhere")
+    monkeypatch.setenv("LLMOPS_NOTEBOOK", "before")  # the operator sets it: restored after the test
     monkeypatch.chdir(tmp_path)
     (root / "notebooks").mkdir()
     captured["operator"].execute({"ti": None})  # what the kernel will inherit

@@ -35,6 +35,13 @@ class CostEstimate:
         return (f"{self.calls} call(s), {approx}{self.input_tokens:,} input + ≤{self.output_tokens:,} output "
                 f"tokens, cost {cost}")
 
+    def __add__(self, other: "CostEstimate") -> "CostEstimate":
+        """Two estimates as one (a batch's rows + its judge calls); unknown if either cost is unknown."""
+        cost = None if self.cost_usd is None or other.cost_usd is None else self.cost_usd + other.cost_usd
+        return CostEstimate(self.calls + other.calls, self.input_tokens + other.input_tokens,
+                            self.output_tokens + other.output_tokens, cost,
+                            self.exact_tokens and other.exact_tokens)
+
 
 def _token_counter(model_id: ModelId):
     """(count(texts) -> [int], exact?) for a model: the local model's tokenizer, else characters / 4."""
@@ -45,32 +52,40 @@ def _token_counter(model_id: ModelId):
     return (lambda texts: [max(1, len(text) // 4) for text in texts]), False
 
 
+def output_bound(params: dict[str, Any]) -> int:
+    """The most output tokens one call may use: ``max_tokens``, else :data:`ASSUMED_OUTPUT_TOKENS`."""
+    return int(params.get("max_tokens") or ASSUMED_OUTPUT_TOKENS)
+
+
 def estimate(model_id: ModelId, message_lists: Iterable[list[Message]], params: dict[str, Any],
-             settings: Settings) -> CostEstimate:
-    """Upper-bound cost of sending each message list once."""
+             settings: Settings, *, extra_input_tokens: int = 0) -> CostEstimate:
+    """Upper-bound cost of sending each message list once; ``extra_input_tokens`` per call is input not
+    known yet (a judge call reads the answer it grades)."""
     count, exact = _token_counter(model_id)
     calls = 0
     contents: list[str] = []
     for messages in message_lists:
         calls += 1
         contents.extend(m["content"] for m in messages)
-    tokens_in = sum(count(contents)) + 4 * len(contents)  # + role/format overhead per message
-    tokens_out = calls * int(params.get("max_tokens") or ASSUMED_OUTPUT_TOKENS)
+    tokens_in = sum(count(contents)) + 4 * len(contents) + calls * extra_input_tokens  # + role/format overhead
+    tokens_out = calls * output_bound(params)
     return CostEstimate(calls, tokens_in, tokens_out, cost_usd(model_id, Usage(tokens_in, tokens_out),
                                                                settings.prices), exact)
 
 
 def check(model_id: ModelId, est_fn, settings: Settings, *, max_cost: float | None, force: bool,
-          what: str) -> CostEstimate | None:
+          what: str, also: Iterable[ModelId] = ()) -> CostEstimate | None:
     """Refuse (BudgetError) before any request if the estimate exceeds ``max_cost`` (or the settings'),
-    or the day's budget. ``est_fn()`` builds the estimate only when a budget applies."""
+    or the day's budget. ``est_fn()`` builds the estimate only when a budget applies; ``also``: other models
+    the estimate covers (a batch's judges), which need a price too."""
     limit = max_cost if max_cost is not None else settings.max_cost
     day_limit = settings.max_cost_day
     if force or (limit is None and day_limit is None):
         return None
-    if price_of(model_id, settings.prices) is None:
-        raise BudgetError(f"cannot check the cost budget of this {what}: no price for {model_id}; add it under "
-                          f"[tool.llmops-lab.prices] or pass force=True (--force)")
+    for priced in (model_id, *also):
+        if price_of(priced, settings.prices) is None:
+            raise BudgetError(f"cannot check the cost budget of this {what}: no price for {priced}; add it under "
+                              f"[tool.llmops-lab.prices] or pass force=True (--force)")
     est = est_fn()
     if limit is not None and est.cost_usd > limit:
         raise BudgetError(f"this {what} may cost up to ${est.cost_usd:.4f} ({est.describe()}), over max_cost "
@@ -90,7 +105,8 @@ _day_lock = threading.Lock()
 
 
 def spent_today(settings: Settings) -> float:
-    """USD of every run started today (UTC) in the store, read from MLflow (cached for a minute)."""
+    """USD of every run started today (UTC) in the store, judge calls included, read from MLflow (cached for a
+    minute)."""
     day = time.strftime("%Y-%m-%d", time.gmtime())
     with _day_lock:
         if _day["day"] == day and time.monotonic() - _day["at"] < DAY_SPEND_TTL_S:

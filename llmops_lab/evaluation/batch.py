@@ -1,23 +1,21 @@
-"""Batch evaluation: one template over every row of a dataset, through the same call path as ``run``.
+"""Batch evaluation: one template over every row of a dataset, through the same steps as ``run``
+(``core/steps.py``): plan once, render each row once, budget, cache, provider, record.
 
-validate everything -> render rows lazily -> runner (concurrency, cache, retries) -> scores ->
-results DataFrame + summary -> one MLflow run (kind=batch) fed through the spool in chunks.
+validate everything (the row plan and each judge scorer's plan) -> budget (rows + judge calls, an upper
+bound) -> runner over the rows (concurrency, cache, retries) -> runner over the judge calls (same cache and
+limits) -> other scores -> results DataFrame + summary -> one MLflow run (kind=batch) fed through the spool
+in chunks (``core/records.py``).
 """
 from __future__ import annotations
 
 import math
 import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
-from typing import TYPE_CHECKING
-
-from llmops_lab.core.call import CallPlan, plan_call
 from llmops_lab.config import Settings, get_settings
-from llmops_lab.exceptions import ConfigError, TemplateError
+from llmops_lab.core.plan import CallPlan, plan_call
+from llmops_lab.exceptions import ConfigError
 from llmops_lab.providers.pricing import cost_usd
-from llmops_lab.tracking import context
 
 if TYPE_CHECKING:
     from llmops_lab.evaluation.runner import RowCall, RowResult
@@ -25,7 +23,8 @@ if TYPE_CHECKING:
 CHUNK_ROWS = 1000  # rows per spool record: bounded records, flat memory in the writer
 TOKENS_COLUMN = "token_logprobs"  # only with logprobs=True; in memory only, never logged
 RESULT_COLUMNS = ("output", "latency_ms", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd",
-                  "cached", "retries", "error", TOKENS_COLUMN)
+                  "cached", "retries", "error", TOKENS_COLUMN,
+                  "judge_prompt_tokens", "judge_completion_tokens", "judge_cost_usd")  # judge_*: with judge scorers
 _tickets: dict[str, Any] = {}
 
 
@@ -47,11 +46,18 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
     columns, then from ``variables``. Responses are cached (``cache=False`` to skip, ``refresh=True`` to
     re-ask); a row that fails after retries is marked in ``error`` and the batch goes on.
 
+    A scorer that asks a model (``judge:"rubric"``, or any :class:`~llmops_lab.evaluation.scoring.Scorer` with a
+    ``judge``) sends its calls through the same runner and cache as the rows, and within the budget; their
+    tokens and cost are the ``judge_prompt_tokens``, ``judge_completion_tokens`` and ``judge_cost_usd``
+    columns (``total_tokens`` and ``cost_usd`` stay the row's own call). A failed judge call is that score's
+    error; the batch goes on.
+
     ``logprobs=True`` (``top_logprobs`` 0-20, default 5) adds a ``token_logprobs`` column: per row the list
     of :class:`~llmops_lab.providers.base.TokenLogprob` (None where the endpoint returned none), e.g.
     ``explain.shade_html(results.token_logprobs[0])`` or ``explain.logprobs_frame(...)``. It is part of the
     cache key; cached rows keep their tokens masked like their text. The column is never logged to MLflow.
     """
+    from llmops_lab.core import budget, steps
     from llmops_lab.evaluation import datasets as data_mod
     from llmops_lab.core.options import refuse_options
     from llmops_lab.evaluation.runner import RowCall, run_rows
@@ -78,54 +84,73 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
         if missing:
             raise ConfigError(f"scorer {scorer.spec or scorer.name} needs column {', '.join(missing)}, which the "
                               f"data lacks (columns: {', '.join(map(str, frame.columns))})")
+    # Model-graded scorers (Scorer.judge) are planned now, like the batch: a bad judge model fails before any call.
+    judges = [(scorer, scorer.judge.plan(settings)) for scorer in scorer_list if scorer.judge is not None]
     # Only what the template reads: the notebook namespace is big and rows are many.
     base = {k: v for k, v in (variables or {}).items() if k in plan.template.variables}
     columns = [str(c) for c in frame.columns]
-    plan.messages({**base, **dict(zip(columns, next(frame.itertuples(index=False, name=None))))})  # fail early
 
-    from llmops_lab.core import budget
+    def values_of(row: tuple) -> dict[str, Any]:
+        return {**base, **dict(zip(columns, row))}
 
-    def all_messages() -> Iterator[list]:
-        for values in frame.itertuples(index=False, name=None):
-            try:
-                yield plan.messages({**base, **dict(zip(columns, values))})
-            except TemplateError:
-                continue
+    first = plan.messages(values_of(next(frame.itertuples(index=False, name=None))))  # fail early; reused
 
-    estimate = budget.check(plan.model_id, lambda: budget.estimate(plan.model_id, all_messages(), plan.params,
-                                                                   settings),
-                            settings, max_cost=max_cost, force=force, what="batch")
+    def estimate_all() -> "budget.CostEstimate":
+        # Streams (renders, counts, forgets): memory stays flat; it runs only when a budget applies.
+        rendered = (m for m, _ in (steps.render(plan, values_of(v)) for v in frame.itertuples(index=False, name=None))
+                    if m is not None)
+        total = budget.estimate(plan.model_id, rendered, plan.params, settings)
+        answer_bound = budget.output_bound(plan.params)  # the judge reads the answer: at most this many tokens
+        for scorer, judge_plan in judges:
+            asked = (m for m, _ in (steps.render(judge_plan, scorer.judge.variables("", dict(zip(columns, v))))
+                                    for v in frame.itertuples(index=False, name=None)) if m is not None)
+            total += budget.estimate(judge_plan.model_id, asked, judge_plan.params, settings,
+                                     extra_input_tokens=answer_bound)
+        return total
+
+    estimate = budget.check(plan.model_id, estimate_all, settings, max_cost=max_cost, force=force, what="batch",
+                            also=[judge_plan.model_id for _, judge_plan in judges])
     if estimate is not None:
         print(f"budget check: {estimate.describe()}")
-    from llmops_lab.evaluation.cache import ResponseCache, cache_key
+    from llmops_lab.evaluation.cache import ResponseCache
 
     response_cache = ResponseCache(settings.home / "cache.db") if cache else None
     collector = _Collector(len(frame), plan, settings, progress)
+    # The traced rows keep their one render (and the variables it used, notebook ones included); the others
+    # are dropped once sent, so 100,000 rows never hold 100,000 message lists.
+    trace_limit = len(frame) if trace_sample is None else min(trace_sample, len(frame))
+    traced: dict[int, tuple[Any, dict[str, str]]] = {}
 
     def rows() -> Iterator["RowCall"]:
         for index, values in enumerate(frame.itertuples(index=False, name=None)):
-            try:
-                messages = plan.messages({**base, **dict(zip(columns, values))})
-            except TemplateError as err:
-                yield RowCall(index, [], None, error=str(err))
+            row_vars = values_of(values)
+            messages, error = (first, None) if index == 0 else steps.render(plan, row_vars)
+            if index < trace_limit:
+                traced[index] = (messages, plan.template.values_for_log(row_vars))
+            if error is not None:
+                yield RowCall(index, [], None, error=error)
                 continue
-            key = cache_key(plan.model_id.provider, plan.provider.endpoint_host, plan.model_id.model,
-                            plan.params, messages) if response_cache is not None else None
-            yield RowCall(index, messages, key)
+            yield RowCall(index, messages, steps.key(plan, messages) if response_cache is not None else None)
 
     started_ns = time.time_ns()
     try:
-        stats = run_rows(plan.provider, plan.model_id.model, plan.params, rows(), concurrency=concurrency,
-                         cache=response_cache, refresh=refresh, on_result=collector.add)
+        try:
+            stats = run_rows(plan, rows(), concurrency=concurrency, cache=response_cache, refresh=refresh,
+                             on_result=collector.add)
+        finally:
+            collector.close()
+        judged = _run_judges(judges, frame, collector, settings, concurrency=concurrency, cache=response_cache,
+                             refresh=refresh) if judges else None
     finally:
-        collector.close()
         if response_cache is not None:
             response_cache.close()
     ended_ns = time.time_ns()
     results = collector.frame(frame)
-    score_columns = _score(results, frame, scorer_list, collector, concurrency)
-    summary = _summary(results, score_columns, stats, (ended_ns - started_ns) / 1e9)
-    budget.note_spend(summary["cost_usd"])
+    if judged is not None:
+        judged.add_columns(results)
+    score_columns = _score(results, frame, scorer_list, collector, judged)
+    summary = _summary(results, score_columns, stats, (ended_ns - started_ns) / 1e9, judged)
+    budget.note_spend((summary["cost_usd"] or 0.0) + (summary.get("judge_cost_usd") or 0.0))
     results.attrs["llmops"] = {"summary": summary, "record_id": None}
     print(format_summary(summary))
     from llmops_lab.core import debug
@@ -134,8 +159,11 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
     debug.note_bulk("batch", f"{plan.name}, {len(results)} rows", len(results), "the results DataFrame")
     results = tidy(results)  # readable floats when shown; the values are exact
     if settings.tracking:
-        record_id = _track(results, frame, plan, settings, summary, collector, started_ns, ended_ns,
-                           concurrency, trace_sample, dataset_name or (data if isinstance(data, str) else None))
+        batch_params: dict[str, Any] = {"concurrency": concurrency, "rows": len(results), "trace_sample": trace_sample}
+        if judges:
+            batch_params["judge_model"] = ",".join(sorted({str(jp.model_id) for _, jp in judges}))
+        record_id = _track(results, frame, plan, settings, summary, collector, traced, started_ns, ended_ns,
+                           batch_params, dataset_name or (data if isinstance(data, str) else None))
         results.attrs["llmops"]["record_id"] = record_id
     return results
 
@@ -243,30 +271,93 @@ class _FinalBar:
         return f"<pre style='margin:0'>{html.escape(self.text)}</pre>"
 
 
-def _score(results: Any, inputs: Any, scorers: list, collector: _Collector, concurrency: int) -> list[str]:
+class _Judged:
+    """The judge calls of a batch: each judge scorer's verdicts, and per row their tokens and cost (apart from
+    the row's own call: ``total_tokens`` and ``cost_usd`` stay the row's)."""
+
+    def __init__(self, n: int):
+        self.verdicts: dict[str, list[Any]] = {}
+        self.prompt_tokens = [0] * n
+        self.completion_tokens = [0] * n
+        self.cost: list[float | None] = [None] * n
+        self.stats = {"requests": 0, "cache_hits": 0}
+
+    def add_columns(self, results: Any) -> None:
+        results["judge_prompt_tokens"] = self.prompt_tokens
+        results["judge_completion_tokens"] = self.completion_tokens
+        results["judge_cost_usd"] = self.cost
+
+
+def _run_judges(judges: list, inputs: Any, collector: _Collector, settings: Settings, *, concurrency: int,
+                cache: Any, refresh: bool) -> _Judged:
+    """Every judge call through the batch's runner (same cache, concurrency, limits), one pass per judge scorer."""
+    from llmops_lab.core import steps
+    from llmops_lab.evaluation.runner import RowCall, run_rows
+    from llmops_lab.evaluation.scoring.registry import ScoreResult, _truncate
+
+    n = collector.n
+    judged = _Judged(n)
+    columns = [str(c) for c in inputs.columns]
+    for scorer, plan in judges:
+        verdicts: list[Any] = [ScoreResult(None, None, None)] * n  # a failed row is not graded (as Scorer.score)
+        judge = scorer.judge
+
+        def calls() -> Iterator[RowCall]:
+            for i, values in enumerate(inputs.itertuples(index=False, name=None)):
+                if collector.error[i] is not None:
+                    continue
+                output = collector.output[i]
+                messages, error = steps.render(plan, judge.variables("" if output is None else str(output),
+                                                                     dict(zip(columns, values))))
+                if error is not None:
+                    yield RowCall(i, [], None, error=error)
+                else:
+                    yield RowCall(i, messages, steps.key(plan, messages) if cache is not None else None)
+
+        def graded(r: RowResult, judge=judge, plan=plan, verdicts=verdicts) -> None:
+            if r.error is not None:  # the score is an error; the batch goes on
+                verdicts[r.index] = ScoreResult(None, None, _truncate(f"error: {r.error}"))
+                return
+            verdicts[r.index] = judge.verdict(r.text or "")
+            i = r.index
+            judged.prompt_tokens[i] += r.usage.prompt_tokens
+            judged.completion_tokens[i] += r.usage.completion_tokens
+            cost = 0.0 if r.cached else steps.cost(plan, r.usage, settings)
+            if cost is not None:
+                judged.cost[i] = (judged.cost[i] or 0.0) + cost
+
+        stats = run_rows(plan, calls(), concurrency=concurrency, cache=cache, refresh=refresh, on_result=graded)
+        judged.stats["requests"] += stats["requests"]
+        judged.stats["cache_hits"] += stats["cache_hits"]
+        judged.verdicts[scorer.name] = verdicts
+    return judged
+
+
+def _score(results: Any, inputs: Any, scorers: list, collector: _Collector, judged: _Judged | None) -> list[str]:
     if not scorers:
         return []
-    columns = [str(c) for c in inputs.columns]
-    rows = [dict(zip(columns, values)) for values in inputs.itertuples(index=False, name=None)]
-
-    def score_row(i: int) -> list:
-        meta = {"latency_ms": collector.latency[i], "cost_usd": collector.cost[i], "error": collector.error[i],
-                "usage": {"prompt_tokens": collector.prompt_tokens[i],
-                          "completion_tokens": collector.completion_tokens[i]}}
-        return [s.score(collector.output[i], rows[i], meta) for s in scorers]
-
-    slow = any((s.spec or s.name).startswith("judge") for s in scorers)  # judges call a model: in parallel
-    if slow:
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            scored = list(pool.map(score_row, range(len(rows))))
-    else:
-        scored = [score_row(i) for i in range(len(rows))]
+    local = [s for s in scorers if s.judge is None]  # judge scorers were graded by _run_judges
+    local_scored: list[list[Any]] = []
+    if local:
+        columns = [str(c) for c in inputs.columns]
+        for i, values in enumerate(inputs.itertuples(index=False, name=None)):
+            meta = {"latency_ms": collector.latency[i], "cost_usd": collector.cost[i], "error": collector.error[i],
+                    "usage": {"prompt_tokens": collector.prompt_tokens[i],
+                              "completion_tokens": collector.completion_tokens[i]}}
+            row = dict(zip(columns, values))
+            local_scored.append([s.score(collector.output[i], row, meta) for s in local])
     names = []
-    for j, scorer in enumerate(scorers):
-        results[scorer.name] = [row[j].value for row in scored]
+    k = 0
+    for scorer in scorers:
+        if scorer.judge is not None:
+            column = judged.verdicts[scorer.name]
+        else:
+            column = [row[k] for row in local_scored]
+            k += 1
+        results[scorer.name] = [r.value for r in column]
         names.append(scorer.name)
-        if any(row[j].rationale for row in scored):
-            results[f"{scorer.name}_rationale"] = [row[j].rationale for row in scored]
+        if any(r.rationale for r in column):
+            results[f"{scorer.name}_rationale"] = [r.rationale for r in column]
     return names
 
 
@@ -279,7 +370,8 @@ def _percentile(values: list[float], q: float) -> float | None:
     return values[lo] + (values[hi] - values[lo]) * (k - lo)
 
 
-def _summary(results: Any, score_columns: list[str], stats: dict[str, int], wall_s: float) -> dict[str, Any]:
+def _summary(results: Any, score_columns: list[str], stats: dict[str, int], wall_s: float,
+             judged: _Judged | None = None) -> dict[str, Any]:
     called = results[~results["cached"] & results["error"].isna()]
     costs = results["cost_usd"].dropna()
     summary: dict[str, Any] = {
@@ -299,6 +391,13 @@ def _summary(results: Any, score_columns: list[str], stats: dict[str, int], wall
         "cost_usd": float(costs.sum()) if len(costs) else None,
         "scores": {},
     }
+    if judged is not None:  # apart from the rows' own tokens and cost
+        judge_prompt, judge_completion = sum(judged.prompt_tokens), sum(judged.completion_tokens)
+        judge_costs = [c for c in judged.cost if c is not None]
+        summary.update(judge_prompt_tokens=judge_prompt, judge_completion_tokens=judge_completion,
+                       judge_total_tokens=judge_prompt + judge_completion,
+                       judge_cost_usd=float(sum(judge_costs)) if judge_costs else None,
+                       judge_requests=judged.stats["requests"], judge_cache_hits=judged.stats["cache_hits"])
     for name in score_columns:
         values = results[name].dropna()
         summary["scores"][name] = float(values.mean()) if len(values) else None
@@ -319,59 +418,44 @@ def format_summary(summary: Mapping[str, Any]) -> str:
              f"p50 {ms(summary['latency_p50_ms'])}", f"p95 {ms(summary['latency_p95_ms'])}",
              f"{_rate(summary['rows_per_s'])} rows/s" if summary.get("rows_per_s") else "",
              "cost unknown" if summary["cost_usd"] is None else f"${summary['cost_usd']:.4f}"]
+    if "judge_requests" in summary:
+        cost = summary.get("judge_cost_usd")
+        parts.append(f"judge {summary['judge_total_tokens']:,} tokens "
+                     + ("cost unknown" if cost is None else f"${cost:.4f}"))
     parts += [f"{k} {'–' if v is None else f'{v:.3f}'}" for k, v in summary["scores"].items()]
     return " · ".join(p for p in parts if p)
 
 
 def _track(results: Any, inputs: Any, plan: CallPlan, settings: Settings, summary: dict[str, Any],
-           collector: _Collector, started_ns: int, ended_ns: int, concurrency: int, trace_sample: int | None,
-           source: str | None) -> str:
+           collector: _Collector, traced: dict[int, tuple[Any, dict[str, str]]], started_ns: int, ended_ns: int,
+           batch_params: dict[str, Any], source: str | None) -> str:
     """Stream the rows to the spool in chunks, then the batch record that makes them one MLflow run."""
+    from llmops_lab.core import records
     from llmops_lab.evaluation import datasets as data_mod
-    from llmops_lab.trust.redaction import redact_record
     from llmops_lab.tracking import submit
 
-    batch_id = uuid.uuid4().hex
+    batch_id = records.new_id()
     # Token logprobs are output text split into pieces: kept in memory for display, never logged.
     logged = results.drop(columns=TOKENS_COLUMN) if TOKENS_COLUMN in results.columns else results
     json_rows = logged.astype(object).where(logged.notna(), None)
     n_chunks = 0
     for start in range(0, len(json_rows), CHUNK_ROWS):
         chunk = json_rows.iloc[start:start + CHUNK_ROWS].to_dict("records")
-        submit(redact_record({"id": uuid.uuid4().hex, "v": 1, "kind": "batch_rows", "batch": batch_id,
-                              "chunk": n_chunks, "rows": chunk}, settings), settings)
+        submit(records.batch_rows(batch_id, n_chunks, chunk, settings), settings)
         n_chunks += 1
-    notebook = context.notebook_path()
-    limit = len(results) if trace_sample is None else min(trace_sample, len(results))
+    trace_rows = [records.trace_row(i, messages, variables, output=collector.output[i], error=collector.error[i],
+                                    prompt_tokens=collector.prompt_tokens[i],
+                                    completion_tokens=collector.completion_tokens[i],
+                                    start_ns=collector.times[i][0], end_ns=collector.times[i][1],
+                                    cached=collector.cached[i])
+                  for i, (messages, variables) in sorted(traced.items())]
     columns = [str(c) for c in inputs.columns]
-    trace_rows = []
-    for i in range(limit):
-        values = dict(zip(columns, inputs.iloc[i].tolist()))
-        try:
-            messages = plan.messages(values)
-        except TemplateError:
-            messages = None
-        trace_rows.append({
-            "index": i, "messages": messages, "output": collector.output[i], "error": collector.error[i],
-            "variables": {k: str(v)[:2000] for k, v in values.items() if k in plan.template.variables},
-            "usage": {"prompt_tokens": collector.prompt_tokens[i], "completion_tokens": collector.completion_tokens[i],
-                      "total_tokens": collector.prompt_tokens[i] + collector.completion_tokens[i]},
-            "start_ns": collector.times[i][0], "end_ns": collector.times[i][1], "cached": collector.cached[i]})
-    record = {
-        "id": uuid.uuid4().hex, "v": 1, "kind": "batch", "batch": batch_id, "chunks": n_chunks,
-        "experiment": context.experiment_name(settings, notebook), "notebook": notebook,
-        "cell_id": context.cell_id(), "user": context.user(), "project_root": str(settings.project_root),
-        "prompt": {"name": plan.name, "template": plan.template.text, "sha256": plan.template.sha256},
-        "system": plan.system,
-        "model": str(plan.model_id), "provider": plan.model_id.provider, "model_name": plan.model_id.model,
-        "endpoint_host": plan.provider.endpoint_host, "params": plan.params,
-        "batch_params": {"concurrency": concurrency, "rows": len(results), "trace_sample": trace_sample},
-        "dataset": {"name": source or "dataframe", "digest": data_mod.fingerprint(inputs),
-                    "source": source or "notebook DataFrame",
-                    "dtypes": {str(c): str(t) for c, t in inputs.dtypes.items()},
-                    "rows": len(inputs), "columns": columns},
-        "summary": summary, "trace_rows": trace_rows, "start_ns": started_ns, "end_ns": ended_ns,
-    }
-    ticket = submit(redact_record(record, settings), settings)
+    dataset = {"name": source or "dataframe", "digest": data_mod.fingerprint(inputs),
+               "source": source or "notebook DataFrame", "dtypes": {str(c): str(t) for c, t in inputs.dtypes.items()},
+               "rows": len(inputs), "columns": columns}
+    record = records.batch(plan, settings, batch_id=batch_id, chunks=n_chunks, batch_params=batch_params,
+                           dataset=dataset, summary=summary, trace_rows=trace_rows, start_ns=started_ns,
+                           end_ns=ended_ns)
+    ticket = submit(record, settings)
     _tickets[record["id"]] = ticket
     return record["id"]

@@ -1,5 +1,6 @@
 """Many calls at once: an asyncio loop in a worker thread (so it never fights Jupyter's own loop),
-an adaptive concurrency limit, the response cache, and shared in-flight requests.
+an adaptive concurrency limit, the response cache (read and written in batches, off the loop), and
+shared in-flight requests. The per-call steps (cache key, what is cached, cost) are ``core/steps.py``'s.
 
 Pure orchestration: rows in, :class:`RowResult` out (through ``on_result``, in completion order).
 """
@@ -8,13 +9,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterable
+from dataclasses import dataclass
+from itertools import islice
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from llmops_lab.core import steps
 from llmops_lab.evaluation.cache import CachedResponse
 from llmops_lab.exceptions import LlmopsError
-from llmops_lab.providers.base import Message, Provider, Usage
-from llmops_lab.trust.redaction import FAILED_MARK, mask_text
+from llmops_lab.providers.base import Message, Usage
+
+if TYPE_CHECKING:
+    from llmops_lab.core.plan import CallPlan
 
 
 @dataclass
@@ -79,35 +84,52 @@ class AdaptiveLimit:
             self._successes = 0
 
 
-def run_rows(provider: Provider, model: str, params: dict[str, Any], rows: Iterable[RowCall], *,
-             concurrency: int, cache: Any | None, refresh: bool,
-             on_result: Callable[[RowResult], None]) -> dict[str, int]:
-    """Run every row; blocks the caller until done (Ctrl-C cancels what is in flight).
+LOOKUP_ROWS = 256  # rows looked up in the cache per query: one thread hop and one sqlite query for all of them
 
+
+def run_rows(plan: "CallPlan", rows: Iterable[RowCall], *, concurrency: int, cache: Any | None, refresh: bool,
+             on_result: Callable[[RowResult], None]) -> dict[str, int]:
+    """Run every row of ``plan`` (rendered once, by the caller); blocks the caller until done (Ctrl-C cancels
+    what is in flight). Used for a batch's rows and for its judge calls (each with its own plan).
+
+    The cache is read in batches before rows are scheduled (``get_many``) and written in batches
+    (``put_many``, a group commit a row waits for), both in a worker thread: no sqlite call blocks the loop.
     Returns counters: requests sent, cache hits, shared (deduplicated) rows, limit cuts.
     """
+    provider, model, params = plan.provider, plan.model_id.model, plan.params
     stats = {"requests": 0, "cache_hits": 0, "shared": 0, "limit_cuts": 0}
     failure: list[BaseException] = []
     want_tokens = bool(params.get("logprobs"))
+    use_cache = cache is not None
 
     async def main() -> None:
         limit = AdaptiveLimit(concurrency)
         client = provider.async_client()
         in_flight: dict[str, asyncio.Future] = {}
+        # Keys this run cached since the last two lookups: a duplicate row looked up before its twin was
+        # stored reads it back. Older ones need no memory: later lookups see them (flat for 100k rows).
+        stored: list[set[str]] = [set(), set()]
+        writes = _GroupWrites(cache) if use_cache else None
         pending: set[asyncio.Task] = set()
 
-        async def one(row: RowCall) -> None:
+        def hit_result(row: RowCall, hit: CachedResponse, start_ns: int) -> RowResult:
+            stats["cache_hits"] += 1
+            return RowResult(row.index, hit.text, Usage(hit.prompt_tokens, hit.completion_tokens), 0.0, True, 0,
+                             None, hit.finish_reason, start_ns, time.time_ns(),
+                             steps.hit_tokens(hit) if want_tokens else None)
+
+        async def one(row: RowCall, hit: CachedResponse | None) -> None:
             start_ns = time.time_ns()
             if row.error is not None:
                 on_result(RowResult(row.index, None, Usage(), 0.0, False, 0, row.error, None, start_ns, start_ns))
                 return
-            if row.cache_key is not None and not refresh and cache is not None:
-                hit = cache.get(row.cache_key)
+            if hit is not None:
+                on_result(hit_result(row, hit, start_ns))
+                return
+            if not refresh and (row.cache_key in stored[0] or row.cache_key in stored[1]):  # a twin's answer (rare)
+                hit = await asyncio.to_thread(cache.get, row.cache_key)
                 if hit is not None:
-                    stats["cache_hits"] += 1
-                    on_result(RowResult(row.index, hit.text, Usage(hit.prompt_tokens, hit.completion_tokens), 0.0,
-                                        True, 0, None, hit.finish_reason, start_ns, time.time_ns(),
-                                        _cached_tokens(hit) if want_tokens else None))
+                    on_result(hit_result(row, hit, start_ns))
                     return
             shared = in_flight.get(row.cache_key) if row.cache_key is not None else None
             if shared is not None:
@@ -117,7 +139,16 @@ def run_rows(provider: Provider, model: str, params: dict[str, Any], rows: Itera
                 future = asyncio.get_running_loop().create_future()
                 if row.cache_key is not None:
                     in_flight[row.cache_key] = future
-                completion, error = await send(row)
+                try:
+                    completion, error = await send(row)
+                except BaseException as err:  # the rows sharing this request must not wait for ever
+                    if isinstance(err, asyncio.CancelledError):
+                        future.cancel()
+                    else:
+                        future.set_exception(err)
+                        future.exception()  # retrieved here; the waiters get it too
+                    in_flight.pop(row.cache_key, None)
+                    raise
                 future.set_result((completion, error))
                 in_flight.pop(row.cache_key, None)
             end_ns = time.time_ns()
@@ -138,30 +169,37 @@ def run_rows(provider: Provider, model: str, params: dict[str, Any], rows: Itera
                 except LlmopsError as err:  # the batch goes on; the row is marked
                     return None, str(err)
             limit.succeeded()
-            if cache is not None and row.cache_key is not None:
-                stored = mask_text(completion.text)  # the log-side redaction (docs/architecture.md); key = what was sent
-                tokens, ok = _storable_tokens(completion.tokens) if want_tokens else (None, True)
-                if ok and (stored != FAILED_MARK or completion.text == FAILED_MARK):  # fail closed: not cached
-                    # Written before the row completes: a kernel killed mid-batch never pays for it twice.
-                    cache.put(row.cache_key, replace(CachedResponse.from_completion(completion), text=stored,
-                                                     tokens=tokens))
+            if writes is not None and row.cache_key is not None:
+                value = steps.to_cache(completion, want_tokens)  # masked (log policy); None: fail closed
+                if value is not None:
+                    # Committed before the row completes: a kernel killed mid-batch never pays for it twice.
+                    await writes.put(row.cache_key, value)
+                    stored[0].add(row.cache_key)
             return completion, None
 
-        try:
-            for row in rows:
-                # Bound the tasks alive at once so 100k rows do not become 100k coroutines.
-                while len(pending) >= concurrency * 4:
-                    done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                    pending.difference_update(done)
-                    for task in done:
-                        task.result()
-                task = asyncio.create_task(one(row))
-                pending.add(task)
-            while pending:
+        async def drain(below: int) -> None:
+            while len(pending) > below:
                 done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 pending.difference_update(done)
                 for task in done:
                     task.result()
+
+        try:
+            source = iter(rows)
+            while chunk := list(islice(source, LOOKUP_ROWS)):
+                hits: dict[str, CachedResponse] = {}
+                stored[1], stored[0] = stored[0], set()  # before the lookup: what it cannot see yet stays
+                if use_cache and not refresh:
+                    keys = [r.cache_key for r in chunk if r.cache_key is not None and r.error is None]
+                    if keys:
+                        hits = await asyncio.to_thread(cache.get_many, keys)
+                for row in chunk:
+                    # Bound the tasks alive at once so 100k rows do not become 100k coroutines.
+                    await drain(concurrency * 4 - 1)
+                    hit = hits.get(row.cache_key) if row.cache_key is not None else None  # duplicates too
+                    pending.add(asyncio.create_task(one(row, hit)))
+                del chunk, hits
+            await drain(0)
         finally:
             for task in pending:
                 task.cancel()
@@ -179,7 +217,10 @@ def run_rows(provider: Provider, model: str, params: dict[str, Any], rows: Itera
         except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
             failure.append(err)
         finally:
-            loop.close()
+            try:
+                loop.run_until_complete(loop.shutdown_default_executor())  # the cache's worker thread
+            finally:
+                loop.close()
 
     thread = threading.Thread(target=worker, name="llmops-batch", daemon=True)
     thread.start()
@@ -196,21 +237,34 @@ def run_rows(provider: Provider, model: str, params: dict[str, Any], rows: Itera
     return stats
 
 
-def _cached_tokens(hit: CachedResponse) -> list[Any] | None:
-    if hit.tokens is None:
-        return None
-    from llmops_lab.core.explain import tokens_from_json
+class _GroupWrites:
+    """Cache writes batched off the loop: rows that finish together are committed in one ``put_many``
+    (in a worker thread), and each waits for its commit before it completes (invariant: cached first)."""
 
-    return tokens_from_json(hit.tokens)
+    def __init__(self, cache: Any):
+        self.cache = cache
+        self.queue: list[tuple[str, CachedResponse, asyncio.Future]] = []
+        self.flushing: asyncio.Task | None = None
 
+    async def put(self, key: str, value: CachedResponse) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self.queue.append((key, value, done))
+        if self.flushing is None or self.flushing.done():
+            self.flushing = asyncio.create_task(self._flush())
+        await done
 
-def _storable_tokens(tokens: list[Any] | None) -> tuple[str | None, bool]:
-    """(masked tokens as JSON, ok) for the cache: masked like the text (log policy); not ok -> cache nothing."""
-    if tokens is None:
-        return None, True
-    from llmops_lab.core.explain import storable_tokens, tokens_to_json
-
-    try:
-        return tokens_to_json(storable_tokens(tokens)), True
-    except Exception:  # noqa: BLE001 - fail closed: an unmasked token is never stored
-        return None, False
+    async def _flush(self) -> None:
+        while self.queue:
+            group, self.queue = self.queue, []
+            try:
+                await asyncio.to_thread(self.cache.put_many, [(key, value) for key, value, _ in group])
+            except BaseException as err:  # noqa: BLE001 - every waiting row gets it (as cache.put raised before)
+                for _, _, done in group:
+                    if not done.done():
+                        done.set_exception(err)
+                if isinstance(err, asyncio.CancelledError):
+                    raise
+                continue
+            for _, _, done in group:
+                if not done.done():
+                    done.set_result(None)

@@ -19,6 +19,8 @@ from llmops_lab.tracking.writer import experiment_id as _experiment_id, slug as 
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
 
 TABLE_ROWS = 10_000  # rows in the MLflow results table (the full table is results.csv)
+JUDGE_METRICS = ("judge_prompt_tokens", "judge_completion_tokens", "judge_total_tokens", "judge_cost_usd",
+                 "judge_requests", "judge_cache_hits")
 
 
 def client_for(uri: str):
@@ -169,6 +171,8 @@ class MlflowSink:
         metrics["error_rate"] = summary["errors"] / rows
         for name, value in (summary.get("scores") or {}).items():
             metrics[f"score.{name}"] = value
+        # Judge calls, apart from the rows' own (only batches with a judge scorer; older records have none).
+        metrics.update({key: summary.get(key) for key in JUDGE_METRICS if summary.get(key) is not None})
         return metrics
 
     def _tags(self, record: dict[str, Any], settings: Settings, version: Any) -> dict[str, str]:

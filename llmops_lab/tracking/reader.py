@@ -326,9 +326,11 @@ def recent_runs(limit: int = 20, experiment: str | None = None) -> "pd.DataFrame
 
 
 def spent_since(delta: timedelta) -> float:
-    """USD of every run started in the last ``delta`` in the kernel's store (after a flush)."""
+    """USD of every run started in the last ``delta`` in the kernel's store (after a flush), judge calls included."""
     runs = load_runs(since=delta)
-    return float(runs["cost_usd"].fillna(0).sum()) if "cost_usd" in runs.columns else 0.0
+    # A batch's judge calls are logged apart from its rows' cost (judge_cost_usd); both were spent.
+    return sum(float(runs[column].fillna(0).sum()) for column in ("cost_usd", "judge_cost_usd")
+               if column in runs.columns)
 
 
 # -- artifacts ----------------------------------------------------------------------------------------------
