@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from llmops_lab.config import Settings, get_settings
 from llmops_lab.core.plan import CallPlan, plan_call
+from llmops_lab.core.records import RESULT_COLUMNS, TOKENS_COLUMN  # noqa: F401 - RESULT_COLUMNS re-exported
 from llmops_lab.exceptions import ConfigError
 from llmops_lab.providers.pricing import cost_usd
 
@@ -21,10 +22,6 @@ if TYPE_CHECKING:
     from llmops_lab.evaluation.runner import RowCall, RowResult
 
 CHUNK_ROWS = 1000  # rows per spool record: bounded records, flat memory in the writer
-TOKENS_COLUMN = "token_logprobs"  # only with logprobs=True; in memory only, never logged
-RESULT_COLUMNS = ("output", "latency_ms", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd",
-                  "cached", "retries", "error", TOKENS_COLUMN,
-                  "judge_prompt_tokens", "judge_completion_tokens", "judge_cost_usd")  # judge_*: with judge scorers
 _tickets: dict[str, Any] = {}
 
 

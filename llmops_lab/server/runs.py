@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from llmops_lab.core.records import RESULT_COLUMNS
 from llmops_lab.server.errors import ApiError
 from llmops_lab.server.stores import Store, experiment_id, refresh_planner_stats
 from llmops_lab.tracking import reader
@@ -32,9 +33,6 @@ MAX_ATTRIBUTE = 1_000  # characters of one span attribute's JSON
 TAG_PREFIXES = ("llmops.", "mlflow.source.")
 MAX_ROWS = 20  # rows of a batch run's results table in its detail
 MAX_CELL = 500  # characters of one cell of those rows
-# results-table columns that are the call's bookkeeping, not its inputs (llmops_lab.evaluation.batch.RESULT_COLUMNS)
-_RESULT_COLUMNS = ("output", "latency_ms", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd",
-                   "cached", "retries", "error", "token_logprobs")
 _SPAN_SKIP = ("mlflow.spanInputs", "mlflow.spanOutputs")  # the prompt/output texts are shown already
 
 
@@ -171,7 +169,7 @@ def batch_rows(client: Any, run: Any, limit: int = MAX_ROWS) -> dict[str, Any] |
     header, rows, more = found
     scores = {k[len(T.SCORE):] for k in run.data.metrics if k.startswith(T.SCORE)}
     score_columns = [c for c in header if c in scores]
-    inputs = [c for c in header if c not in _RESULT_COLUMNS and c not in scores and not c.endswith("_rationale")]
+    inputs = [c for c in header if c not in RESULT_COLUMNS and c not in scores and not c.endswith("_rationale")]
     index = {c: i for i, c in enumerate(header)}
     failed = "error" in index and any(len(r) > index["error"] and r[index["error"]].strip() for r in rows)
     columns = inputs + (["output"] if "output" in index else []) + score_columns + (["error"] if failed else [])
