@@ -111,12 +111,35 @@ class Server:
     def create_user(self, user: tuple[str, str]) -> None:
         self.api("2.0/mlflow/users/create", {"username": user[0], "password": user[1]})
 
+    def has_user(self, username: str) -> bool:
+        status, text = self.request(f"api/2.0/mlflow/users/get?username={username}")
+        assert status in (200, 404), f"users/get: {status} {text[:300]}"
+        return status == 200
+
+    def ensure_user(self, user: tuple[str, str]) -> None:
+        """``user`` exists (the tests of a module share one server: an earlier test may have created it)."""
+        if not self.has_user(user[0]):
+            self.create_user(user)
+        assert self.has_user(user[0])
+
+    def grants(self, username: str) -> dict[tuple[str, str], str]:
+        """(resource type, pattern) -> permission, of the grants ``username`` holds."""
+        rows = self.api_get(f"3.0/mlflow/users/permissions/list?username={username}")["permissions"]
+        return {(r["resource_type"], r["resource_pattern"]): r["permission"] for r in rows}
+
+    def api_get(self, path: str, auth: tuple[str, str] = ADMIN) -> dict:
+        status, text = self.request(f"api/{path}", None, auth)
+        assert status == 200, f"{path}: {status} {text[:500]}"
+        return json.loads(text or "{}")
+
     def make_editor(self, username: str) -> None:
-        """What docs/security.md tells an admin to do: EDIT on every experiment and prompt."""
+        """What docs/security.md tells an admin to do: EDIT on every experiment and prompt (granted once; a
+        second grant of the same resource is refused by MLflow, so a user already made editor is left as is)."""
         for resource_type in ("experiment", "prompt"):
-            status, text = self.request("api/3.0/mlflow/users/permissions/grant", {
-                "username": username, "resource_type": resource_type, "resource_id": "*", "permission": "EDIT"})
-            assert status == 200 or "RESOURCE_ALREADY_EXISTS" in text, f"grant: {status} {text[:300]}"
+            if self.grants(username).get((resource_type, "*")) is None:
+                self.api("3.0/mlflow/users/permissions/grant", {
+                    "username": username, "resource_type": resource_type, "resource_id": "*", "permission": "EDIT"})
+            assert self.grants(username)[(resource_type, "*")] == "EDIT"
 
 
 def _as_postgres(argv: list[str]) -> list[str]:

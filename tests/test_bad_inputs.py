@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import llmops_lab
-from conftest import REPO
+from conftest import REPO, active_project, make_project
 from fake_openai import FakeOpenAI
 
 BIN = Path(sys.executable).parent / "llmops-lab"
@@ -36,27 +36,17 @@ def snapshot(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def corpus_project(tmp_path_factory):
     """One seeded project for the module: a logged run, a cached batch, a job, and the bad input files."""
-    import llmops_lab.config as config
     import llmops_lab.tracking as tracking
     from IPython.core.interactiveshell import InteractiveShell
 
-    root = tmp_path_factory.mktemp("badinputs")
-    (root / "llmops.toml").write_text("")
-    (root / "notebooks").mkdir()
-    import shutil
-
-    shutil.copy(REPO / "tests" / "notebooks" / "success.ipynb", root / "notebooks")
-    (root / "notebooks" / "corrupted.ipynb").write_text('{"cells": [ {"cell_type": "code", "sou')
-    (root / "bin.csv").write_bytes(b"a,b\n\xff\xfe\x00\x01,\x89PNG\r\n")
-    (root / "broken.jsonl").write_text('{"a": 1}\n{"a": \n')
-    (root / "ok.csv").write_text("a\n1\n")
-    mp = pytest.MonkeyPatch()
-    mp.chdir(root)
-    for var in ("MLFLOW_TRACKING_URI", "LLMOPS_HOME", "OPENAI_API_KEY"):
-        mp.delenv(var, raising=False)
-    tracking.shutdown(5)
-    config.reset_settings(root)
-    with FakeOpenAI() as server:
+    root = make_project(tmp_path_factory.mktemp("badinputs"), {
+        "notebooks/success.ipynb": REPO / "tests" / "notebooks" / "success.ipynb",
+        "notebooks/corrupted.ipynb": '{"cells": [ {"cell_type": "code", "sou',
+        "bin.csv": b"a,b\n\xff\xfe\x00\x01,\x89PNG\r\n",
+        "broken.jsonl": '{"a": 1}\n{"a": \n',
+        "ok.csv": "a\n1\n"}, store=True)
+    with pytest.MonkeyPatch.context() as mp, active_project(root, mp, unset=("LLMOPS_HOME", "OPENAI_API_KEY")), \
+            FakeOpenAI() as server:
         llmops_lab.get_settings().endpoints["fake"] = {"base_url": server.base_url}
         llmops_lab.configure(model="fake:m", max_retries=0)
         shell = InteractiveShell.instance()
@@ -72,9 +62,6 @@ def corpus_project(tmp_path_factory):
             "dup": pd.DataFrame([[1, 2]], columns=["a", "a"]), "big": "a" * 1_000_001,
             "raw": b"\x89PNG\r\n\x1a\n", "bad": b"caf\xe9".decode("utf-8", "surrogateescape")})
         yield root, server, shell
-    tracking.shutdown(10)
-    mp.undo()
-    config.reset_settings(REPO)
 
 
 @pytest.fixture

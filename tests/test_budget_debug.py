@@ -3,6 +3,8 @@ import pandas as pd
 import pytest
 
 import llmops_lab
+from conftest import make_project
+from llmops_lab.config import load_settings
 from llmops_lab.evaluation.batch import batch
 from llmops_lab.core.budget import estimate
 from llmops_lab.exceptions import BudgetError
@@ -11,17 +13,17 @@ from llmops_lab.providers.base import ModelId
 PRICE = {"input": 1000.0, "output": 2000.0}  # $ per 1M tokens: big enough to hit small budgets
 
 
-def test_estimate_is_an_upper_bound_labelled_approximate(project):
+def test_estimate_is_an_upper_bound_labelled_approximate(tmp_path):
     est = estimate(ModelId("fake", "m"), [[{"role": "user", "content": "x" * 400}]] * 3, {"max_tokens": 10},
-                   llmops_lab.get_settings())
+                   load_settings(make_project(tmp_path)))
     assert (est.calls, est.input_tokens, est.output_tokens, est.exact_tokens) == (3, 3 * 104, 30, False)
     assert est.cost_usd is None and "≈" in est.describe()
 
 
 @pytest.mark.slow
-def test_local_model_tokens_are_counted_exactly(project):
+def test_local_model_tokens_are_counted_exactly(tmp_path):
     est = estimate(ModelId("local", "smollm2-135m"), [[{"role": "user", "content": "Hello world"}]], {},
-                   llmops_lab.get_settings())
+                   load_settings(make_project(tmp_path)))
     assert est.exact_tokens and 2 <= est.input_tokens - 4 <= 4 and est.cost_usd == 0
 
 

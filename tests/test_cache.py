@@ -94,9 +94,9 @@ def test_put_get_round_trip(tmp_path):
     assert ResponseCache(tmp_path / ".llmops" / "cache.db").get("k1") == answer("Replaced")
 
 
-def test_default_cache_is_under_the_project_home(project):
+def test_default_cache_is_under_the_project_home(bare_project):
     cache = ResponseCache.default()
-    assert cache.path.resolve() == (project / ".llmops" / "cache.db").resolve() and cache.path.exists()
+    assert cache.path.resolve() == (bare_project / ".llmops" / "cache.db").resolve() and cache.path.exists()
     cache.close()
 
 

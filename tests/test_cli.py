@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import make_project
+
 BIN = Path(sys.executable).parent / "llmops-lab"
 
 
@@ -18,7 +20,7 @@ def test_local_model_status():
 
 
 def test_demo_with_missing_notebook_is_one_line_error(tmp_path):
-    (tmp_path / "llmops.toml").write_text("")
+    make_project(tmp_path)
     out = cli("demo", "--notebook", "nope.ipynb", cwd=tmp_path)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [f"llmops-lab: error: notebook {tmp_path / 'nope.ipynb'} not found"]
@@ -27,7 +29,7 @@ def test_demo_with_missing_notebook_is_one_line_error(tmp_path):
 def test_demo_reports_failing_cell_without_traceback(tmp_path):
     import nbformat
 
-    (tmp_path / "llmops.toml").write_text("")
+    make_project(tmp_path)
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("%load_ext llmops_lab"),
                 nbformat.v4.new_code_cell("%%llm\nHello {{ nobody }}")]
@@ -43,7 +45,7 @@ def test_demo_kernel_is_encrypted_and_quiet(tmp_path):
     """papermill's kernel gets CurveZMQ keys: no "running over TCP without encryption" warning, no other noise."""
     import nbformat
 
-    (tmp_path / "llmops.toml").write_text("")
+    make_project(tmp_path)
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}})
     nb.cells = [nbformat.v4.new_code_cell("from ipykernel.kernelapp import IPKernelApp\n"
                                           "print('curve', IPKernelApp.instance().curve_secretkey is not None)")]
@@ -67,7 +69,7 @@ def test_kernel_config_asks_for_encryption_and_keeps_the_callers_settings():
 
 
 def test_flush_with_empty_spool(tmp_path):
-    (tmp_path / "llmops.toml").write_text("")
+    make_project(tmp_path)
     out = cli("flush", cwd=tmp_path, env={"LLMOPS_HOME": str(tmp_path / "h")})
     assert out.returncode == 0 and "replayed 0 record(s)" in out.stdout
 

@@ -156,9 +156,12 @@ def test_promote_inline_variant_with_model_config(cmp):
     from conftest import mlflow_client
 
     assert "summarize@" in mlflow_client().get_run(cmp.parent_run_id).data.tags["llmops.promoted.production"]
-    # promoting a registry variant re-uses its version when template and model config match
+    # a registry variant ran with a model config its version (registered without one) lacks: promoting it
+    # registers that config as a new version, once; promoting it again re-uses that version
     again = cmp.promote(1, alias="staging")
-    assert int(again.version) > int(version.version) or again.template == "Headline: {{ text }}"
+    assert again.template == "Headline: {{ text }}" and int(again.version) == int(version.version) + 1
+    assert again.model_config["model_name"] == "test-model" and again.model_config["max_tokens"] == 16
+    assert int(cmp.promote(1, alias="canary").version) == int(again.version)
     with pytest.raises(ConfigError, match="no variant"):
         cmp.promote("nope")
 

@@ -1,8 +1,35 @@
 """The comparison grid without a kernel: comm stubbed as ipywidgets' own tests do; state in traitlets drives
-what is rendered; buttons call the core."""
+what is rendered; buttons call the core. Tests go through the public state (traitlets), the public rendering
+(``render_rows``, ``static_html``, ``render_cell``) and the controls a user sees, found by their label."""
+import ipywidgets as W
 import pytest
 
 from llmops_lab.evaluation.compare import Comparison, synthetic
+
+
+def walk(w):
+    yield w
+    for child in getattr(w, "children", ()):
+        yield from walk(child)
+
+
+def control(grid, label):
+    """The control the user finds by ``label`` (its description, or its placeholder when it has none)."""
+    found = [w for w in walk(grid) if isinstance(w, W.DOMWidget) and label in
+             (getattr(w, "description", None), getattr(w, "placeholder", None))]
+    assert len(found) == 1, f"{len(found)} controls labelled {label!r}"
+    return found[0]
+
+
+def header_of(grid):
+    """The header: what ``static_html`` puts before the rows of the current page."""
+    html = grid.static_html()
+    return html[:html.index(grid.render_rows())]
+
+
+def shown(grid):
+    """Everything the grid displays as HTML (header, rows, page label, status), as the view has it now."""
+    return "\n".join(w.value for w in walk(grid) if isinstance(w, W.HTML))
 
 
 @pytest.fixture(autouse=True)
@@ -23,12 +50,13 @@ def test_grid_pages_and_renders_only_the_page(cmp):
     grid = cmp.widget(page_size=50)
     assert (grid.n_rows, grid.n_visible, grid.n_pages, grid.page) == (120, 120, 3, 0)
     assert grid.visible_rows == list(range(50))
-    assert grid._grid.value.count("<tr>") == 50 and "#49" in grid._grid.value and "#50" not in grid._grid.value
-    grid._next.click()
+    rows = grid.render_rows()
+    assert rows.count("<tr>") == 50 and "#49" in rows and "#50" not in rows
+    control(grid, "▶").click()
     assert grid.page == 1 and grid.visible_rows[0] == 50
     grid.page = 2
-    assert grid.visible_rows == list(range(100, 120)) and "page 3/3" in grid._page_label.value
-    grid._next.click()
+    assert grid.visible_rows == list(range(100, 120)) and "page 3/3" in shown(grid)
+    control(grid, "▶").click()
     assert grid.page == 2  # stays on the last page
     grid.page_size = 200
     assert grid.n_pages == 1 and grid.page == 0 and len(grid.visible_rows) == 120
@@ -38,12 +66,12 @@ def test_filters_and_sorting_follow_the_state(cmp):
     grid = cmp.widget()
     grid.page = 1
     grid.only_diff = True  # the checkbox is linked to the trait, and a filter goes back to page 0
-    assert grid._diff_box.value is True and grid.page == 0
+    assert control(grid, "only rows that differ").value is True and grid.page == 0
     base = cmp.results[0]["output"]
     expected = [i for i in range(cmp.n_rows) if any(r["output"][i] != base[i] for r in cmp.results[1:])]
     assert grid.n_visible == len(expected) and grid.visible_rows == expected[:50]
     grid.only_diff = False
-    grid._fail_box.value = True
+    control(grid, "only failures").value = True
     failing = [i for i in range(cmp.n_rows)
                if any(r["error"].notna()[i] or r["contains_keyword"][i] == 0 for r in cmp.results)]
     assert grid.only_failures and grid.n_visible == len(failing)
@@ -56,11 +84,14 @@ def test_filters_and_sorting_follow_the_state(cmp):
 
 def test_cells_show_word_diff_scores_and_header_aggregates(cmp):
     grid = cmp.widget(page_size=10)
-    html = grid._grid.value
-    assert "<del>" in html or "<ins>" in html
+    html = grid.render_rows()
+    # row 1: variant 1 writes a word more than the baseline; row 2: variant 2 two words fewer
+    assert "<ins>" in html and "<del>" in html
+    assert "<ins>" in grid.render_cell(1, 1) and "<del>" not in grid.render_cell(1, 1)
+    assert "<del>" in grid.render_cell(2, 2) and "<ins>" not in grid.render_cell(2, 2)
     assert "contains_keyword=" in html and " ms · " in html and " tok · $" in html
     assert "error: timeout" in html  # row 0 failed in every variant
-    header = grid._header.value
+    header = header_of(grid)
     assert "(baseline)" in header and "W/T/L vs baseline (contains_keyword)" in header
     s = cmp.summary()
     assert f"{s.iloc[1]['wins']}/{s.iloc[1]['ties']}/{s.iloc[1]['losses']}" in header
@@ -72,13 +103,10 @@ def test_rating_buttons_call_the_core_and_update_aggregates(cmp):
     grid.rate(3, 1, thumbs=True, score=4, comment="good")
     assert cmp.ratings[(3, 1)]["thumbs"] is True and cmp.ratings[(3, 1)]["score"] == 4
     assert cmp.ratings[(3, 1)]["logged"] is False  # no run: kept in-process (with runs: MLflow feedback)
-    assert "human 👍 good / 👎 bad" in grid._header.value and "👍 good · 4/5" in grid._grid.value
-    grid._rate_row.value, grid._rate_variant.value = 5, 2
-    grid._down.click()
+    assert "human 👍 good / 👎 bad" in shown(grid) and "👍 good · 4/5" in shown(grid)  # the view was refreshed
+    control(grid, "row").value, control(grid, "variant").value = 5, 2
+    control(grid, "👎 bad").click()
     assert cmp.summary().loc["prompt@3", "human_down"] == 1 and "rated row 5" in grid.status
-    grid._score.value = None
-    grid._comment.value = ""
-    grid.comparison = cmp
 
 
 def test_promote_button_calls_core(cmp, monkeypatch):
@@ -90,13 +118,13 @@ def test_promote_button_calls_core(cmp, monkeypatch):
 
     monkeypatch.setattr(cmp, "promote", fake_promote)
     grid = cmp.widget()
-    grid._promote_variant.value = 2
-    grid._alias.value = "staging"
-    grid._reason.value = "best"
-    grid._promote_button.click()
+    control(grid, "promote").value = 2
+    control(grid, "alias").value = "staging"
+    control(grid, "why (logged)").value = "best"
+    control(grid, "Promote").click()
     assert calls == [(2, "staging", {"reason": "best"})] and "prompt@7 as staging" in grid.status
     monkeypatch.setattr(cmp, "promote", lambda *a, **k: (_ for _ in ()).throw(ValueError("no name")))
-    grid._promote_button.click()
+    control(grid, "Promote").click()
     assert "no name" in grid.status
 
 
@@ -121,16 +149,16 @@ def test_significance_is_shown_in_the_direction_of_the_effect():
     cmp = _worse()
     s = cmp.summary()
     assert bool(s.iloc[1]["significant"]) and s.iloc[1]["direction"] == "worse" and s.iloc[1]["losses"] > 0
-    header = cmp.widget()._header.value
+    header = header_of(cmp.widget())
     assert "worse than baseline" in header and "class='worse'" in header
     assert "better" not in header.replace(".llmops-cmp .better", "")
     same = synthetic(40, 3)
-    assert "no significant difference" in same.widget()._header.value
+    assert "no significant difference" in header_of(same.widget())
     assert list(same.summary()["direction"])[1:] == ["no difference", "no difference"]
 
 
 def test_header_names_each_prompt_and_all_cached_latency_is_not_zero(cmp):
-    header = cmp.widget()._header.value
+    header = header_of(cmp.widget())
     assert all(v.template in header for v in cmp.variants)  # which prompt is which
     assert "temperature=0" in header and "{'temperature'" not in header
     assert "0 ms" not in header and "all 120 rows cached" in header
@@ -152,17 +180,9 @@ def test_static_html_fallback_in_the_mimebundle(cmp, monkeypatch):
 
 
 def test_controls_have_text_labels_and_tooltips(cmp):
-    import ipywidgets as W
-
     grid = cmp.widget()
-    assert grid._up.description == "👍 good" and grid._down.description == "👎 bad"
-    assert grid._desc.description == "descending" and grid._desc.layout.width == "auto"
-
-    def walk(w):
-        yield w
-        for child in getattr(w, "children", ()):
-            yield from walk(child)
-
+    assert isinstance(control(grid, "👍 good"), W.Button) and isinstance(control(grid, "👎 bad"), W.Button)
+    assert control(grid, "descending").layout.width == "auto"
     controls = [w for w in walk(grid) if isinstance(w, (W.Button, W.ToggleButton, W.Checkbox, W.Dropdown,
                                                             W.Text, W.BoundedIntText))]
     assert len(controls) >= 14 and all(w.tooltip for w in controls), [w for w in controls if not w.tooltip]
@@ -181,10 +201,10 @@ def test_promote_needs_a_name_for_an_unnamed_inline_draft(monkeypatch):
     monkeypatch.setattr(cmp, "promote", lambda variant, alias="production", **kw: calls.append((variant, kw)) or
                         type("V", (), {"name": kw.get("name"), "version": 1})())
     grid = cmp.widget()
-    grid._promote_variant.value = 1
-    assert grid._prompt_name.value == ""  # nothing to suggest: the user names it
-    grid._promote_button.click()
+    control(grid, "promote").value = 1
+    assert control(grid, "name").value == ""  # nothing to suggest: the user names it
+    control(grid, "Promote").click()
     assert not calls and "type a prompt name" in grid.status
-    grid._prompt_name.value = "news-brief"
-    grid._promote_button.click()
+    control(grid, "name").value = "news-brief"
+    control(grid, "Promote").click()
     assert calls == [(1, {"reason": None, "name": "news-brief"})] and "news-brief@1" in grid.status

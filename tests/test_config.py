@@ -1,11 +1,12 @@
 import pytest
 
+from conftest import make_project
 from llmops_lab.config import DEFAULT_MODEL, load_settings, validate_params
 from llmops_lab.exceptions import ConfigError
 
 
 def test_defaults(tmp_path):
-    (tmp_path / "llmops.toml").write_text("")
+    make_project(tmp_path)
     s = load_settings(tmp_path, environ={})
     assert s.model == DEFAULT_MODEL
     assert s.project_root == tmp_path.resolve()
@@ -13,9 +14,10 @@ def test_defaults(tmp_path):
 
 
 def test_precedence_pyproject_then_env(tmp_path):
-    (tmp_path / "pyproject.toml").write_text(
-        '[tool.llmops-lab]\nmodel = "openai:gpt-4o-mini"\ntemperature = 0.5\nmax-tokens = 99\n'
-        '[tool.llmops-lab.endpoints.vllm]\nbase_url = "http://127.0.0.1:8000/v1"\napi_key_env = "VLLM_KEY"\n')
+    make_project(tmp_path, {"pyproject.toml":
+                            '[tool.llmops-lab]\nmodel = "openai:gpt-4o-mini"\ntemperature = 0.5\nmax-tokens = 99\n'
+                            '[tool.llmops-lab.endpoints.vllm]\nbase_url = "http://127.0.0.1:8000/v1"\n'
+                            'api_key_env = "VLLM_KEY"\n'}, settings=None)
     sub = tmp_path / "notebooks"
     sub.mkdir()
     s = load_settings(sub, environ={"LLMOPS_TEMPERATURE": "0"})
@@ -25,7 +27,7 @@ def test_precedence_pyproject_then_env(tmp_path):
 
 
 def test_mlflow_env_wins_over_default(tmp_path, monkeypatch):
-    (tmp_path / "llmops.toml").write_text("")
+    make_project(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert load_settings(tmp_path).resolved_tracking_uri() == "http://127.0.0.1:5000"
 
@@ -37,14 +39,14 @@ def test_mlflow_env_wins_over_default(tmp_path, monkeypatch):
     ({"LLMOPS_MAX_RETRIES": "-1"}, "out of range"),
 ])
 def test_bad_values_are_one_line_errors(tmp_path, env, match):
-    (tmp_path / "llmops.toml").write_text("")
+    make_project(tmp_path)
     with pytest.raises(ConfigError, match=match) as err:
         load_settings(tmp_path, environ=env)
     assert "\n" not in str(err.value)
 
 
 def test_bad_toml_and_endpoint(tmp_path):
-    (tmp_path / "llmops.toml").write_text("model = ")
+    make_project(tmp_path, settings="model = ")
     with pytest.raises(ConfigError, match="cannot read"):
         load_settings(tmp_path, environ={})
     (tmp_path / "llmops.toml").write_text("[endpoints.x]\napi_key_env='K'\n")
@@ -52,7 +54,7 @@ def test_bad_toml_and_endpoint(tmp_path):
         load_settings(tmp_path, environ={})
 
 
-def test_configure_is_all_or_nothing(project):
+def test_configure_is_all_or_nothing(bare_project):
     import llmops_lab
 
     with pytest.raises(ConfigError):

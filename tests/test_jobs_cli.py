@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import make_project
+
 NOTEBOOKS = Path(__file__).parent / "notebooks"
 BIN = Path(sys.executable).parent / "llmops-lab"
 EXISTING = """\
@@ -32,14 +34,11 @@ def cli(*args, cwd, timeout=120):
 @pytest.fixture(scope="module")
 def proj(tmp_path_factory):
     base = tmp_path_factory.mktemp("jobscli")
-    root = base / "project"
-    (root / "notebooks").mkdir(parents=True)
-    (root / "llmops.toml").write_text("")
-    for nb in NOTEBOOKS.glob("*.ipynb"):
-        shutil.copy(nb, root / "notebooks")
     shutil.copy(NOTEBOOKS / "success.ipynb", base / "outside.ipynb")
+    # no store: the scheduler test checks that it creates one before running anything
+    root = make_project(base / "project", {**{f"notebooks/{nb.name}": nb for nb in NOTEBOOKS.glob("*.ipynb")},
+                                           "llmops_jobs.toml": EXISTING})
     (root / "notebooks" / "link.ipynb").symlink_to(base / "outside.ipynb")
-    (root / "llmops_jobs.toml").write_text(EXISTING)
     return root
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import REPO
+from conftest import REPO, active_project, make_project
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
 BIN = Path(sys.executable).parent / "llmops-lab"
@@ -26,29 +25,12 @@ BIN = Path(sys.executable).parent / "llmops-lab"
 
 @pytest.fixture(scope="module")
 def proj(tmp_path_factory):
-    import llmops_lab.config as config
-    import llmops_lab.tracking as tracking
-
-    root = tmp_path_factory.mktemp("jobsproj")
-    (root / "llmops.toml").write_text("")
-    (root / "notebooks").mkdir()
-    for nb in NOTEBOOKS.glob("*.ipynb"):
-        shutil.copy(nb, root / "notebooks")
-    shutil.copy(REPO / "notebooks" / "04_nightly_eval.ipynb", root / "notebooks")
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"]
-    subprocess.run(["git", "init", "-q", str(root)], check=True)
-    subprocess.run([*git, "add", "-A"], cwd=root, check=True)
-    subprocess.run([*git, "commit", "-qm", "notebooks"], cwd=root, check=True)
-    mp = pytest.MonkeyPatch()
-    mp.chdir(root)
-    for var in ("MLFLOW_TRACKING_URI", "LLMOPS_HOME", "LLMOPS_JOB_METRICS", "LLMOPS_JOB"):
-        mp.delenv(var, raising=False)
-    tracking.shutdown(5)
-    config.reset_settings(root)
-    yield root
-    tracking.shutdown(10)
-    mp.undo()
-    config.reset_settings(REPO)
+    notebooks = {f"notebooks/{nb.name}": nb for nb in [*NOTEBOOKS.glob("*.ipynb"),
+                                                       REPO / "notebooks" / "04_nightly_eval.ipynb"]}
+    root = make_project(tmp_path_factory.mktemp("jobsproj"), notebooks, store=True, git=True)
+    with pytest.MonkeyPatch.context() as mp, \
+            active_project(root, mp, unset=("LLMOPS_HOME", "LLMOPS_JOB_METRICS", "LLMOPS_JOB")):
+        yield root
 
 
 def client():

@@ -24,7 +24,7 @@ import nbformat
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, make_project
 from wheel_venv import llama_wheels
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
@@ -57,14 +57,8 @@ def cli(*args, cwd, env=None, check=True) -> subprocess.CompletedProcess:
 
 def new_project(folder: Path, *extra: tuple[str, str]) -> Path:
     """A git repository with metrics.ipynb and .llmops/ ignored, committed."""
-    folder.mkdir(parents=True)
-    (folder / "llmops.toml").write_text("")
-    (folder / ".gitignore").write_text(".llmops/\n")
-    (folder / "notebooks").mkdir()
-    shutil.copy(NOTEBOOKS / "metrics.ipynb", folder / "notebooks")
-    _run(["git", "init", "-q", "-b", "main", folder], cwd=folder)
-    commit(folder, "project")
-    return folder
+    return make_project(folder, {".gitignore": ".llmops/\n", "notebooks/metrics.ipynb": NOTEBOOKS / "metrics.ipynb"},
+                        git=True)
 
 
 def commit(folder: Path, message: str) -> None:

@@ -288,12 +288,12 @@ def test_a_running_job_cannot_start_twice(project):
 # -- export -----------------------------------------------------------------------------------------
 
 @pytest.fixture
-def nightly(project):
+def nightly(bare_project):
     import llmops_lab
 
     job = Job("nightly", "notebooks/04_nightly_eval.ipynb", "0 2 * * *", "Europe/Paris", "python3", 1800, 1,
               {"model": "openai:gpt-4o-mini", "threshold": 0.8}, (Gate("accuracy", min=0.8),))
-    save_jobs(project, {"nightly": job, "manual": Job("manual", "notebooks/x.ipynb")})
+    save_jobs(bare_project, {"nightly": job, "manual": Job("manual", "notebooks/x.ipynb")})
     return llmops_lab.get_settings()
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import llmops_lab
-from conftest import REPO, mlflow_client
+from conftest import REPO, make_project, mlflow_client
 from llmops_lab.analysis import monitoring as mon
 from llmops_lab.exceptions import ConfigError, ProviderError
 
@@ -49,8 +49,7 @@ def store(fake_server, tmp_path_factory):
     import llmops_lab.tracking as tracking
     from llmops_lab.tracking.tracker import Tracker
 
-    root = tmp_path_factory.mktemp("monitoring")
-    (root / "llmops.toml").write_text("")
+    root = make_project(tmp_path_factory.mktemp("monitoring"))  # no store: the first write below creates it
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)

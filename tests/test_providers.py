@@ -2,8 +2,9 @@ import time
 
 import pytest
 
+from conftest import make_project
 from llmops_lab import providers
-from llmops_lab.config import get_settings
+from llmops_lab.config import get_settings, load_settings
 from llmops_lab.exceptions import ConfigError, MissingApiKeyError, ProviderError
 from llmops_lab.providers.base import ModelId, RetryPolicy, Usage, parse_retry_after
 from llmops_lab.providers.pricing import cost_usd
@@ -84,16 +85,17 @@ def test_rejected_key_message_names_variable_not_value(fake_server, project, mon
     assert "OPENAI_API_KEY" in str(err.value) and "sk-wrong" not in str(err.value)
 
 
-def test_unknown_provider_lists_known(project):
+def test_unknown_provider_lists_known(tmp_path):
     with pytest.raises(ConfigError, match="unknown provider 'nope'.*local, openai"):
-        providers.resolve(ModelId("nope", "x"), get_settings())
+        providers.resolve(ModelId("nope", "x"), load_settings(make_project(tmp_path)))
 
 
-def test_endpoint_key_env_missing(project, monkeypatch):
-    get_settings().endpoints["team"] = {"base_url": "http://127.0.0.1:9/v1", "api_key_env": "TEAM_KEY"}
+def test_endpoint_key_env_missing(tmp_path, monkeypatch):
+    settings = load_settings(make_project(tmp_path))
+    settings.endpoints["team"] = {"base_url": "http://127.0.0.1:9/v1", "api_key_env": "TEAM_KEY"}
     monkeypatch.delenv("TEAM_KEY", raising=False)
     with pytest.raises(MissingApiKeyError, match="TEAM_KEY"):
-        providers.resolve(ModelId("team", "x"), get_settings())
+        providers.resolve(ModelId("team", "x"), settings)
 
 
 def test_model_id_parse():

@@ -18,7 +18,7 @@ import nbformat
 import pytest
 
 import llmops_lab
-from conftest import REPO, mlflow_client
+from conftest import REPO, assert_spool_delivered, mlflow_client
 from llmops_lab import tracking
 
 BIN = Path(sys.executable).parent / "llmops-lab"
@@ -80,8 +80,7 @@ def test_two_kernels_and_a_job_write_concurrently_without_loss_or_duplicates(fak
     job_calls = [r for r in runs if r.data.tags.get("llmops.prompt", "").startswith("concurrent-job@")]
     assert len(job_calls) == 5 and len(counts) == 45
     assert all(r.info.status == "FINISHED" for r in runs)
-    leftovers = list((project / ".llmops" / "spool").glob("*.jsonl"))
-    assert leftovers == [] or tracking.get_tracker().spool.path in leftovers  # only ours, fully acked
+    assert_spool_delivered(project)  # the writers that exited removed theirs; ours is fully acked
 
 
 def _notebook_import(project: Path) -> None:

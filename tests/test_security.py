@@ -141,11 +141,12 @@ def test_api_key_typed_into_the_notebook_is_refused(shell, fake, capsys):
     assert fake.request_count == 0
 
 
-def test_config_view_never_shows_a_password(project, monkeypatch, capsys):
-    from llmops_lab.config import reset_settings
+def test_config_view_never_shows_a_password(tmp_path, monkeypatch, capsys):
+    from conftest import make_project
+    from llmops_lab.config import load_settings
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://alice:s3cretPassw0rd@mlflow.internal:5000")
-    settings = reset_settings(project)
+    settings = load_settings(make_project(tmp_path))
     assert "s3cretPassw0rd" not in json.dumps(settings.public_view(), default=str)
 
 

@@ -44,10 +44,9 @@ def populated(tmp_path_factory, fake_server):
     import llmops_lab
     import llmops_lab.config as config
     import llmops_lab.tracking as tracking
-    from conftest import REPO
+    from conftest import REPO, make_project
 
-    root = tmp_path_factory.mktemp("project")
-    (root / "llmops.toml").write_text("")
+    root = make_project(tmp_path_factory.mktemp("project"), store=True)
     _notebook(root / NOTEBOOK)
     _notebook(root / "notebooks/02_empty.ipynb")
     old_cwd = os.getcwd()

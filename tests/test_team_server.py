@@ -21,6 +21,7 @@ import pytest
 
 import llmops_lab
 from llmops_lab import tracking
+from conftest import assert_spool_delivered
 from teamserver import ADMIN, BIN, Server, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
@@ -124,8 +125,7 @@ def test_every_role_against_the_real_server(server):
     """admin: everything; editor (EDIT on experiment * and prompt *): creates experiments and prompts and logs
     anywhere, no models; reader (default READ): reads only; no account or a wrong password: 401."""
     for user in (EDITOR, READER):
-        status, text = server.request("api/2.0/mlflow/users/create", {"username": user[0], "password": user[1]})
-        assert status == 200 or "already exists" in text.lower() or "RESOURCE_ALREADY_EXISTS" in text, text
+        server.ensure_user(user)
     server.make_editor(EDITOR[0])
 
     def create_experiment(user, name):
@@ -206,7 +206,7 @@ def test_read_user_in_a_new_notebook_cannot_create_its_experiment(server, fake, 
 def test_editor_in_a_new_notebook_creates_its_experiment_and_prompt(server, fake, project, monkeypatch):
     from mlflow import MlflowClient
 
-    server.request("api/2.0/mlflow/users/create", {"username": EDITOR[0], "password": EDITOR[1]})  # or exists
+    server.ensure_user(EDITOR)
     server.make_editor(EDITOR[0])
     llmops_lab.configure(tracking_uri=server.url, experiment="notebooks/editor-new")
     as_user(monkeypatch, EDITOR)
@@ -254,4 +254,4 @@ def test_server_killed_mid_writes_and_restarted_loses_nothing(server, fake, proj
     batch_run = next(run for run in runs if run.data.tags.get("llmops.record_id") == batch_record)
     assert batch_run.info.status == "FINISHED" and batch_run.data.metrics["rows"] == 30
     assert all(run.info.status in ("FINISHED", "FAILED") for run in runs)
-    assert not list((project / ".llmops" / "spool").glob("*.jsonl")) or tracking.get_tracker().spool.acked
+    assert_spool_delivered(project)
