@@ -18,15 +18,7 @@ import llmops_lab
 
 MODULES = sorted(m.name for m in pkgutil.walk_packages(llmops_lab.__path__, "llmops_lab.")
                  if not m.name.endswith("__main__"))  # running `python -m` code is not an example
-ILLUSTRATIVE = {  # docstring -> why it cannot run as it stands
-    "llmops_lab.core.call.run": "needs a model",
-    "llmops_lab.core.results.LLMResult.logprobs_frame": "uses the result of a skipped call",
-    "llmops_lab.evaluation.batch.batch": "needs a model",
-    "llmops_lab.evaluation.cache.ResponseCache": "uses a cache opened in a skipped line",
-    "llmops_lab.evaluation.datasets": "uses data frames made in skipped lines",
-    "llmops_lab.evaluation.datasets.prepare": "uses a frame made in a skipped line",
-    "llmops_lab.jobs": "runs a job of a promoted notebook",
-}
+ILLUSTRATIVE: dict[str, str] = {}  # docstring -> why it cannot run as it stands (none today)
 
 
 def _docstrings(module_name: str) -> list[doctest.DocTest]:
@@ -65,4 +57,4 @@ def test_examples_are_found_and_the_illustrative_list_is_current():
            if not e.options.get(doctest.SKIP)]
     assert len(run) >= 40
     assert {"llmops_lab.evaluation.scoring", "llmops_lab.trust.redaction", "llmops_lab.core.explain.shade_html",
-            "llmops_lab.evaluation.compare.mcnemar_exact", "llmops_lab.analysis.monitoring.parse_since"} <= set(found)
+            "llmops_lab.analysis.paired.mcnemar_exact", "llmops_lab.core.durations.parse_since"} <= set(found)

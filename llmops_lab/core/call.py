@@ -55,7 +55,7 @@ def run(template: str, variables: Mapping[str, Any] | None = None, *, model: str
         force: bool = False, logprobs: bool = False, top_logprobs: int | None = None, **params: Any) -> LLMResult:
     """Render ``template`` with ``variables``, call the model, log the call to MLflow, return the result.
 
-    >>> r = llmops_lab.run("Summarize in one sentence: {{ article }}", {"article": text},
+    >>> r = llmops_lab.run("Summarize in one sentence: {{ article }}", {"article": text},  # doctest: +SKIP
     ...                    model="openai:gpt-4o-mini", name="summarize", temperature=0, max_tokens=64)
     >>> print(r.text, r.latency_ms, r.cost_usd, r.run_id)                     # doctest: +SKIP
 

@@ -77,7 +77,7 @@ class LLMResult:
         """One row per generated token: ``token``, ``logprob``, ``prob``, ``top`` ([(alternative, prob)]).
 
         >>> r = llmops_lab.run("Capital of France?", logprobs=True)        # doctest: +SKIP
-        >>> r.logprobs_frame().sort_values("prob").head(3)                  # the least certain tokens
+        >>> r.logprobs_frame().sort_values("prob").head(3)                  # the least certain tokens  # doctest: +SKIP
 
         Empty when the endpoint returned no logprobs. Held in memory only (never logged).
         """

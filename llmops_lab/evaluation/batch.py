@@ -33,7 +33,7 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
           logprobs: bool = False, top_logprobs: int | None = None, **params: Any):
     """Run ``template`` over every row of ``data``; returns a DataFrame of inputs, outputs and scores.
 
-    >>> results = llmops_lab.batch("Classify: {{ text }}", reviews_df, scorers=["exact:label"],
+    >>> results = llmops_lab.batch("Classify: {{ text }}", reviews_df, scorers=["exact:label"],  # doctest: +SKIP
     ...                            model="openai:gpt-4o-mini", concurrency=16, temperature=0)
     >>> results["exact_label"].mean(), batch_run_id(results)                          # doctest: +SKIP
 

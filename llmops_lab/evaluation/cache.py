@@ -150,8 +150,8 @@ class ResponseCache:
     """A thread- and process-safe response cache in one sqlite file.
 
     >>> cache = ResponseCache(settings.home / "cache.db")                      # doctest: +SKIP
-    >>> hits = cache.get_many(keys)          # {key: CachedResponse} for the keys present
-    >>> cache.put_many((k, CachedResponse.from_completion(c)) for k, c in fresh.items())
+    >>> hits = cache.get_many(keys)          # {key: CachedResponse} for the keys present  # doctest: +SKIP
+    >>> cache.put_many((k, CachedResponse.from_completion(c)) for k, c in fresh.items())  # doctest: +SKIP
 
     One connection shared by all threads behind a lock: sqlite serialises writers anyway, and measured
     on 2 cores it is as fast or faster than a connection per thread (8 threads mixing get_many and

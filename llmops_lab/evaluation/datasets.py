@@ -1,11 +1,11 @@
 """Datasets for batch evaluation: load, check against a template, fingerprint, diff and clean.
 
 >>> df = load_rows("data/news.jsonl")                          # doctest: +SKIP
->>> check_columns(df, PromptTemplate("Summarize {{ text }}").variables)
->>> clean = prepare(df, columns=["text"], max_chars=4000)
->>> prepare_report(clean)["duplicates_dropped"], fingerprint(clean)
+>>> check_columns(df, PromptTemplate("Summarize {{ text }}").variables)      # doctest: +SKIP
+>>> clean = prepare(df, columns=["text"], max_chars=4000)                   # doctest: +SKIP
+>>> prepare_report(clean)["duplicates_dropped"], fingerprint(clean)         # doctest: +SKIP
 (3, '9c1e0b2f4d7a6e15')
->>> diff(old_df, clean, key="id").summary()
+>>> diff(old_df, clean, key="id").summary()                                 # doctest: +SKIP
 '+3 rows, -1 row, 2 changed'
 
 Pure apart from reading files in :func:`load_rows`. pandas is imported inside the functions (importing
@@ -347,7 +347,7 @@ def prepare(df: "pd.DataFrame", *, columns: Iterable[str] | str | None = None, s
     The index is kept, so a row can be traced back to the input.
 
     >>> clean = prepare(df, columns=["text"], max_chars=2000)                    # doctest: +SKIP
-    >>> prepare_report(clean)["empty_dropped"]
+    >>> prepare_report(clean)["empty_dropped"]                                   # doctest: +SKIP
     2
     """
     import pandas as pd

@@ -3,7 +3,7 @@
 >>> from llmops_lab import jobs
 >>> jobs.promote("notebooks/04_nightly_eval.ipynb", "nightly", "0 2 * * *", {"threshold": 0.8},
 ...              retries=1, gate={"metric": "accuracy", "min": 0.8})                  # doctest: +SKIP
->>> execution = jobs.run_job("nightly")          # as the scheduler would; .status, .metrics, .report_path
+>>> execution = jobs.run_job("nightly")  # as the scheduler would; .status, .metrics  # doctest: +SKIP
 >>> jobs.list_jobs(), jobs.history("nightly")                                         # doctest: +SKIP
 >>> print(jobs.export("nightly", "github-actions"))                                   # doctest: +SKIP
 >>> jobs.Scheduler().run()                       # what `llmops-lab scheduler` does       # doctest: +SKIP
