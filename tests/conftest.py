@@ -36,12 +36,12 @@ GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "comm
 
 
 def migrated_store() -> Path:
-    """An empty MLflow store, created and migrated by ``tracking.mlflow_sink.migrate_store`` once per session."""
+    """An empty MLflow store, created and migrated by ``tracking.clients.migrate_store`` once per session."""
     global _TEMPLATE
     if _TEMPLATE is None:
         import atexit
 
-        from llmops_lab.tracking.mlflow_sink import migrate_store
+        from llmops_lab.tracking.clients import migrate_store
 
         folder = Path(tempfile.mkdtemp(prefix="llmops-test-store-"))
         atexit.register(shutil.rmtree, folder, True)

@@ -558,13 +558,13 @@ class FakeExecutor:
 def sched_env(project, monkeypatch):
     """A project with two scheduled jobs and one manual; the MLflow init is recorded, not done."""
     import llmops_lab
-    import llmops_lab.tracking.mlflow_sink as sink
+    from llmops_lab.tracking import clients
 
     save_jobs(project, {"nightly": Job("nightly", "n.ipynb", "0 2 * * *"),
                         "ny": Job("ny", "n.ipynb", "0 2 * * *", "America/New_York"),
                         "manual": Job("manual", "n.ipynb")})
     inits: list[str] = []
-    monkeypatch.setattr(sink, "ensure_store", lambda uri: inits.append(uri))
+    monkeypatch.setattr(clients, "ensure_store", lambda uri: inits.append(uri))
     return llmops_lab.get_settings(), inits
 
 

@@ -192,29 +192,29 @@ def test_span_dicts_keep_both_status_forms():
 def test_one_client_per_uri_for_kernel_and_server(tmp_path, monkeypatch):
     from llmops_lab.config import load_settings
     from llmops_lab.server import stores
-    from llmops_lab.tracking import reader
+    from llmops_lab.tracking import clients, reader
 
-    monkeypatch.setattr(reader, "_clients", {})
+    monkeypatch.setattr(clients, "_clients", {})
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
     store = stores.Store(load_settings(start=tmp_path), uri, "nb")
     assert store.client() is None and not db.exists()  # reading never creates a store
     assert stores.experiment_id(store, None) is None
-    first = reader.client_for(uri)  # creates/migrates it (a writer's first write does the same)
+    first = clients.client_for(uri)  # creates/migrates it (a writer's first write does the same)
     assert db.is_file()
-    assert reader.client_for(uri) is first and store.client() is first and stores.client_for(uri) is first
+    assert clients.client_for(uri) is first and store.client() is first and stores.client_for(uri) is first
     assert reader.experiment_id(first, "nb") is None  # and reading does not create an experiment
 
 
 def test_writer_creates_an_experiment_once_beside_the_store(tmp_path, monkeypatch):
     from llmops_lab.config import load_settings
-    from llmops_lab.tracking import reader, writer
+    from llmops_lab.tracking import clients, writer
 
-    monkeypatch.setattr(reader, "_clients", {})
+    monkeypatch.setattr(clients, "_clients", {})
     (tmp_path / "pyproject.toml").write_text("")
     settings = load_settings(start=tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = reader.client_for(uri)
+    client = clients.client_for(uri)
     cache: dict = {}
     exp_id = writer.experiment_id(client, uri, "notebooks/a b", settings, cache)
     assert writer.experiment_id(client, uri, "notebooks/a b", settings) == exp_id  # found, not created twice
@@ -230,11 +230,11 @@ def test_compare_record_waits_for_its_batches_and_is_written_once(tmp_path, monk
     import pandas as pd
 
     from llmops_lab.config import load_settings
-    from llmops_lab.tracking import reader, writer
+    from llmops_lab.tracking import clients, writer
     from llmops_lab.tracking import tags as T
     from llmops_lab.trust.redaction import redact_record
 
-    monkeypatch.setattr(reader, "_clients", {})
+    monkeypatch.setattr(clients, "_clients", {})
     (tmp_path / "pyproject.toml").write_text("")
     monkeypatch.setenv("LLMOPS_HOME", str(tmp_path / ".llmops"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -250,7 +250,7 @@ def test_compare_record_waits_for_its_batches_and_is_written_once(tmp_path, monk
 
     assert json.loads(json.dumps(record)) == record  # plain JSON: the replay writes the same thing
 
-    client = reader.kernel_client(uri)
+    client = clients.kernel_client(uri)
     exp_id = writer.experiment_id(client, uri, "nb", settings)
     with pytest.raises(RuntimeError, match="not written yet"):  # its batch is still in the spool
         writer.write_compare(record, settings)

@@ -465,12 +465,12 @@ async def test_executed_notebook_opens_in_jupyterlab_when_hidden_files_are_shown
 
 def test_warm_up_imports_mlflow_and_builds_the_root_client(populated, monkeypatch):
     from llmops_lab.server import stores
-    from llmops_lab.tracking import reader  # the one client per URI, shared with the kernel side
+    from llmops_lab.tracking import clients  # the one client per URI, shared with the kernel side
 
     uri = f"sqlite:///{populated['root'].resolve() / '.llmops' / 'mlflow.db'}"
-    monkeypatch.setattr(reader, "_clients", {})
+    monkeypatch.setattr(clients, "_clients", {})
     stores.start_warm_up(populated["root"]).join(60)
-    assert uri in reader._clients
+    assert uri in clients._clients
     stores.warm_up(populated["root"] / "missing")  # never raises
 
 

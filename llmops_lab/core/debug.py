@@ -111,7 +111,7 @@ def describe_run(run_id: str) -> CallReport:
     from llmops_lab.tracking import reader
 
     tracking.flush(10.0)
-    client = reader.kernel_client()
+    client = reader.kernel_client()  # the reader's client of this kernel's store
     run = reader.get_run(client, run_id, any_error=True, deleted=True)
     if run is None:
         raise ConfigError(f"no run {run_id!r} in {get_settings().resolved_tracking_uri()}: copy the id from "

@@ -117,7 +117,7 @@ class Scheduler:
         """Create/migrate the MLflow store once (before any parallel execution)."""
         if self._ready:
             return
-        from llmops_lab.tracking.mlflow_sink import ensure_store
+        from llmops_lab.tracking.clients import ensure_store
 
         ensure_store(self.settings.resolved_tracking_uri())
         self._ready = True

@@ -1,6 +1,6 @@
 """Per-request store: which settings, MLflow store and experiment a notebook's kernel would use.
 
-Clients come from :func:`llmops_lab.tracking.reader.client_for`: one per tracking URI, built with
+Clients come from :func:`llmops_lab.tracking.clients.client_for`: one per tracking URI, built with
 ``MlflowClient(tracking_uri=…)``; nothing here touches MLflow's process-global tracking URI, so two notebooks
 of two projects can be served side by side.
 """
@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 from llmops_lab.config import Settings, load_settings
 from llmops_lab.server import paths
 from llmops_lab.tracking import reader
-from llmops_lab.tracking.reader import client_for  # noqa: F401 - the server's client per URI is the reader's
+from llmops_lab.tracking.clients import client_for, warm_imports
 
 
 def mask_uri(uri: str) -> str:
@@ -115,7 +115,7 @@ def warm_up(root_dir: str | Path) -> None:
     except (AttributeError, OSError):
         pass
     try:
-        reader.warm_imports()
+        warm_imports()
         store = resolve(root_dir, None)
         if store.sqlite_path is not None and store.sqlite_path.is_file():
             client_for(store.uri)

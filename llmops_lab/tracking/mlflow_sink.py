@@ -12,7 +12,7 @@ from typing import Any, Callable
 from llmops_lab.config import Settings
 from llmops_lab.tracking import context
 from llmops_lab.tracking import tags as T
-from llmops_lab.tracking.reader import ensure_store, kernel_client, migrate_store  # noqa: F401 - re-exported
+from llmops_lab.tracking.clients import kernel_client
 from llmops_lab.tracking.writer import experiment_id as _experiment_id, slug as _slug  # noqa: F401
 
 # The writer is already off the critical path: export traces synchronously so "logged" means logged.
@@ -21,12 +21,6 @@ os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
 TABLE_ROWS = 10_000  # rows in the MLflow results table (the full table is results.csv)
 JUDGE_METRICS = ("judge_prompt_tokens", "judge_completion_tokens", "judge_total_tokens", "judge_cost_usd",
                  "judge_requests", "judge_cache_hits")
-
-
-def client_for(uri: str):
-    """The kernel's client of ``uri`` (:func:`llmops_lab.tracking.reader.kernel_client`: one per URI, and
-    ``uri`` becomes the process-wide MLflow URI)."""
-    return kernel_client(uri)
 
 
 class MlflowSink:
@@ -110,7 +104,7 @@ class MlflowSink:
     def _begin(self, record: dict[str, Any], replay: bool) -> tuple[Any, str, Any, str | None]:
         settings = self._settings()
         uri = settings.resolved_tracking_uri()
-        client = client_for(uri)
+        client = kernel_client(uri)  # one per URI; the URI becomes the process-wide MLflow URI
         exp_id = self._experiment_id(client, uri, record["experiment"], settings)
         version = self._prompt_version(client, uri, record["prompt"])
         if replay:

@@ -1,14 +1,11 @@
-"""The one MLflow reader: a client per store URI, paging, the run -> row schema, artifacts and traces.
+"""The one MLflow reader: paging, the run -> row schema, artifacts and traces.
 
 Everything in llmops-lab that reads MLflow goes through here: monitoring (``load_runs`` / ``load_calls`` /
 ``recent_runs``), audit, ``%llm trace`` (debug), the day's spend (budget), jobs (batch stats, baseline
 runs, the report's worst rows), compare (row traces, human ratings) and the server's panel. MLflow is
 imported inside the functions, never at module load.
 
-* **Clients.** :func:`client_for` keeps one ``MlflowClient`` per URI, built with the URI and never touching
-  MLflow's process-global URI (a server answering for several projects shares it); a new local store is
-  created/migrated once per process under a file lock (:func:`migrate_store`). The kernel uses
-  :func:`kernel_client`, which also makes the URI the process's own (:func:`ensure_store`) for fluent APIs.
+* **Clients** come from :mod:`llmops_lab.tracking.clients` (one per URI, shared by the kernel and the server).
 * **Rows.** :func:`runs_frame` (one row per run, ``load_runs``), :func:`calls_frame` (one row per call,
   ``load_calls``), :func:`run_row` (the panel's RunRow) and :func:`run_facts` (one run in detail) are
   the shapes runs are read into; the tag names come from :mod:`llmops_lab.tracking.tags`.
@@ -17,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 import warnings
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,11 +22,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from llmops_lab.core.durations import parse_since
 from llmops_lab.exceptions import ConfigError
 from llmops_lab.tracking import tags as T
+from llmops_lab.tracking.clients import kernel_client
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from llmops_lab.config import Settings
 
 # Traces are exported synchronously so "logged" means logged (the writer is off the critical path). Set before
 # this package first imports MLflow, whichever module that is (as tracking/mlflow_sink.py always did).
@@ -45,90 +41,7 @@ FIXED_RUN_COLUMNS = ["run_id", "ts", "end", "status", "kind", "experiment", "not
                      "prompt", "user", "error"]
 NOT_FOUND_CODES = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
 
-# -- stores and clients ----------------------------------------------------------------------------------
-
-_init_lock = threading.Lock()
-_initialised: set[str] = set()  # migrated and set as the process-wide URI
-_migrated: set[str] = set()
-_clients: dict[str, Any] = {}
-_clients_lock = threading.Lock()
-
-
-def migrate_store(uri: str) -> None:
-    """Create/migrate a sqlite store once per process, under a file lock (MLflow's migrations race otherwise).
-
-    Touches no process-global MLflow state, so a server answering for several projects can call it too.
-    """
-    if uri in _migrated:
-        return
-    with _init_lock:
-        if uri in _migrated:
-            return
-        import logging
-
-        from mlflow import MlflowClient
-
-        for noisy in ("mlflow.store.db.utils", "alembic"):  # schema creation chatter in the notebook
-            logging.getLogger(noisy).setLevel(logging.WARNING)
-        if uri.startswith("sqlite:///"):
-            from filelock import FileLock
-
-            db = Path(uri[len("sqlite:///"):])
-            db.parent.mkdir(parents=True, exist_ok=True)
-            with FileLock(str(db) + ".lock", timeout=120):
-                MlflowClient(uri).search_experiments(max_results=1)
-        _migrated.add(uri)
-
-
-def ensure_store(uri: str) -> None:
-    """:func:`migrate_store`, then make ``uri`` MLflow's tracking/registry URI in this process (a kernel
-    has one store; fluent APIs such as ``mlflow.log_feedback`` use the global)."""
-    if uri in _initialised:
-        return
-    migrate_store(uri)
-    with _init_lock:
-        import mlflow
-
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
-        _initialised.add(uri)
-
-
-def client_for(uri: str) -> Any:
-    """One MlflowClient per URI, built with the URI (:func:`migrate_store` waits for the writers' migration
-    lock on a local store); never MLflow's process-global URI, which a server answering for several
-    projects must not have. The kernel's readers and writers and the server share it."""
-    client = _clients.get(uri)
-    if client is not None:
-        return client
-    with _clients_lock:
-        if uri not in _clients:
-            from mlflow import MlflowClient
-
-            migrate_store(uri)
-            _clients[uri] = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        return _clients[uri]
-
-
-def warm_imports() -> None:
-    """Import MLflow, its SQLAlchemy stores and alembic now (≈ 7 s of CPU on a busy machine), so that the first
-    :func:`client_for` does not pay for them."""
-    import mlflow  # noqa: F401
-    import mlflow.store.model_registry.sqlalchemy_store  # noqa: F401
-    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
-    from mlflow import MlflowClient  # noqa: F401
-
-
-def kernel_client(uri: str | None = None, settings: "Settings | None" = None) -> Any:
-    """The client of this process's store (``uri``, else the settings' tracking URI), which becomes the
-    process-wide MLflow URI (:func:`ensure_store`)."""
-    if uri is None:
-        from llmops_lab.config import get_settings
-
-        uri = (settings or get_settings()).resolved_tracking_uri()
-    ensure_store(uri)
-    return client_for(uri)
-
+# -- runs ---------------------------------------------------------------------------------------------------
 
 def is_not_found(err: BaseException) -> bool:
     """An MLflow error that says the thing asked for does not exist."""

@@ -5,7 +5,7 @@
 
 ``load_prompt`` resolves the alias every time it is called, so moving the alias (``promote``) changes what
 applications run without a redeploy. The model and generation parameters travel with the version
-(MLflow's ``model_config``). Reads and writes go to the project's store (``client_for``); MLflow is
+(MLflow's ``model_config``). Reads and writes go to the project's store (``tracking/clients.kernel_client``); MLflow is
 imported only when a function here is called.
 """
 from __future__ import annotations
@@ -64,7 +64,7 @@ def parse_ref(ref: str) -> PromptRef:
 
 
 def _client():
-    from llmops_lab.tracking.reader import kernel_client
+    from llmops_lab.tracking.clients import kernel_client
 
     return kernel_client()
 

@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from llmops_lab.tracking import tags as T
-from llmops_lab.tracking.reader import ensure_store, kernel_client
+from llmops_lab.tracking.clients import ensure_store, kernel_client
 
 if TYPE_CHECKING:
     from llmops_lab.config import Settings
