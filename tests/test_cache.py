@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-import llmops_lab.evaluation.cache as cache_module
-from llmops_lab.evaluation.cache import CachedResponse, ResponseCache, cache_key
+import llmops_lab.core.cache as cache_module
+from llmops_lab.core.cache import CachedResponse, ResponseCache, cache_key
 from llmops_lab.exceptions import ConfigError
 from llmops_lab.providers.base import Completion, ModelId, Usage
 
@@ -191,7 +191,7 @@ def test_threads(tmp_path):
 
 CHILD = textwrap.dedent("""
     import os, signal, sys
-    from llmops_lab.evaluation.cache import CachedResponse, ResponseCache
+    from llmops_lab.core.cache import CachedResponse, ResponseCache
     cache = ResponseCache(sys.argv[1])
     mode, count = sys.argv[2], int(sys.argv[3])
     if mode == "race":

@@ -156,7 +156,7 @@ def test_each_row_is_rendered_once(fake, monkeypatch):
 
 
 def test_no_cache_call_runs_in_the_event_loop(fake, monkeypatch):
-    from llmops_lab.evaluation.cache import ResponseCache
+    from llmops_lab.core.cache import ResponseCache
 
     threads = []
     for name in ("get", "get_many", "put", "put_many"):

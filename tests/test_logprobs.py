@@ -161,7 +161,7 @@ def test_shade_color_is_monotonic():
 
 def test_logprobs_are_part_of_the_cache_key():
     from llmops_lab.core.call import logprob_params
-    from llmops_lab.evaluation.cache import cache_key
+    from llmops_lab.core.cache import cache_key
 
     msgs = [{"role": "user", "content": "Hi"}]
     plain = cache_key("openai", None, "gpt-4o-mini", {"temperature": 0.0}, msgs)
@@ -199,7 +199,7 @@ def test_batch_cache_separates_and_keeps_masked_tokens(fake, project):
 def test_cache_adds_the_tokens_column_to_an_old_database(tmp_path):
     import sqlite3
 
-    from llmops_lab.evaluation.cache import CachedResponse, ResponseCache
+    from llmops_lab.core.cache import CachedResponse, ResponseCache
 
     path = tmp_path / "cache.db"
     with sqlite3.connect(path) as conn:  # the schema before logprobs

@@ -215,7 +215,7 @@ def test_scope_send_masks_what_is_sent_and_the_cache_key(fake, project):
 def test_scope_log_cache_keys_stay_distinct_and_cached_text_is_masked(fake, project):
     import pandas as pd
 
-    from llmops_lab.evaluation.cache import ResponseCache
+    from llmops_lab.core.cache import ResponseCache
 
     df = pd.DataFrame({"email": ["bob@example.com", "eve@example.com"]})
     first = llmops_lab.batch("Reply to {{ email }}", df, name="cache-log", progress=False)

@@ -22,7 +22,7 @@ from llmops_lab.providers.pricing import cost_usd
 if TYPE_CHECKING:
     from llmops_lab.config import Settings
     from llmops_lab.core.plan import CallPlan
-    from llmops_lab.evaluation.cache import CachedResponse
+    from llmops_lab.core.cache import CachedResponse
     from llmops_lab.providers.base import Completion, Message, Usage
 
 
@@ -36,7 +36,7 @@ def render(plan: "CallPlan", variables: Mapping[str, Any]) -> "tuple[list[Messag
 
 def key(plan: "CallPlan", messages: "list[Message]") -> str:
     """The response-cache key of exactly what is sent (docs/architecture.md, invariant 3)."""
-    from llmops_lab.evaluation.cache import cache_key
+    from llmops_lab.core.cache import cache_key
 
     return cache_key(plan.model_id.provider, plan.provider.endpoint_host, plan.model_id.model, plan.params,
                      messages)
@@ -44,7 +44,7 @@ def key(plan: "CallPlan", messages: "list[Message]") -> str:
 
 def to_cache(completion: "Completion", want_tokens: bool) -> "CachedResponse | None":
     """What to store for an answer: masked with the log policy; None (store nothing) if masking failed."""
-    from llmops_lab.evaluation.cache import CachedResponse
+    from llmops_lab.core.cache import CachedResponse
     from llmops_lab.trust.redaction import FAILED_MARK, mask_text
 
     stored = mask_text(completion.text)

@@ -109,7 +109,7 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
                             also=[judge_plan.model_id for _, judge_plan in judges])
     if estimate is not None:
         print(f"budget check: {estimate.describe()}")
-    from llmops_lab.evaluation.cache import ResponseCache
+    from llmops_lab.core.cache import ResponseCache
 
     response_cache = ResponseCache(settings.home / "cache.db") if cache else None
     collector = _Collector(len(frame), plan, settings, progress)

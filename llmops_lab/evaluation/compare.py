@@ -502,11 +502,6 @@ def prompt_snippet(template: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def format_params(params: Mapping[str, Any] | None) -> str:
-    """``{"max_tokens": 5, "temperature": 0}`` -> ``max_tokens=5 · temperature=0`` (unset ones left out)."""
-    return " · ".join(f"{k}={v}" for k, v in sorted((params or {}).items()) if v is not None)
-
-
 def synthetic(n_rows: int = 20, n_variants: int = 3, *, seed: int = 0) -> Comparison:
     """A comparison built from generated results (no model call): for tests, benchmarks and demos."""
     import numpy as np

@@ -14,7 +14,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from llmops_lab.core import steps
-from llmops_lab.evaluation.cache import CachedResponse
+from llmops_lab.core.cache import CachedResponse
 from llmops_lab.exceptions import LlmopsError
 from llmops_lab.providers.base import Message, Usage
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import ipywidgets as W
 import traitlets as T
 
-from llmops_lab.evaluation.compare import format_params, word_diff_html
+from llmops_lab.analysis.diff import word_diff_html
 from llmops_lab.core.explain import display_tokens, legend_html, shade_html
 
 _CSS = """<style>
@@ -34,6 +34,11 @@ _CSS = """<style>
 </style>"""
 _DIRECTION = {"better": ("better", "✓ better than baseline"), "worse": ("worse", "✗ worse than baseline"),
               "no difference": ("", "no significant difference")}
+
+
+def format_params(params: Mapping[str, Any] | None) -> str:
+    """``{"max_tokens": 5, "temperature": 0}`` -> ``max_tokens=5 · temperature=0`` (unset ones left out)."""
+    return " · ".join(f"{k}={v}" for k, v in sorted((params or {}).items()) if v is not None)
 
 
 def _fmt(value: Any, spec: str = ".3f") -> str:

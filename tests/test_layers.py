@@ -1,0 +1,49 @@
+"""The package's folders are its layers (docs/architecture.md §3): a layer never imports the layers above it,
+so the tree says where a change goes and no two packages import each other."""
+from __future__ import annotations
+
+from test_mlflow_adapter import PACKAGE, _imports, _modules
+
+FRONT_ENDS = ("magics", "cli", "server", "widgets")
+ABOVE = {  # layer -> the layers it must never import (functions included)
+    "core": ("evaluation", "analysis", "jobs", *FRONT_ENDS),
+    "analysis": ("evaluation", "jobs", *FRONT_ENDS),
+    "evaluation": ("jobs", "magics", "cli", "server"),  # widgets: Comparison displays as its grid
+    "jobs": FRONT_ENDS,
+    "providers": ("core", "evaluation", "analysis", "jobs", "tracking", *FRONT_ENDS),
+    "trust": ("core", "evaluation", "analysis", "jobs", "tracking", *FRONT_ENDS),
+    "widgets": ("evaluation", "magics", "cli", "server"),  # the grid gets a Comparison; it never imports one
+}
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and (PACKAGE / parts[1]).is_dir() else None
+
+
+def test_no_layer_imports_the_layers_above_it():
+    offenders = []
+    for path in _modules():
+        layer = path.relative_to(PACKAGE).parts[0]
+        for name in _imports(path):
+            if name.startswith("llmops_lab.") and _layer(name) in ABOVE.get(layer, ()):
+                offenders.append(f"{path.relative_to(PACKAGE)} imports {name}")
+    assert offenders == []
+
+
+def test_the_check_sees_a_violation(tmp_path, monkeypatch):
+    import test_mlflow_adapter as adapter
+
+    core = tmp_path / "core"
+    core.mkdir()
+    (tmp_path / "evaluation").mkdir()
+    (core / "x.py").write_text("def f():\n    from llmops_lab.evaluation.batch import batch\n")
+    monkeypatch.setattr(adapter, "PACKAGE", tmp_path)
+    monkeypatch.setattr("test_layers.PACKAGE", tmp_path)
+    monkeypatch.setattr("test_layers._modules", lambda: [core / "x.py"])
+    try:
+        test_no_layer_imports_the_layers_above_it()
+    except AssertionError as err:
+        assert "core/x.py imports llmops_lab.evaluation.batch" in str(err)
+    else:
+        raise AssertionError("a core module importing evaluation was not caught")
