@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # what the lazy attributes below are, for IDEs and type check
     from llmops_lab.evaluation import scoring as scoring
     from llmops_lab import exceptions as errors
     from llmops_lab.tracking import registry as registry
-    from llmops_lab.tracking.registry import load_prompt as load_prompt
+    from llmops_lab.core.prompts import load_prompt as load_prompt
     from llmops_lab.trust import redaction as redact
     from llmops_lab.trust import redaction as redaction
 
@@ -44,7 +44,7 @@ __version__ = "0.1.0"
 # name -> (module, attribute or None for the module itself).
 _LAZY: dict[str, tuple[str, str | None]] = {
     "stats": ("llmops_lab.analysis.monitoring", "stats"),
-    "load_prompt": ("llmops_lab.tracking.registry", "load_prompt"),
+    "load_prompt": ("llmops_lab.core.prompts", "load_prompt"),
     "compare": ("llmops_lab.evaluation.compare", None),  # a callable module: llmops_lab.compare(...)
     "data": ("llmops_lab.evaluation.datasets", None),  # llmops_lab.data.prepare(df), .fingerprint, .diff
     "scoring": ("llmops_lab.evaluation.scoring", None),  # llmops_lab.scoring.to_mlflow_scorer(s)

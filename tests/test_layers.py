@@ -13,7 +13,10 @@ ABOVE = {  # layer -> the layers it must never import (functions included)
     "providers": ("core", "evaluation", "analysis", "jobs", "tracking", *FRONT_ENDS),
     "trust": ("core", "evaluation", "analysis", "jobs", "tracking", *FRONT_ENDS),
     "widgets": ("evaluation", "magics", "cli", "server"),  # the grid gets a Comparison; it never imports one
+    "tracking": ("evaluation", "analysis", "jobs", "providers", *FRONT_ENDS),
 }
+# tracking sits under the call core (core/call.py submits to its spool): from core it may use only the pure parsers
+TRACKING_MAY_USE = ("llmops_lab.core.templates", "llmops_lab.core.durations")
 
 
 def _layer(module: str) -> str | None:
@@ -28,6 +31,14 @@ def test_no_layer_imports_the_layers_above_it():
         for name in _imports(path):
             if name.startswith("llmops_lab.") and _layer(name) in ABOVE.get(layer, ()):
                 offenders.append(f"{path.relative_to(PACKAGE)} imports {name}")
+    assert offenders == []
+
+
+def test_tracking_uses_only_the_pure_parsers_of_the_core():
+    offenders = [f"{path.relative_to(PACKAGE)} imports {name}"
+                 for path in _modules() if path.relative_to(PACKAGE).parts[0] == "tracking"
+                 for name in _imports(path)
+                 if name.startswith("llmops_lab.core") and not name.startswith(TRACKING_MAY_USE)]
     assert offenders == []
 
 

@@ -1,6 +1,7 @@
 """Prompt management: references, listing, diffs, load_prompt with model config, promotion via aliases."""
 import pytest
 
+import llmops_lab
 from llmops_lab.tracking import registry
 from llmops_lab.exceptions import ConfigError
 
@@ -65,7 +66,7 @@ def test_promote_load_list_diff(fake):
     assert "identical" in registry.diff_versions("summarize", 1, 1)
 
     with pytest.raises(ConfigError, match="not found"):
-        registry.load_prompt("summarize@staging")
+        llmops_lab.load_prompt("summarize@staging")
     with pytest.raises(ConfigError, match="alias"):
         registry.promote_prompt("summarize", "x {{ text }}", alias="latest")
 

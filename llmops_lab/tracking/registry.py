@@ -1,11 +1,7 @@
-"""Prompt management on MLflow's prompt registry: list, diff, load (``name@alias|version``), promote.
+"""Prompt management on MLflow's prompt registry: list, diff, resolve (``name@alias|version``), promote.
 
-    >>> summarize = llmops_lab.load_prompt("summarize@production")          # doctest: +SKIP
-    >>> summarize(text=article).text                                         # doctest: +SKIP
-
-``load_prompt`` resolves the alias every time it is called, so moving the alias (``promote``) changes what
-applications run without a redeploy. The model and generation parameters travel with the version
-(MLflow's ``model_config``). Reads and writes go to the project's store (``tracking/clients.kernel_client``); MLflow is
+The model and generation parameters travel with the version (MLflow's ``model_config``); what an application
+loads and calls is :func:`llmops_lab.core.prompts.load_prompt` (``llmops_lab.load_prompt``). Reads and writes go to the project's store (``tracking/clients.kernel_client``); MLflow is
 imported only when a function here is called.
 """
 from __future__ import annotations
@@ -13,13 +9,13 @@ from __future__ import annotations
 import difflib
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from llmops_lab.exceptions import ConfigError
 from llmops_lab.tracking import tags as T
 
-__all__ = ["PromptRef", "LoadedPrompt", "parse_ref", "is_ref", "load_prompt", "get_version", "list_prompts",
+__all__ = ["PromptRef", "parse_ref", "is_ref", "get_version", "list_prompts",
            "prompt_summaries", "versions_with_aliases", "diff_versions", "register_version", "check_alias",
            "promote_prompt", "set_alias",
            "model_config_for", "params_from_config",
@@ -134,48 +130,6 @@ def params_from_config(config: Any) -> tuple[str | None, dict[str, Any]]:
     params = {ours: config[theirs] for ours, theirs in _PARAM_KEYS.items() if theirs in config}
     params.update(config.get("extra_params") or {})
     return model, params
-
-
-@dataclass
-class LoadedPrompt:
-    """A registered prompt version an application calls: template + model + parameters.
-
-    ``prompt(text=...)`` renders and calls the model through ``llmops_lab.run`` (tracked, cached budget
-    rules apply); ``prompt.render(text=...)`` only renders.
-    """
-
-    name: str
-    version: int
-    template: str
-    model: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    aliases: list[str] = field(default_factory=list)
-    ref: str = ""
-
-    @property
-    def uri(self) -> str:
-        return f"prompts:/{self.name}/{self.version}"
-
-    def render(self, variables: Mapping[str, Any] | None = None, **kwargs: Any) -> str:
-        from llmops_lab.core.templates import PromptTemplate
-
-        return PromptTemplate(self.template).render({**(variables or {}), **kwargs})
-
-    def __call__(self, variables: Mapping[str, Any] | None = None, **kwargs: Any):
-        from llmops_lab.core.call import run
-
-        return run(self.template, {**(variables or {}), **kwargs}, model=self.model, name=self.name, **self.params)
-
-    def __repr__(self) -> str:
-        return (f"LoadedPrompt({self.ref or self.uri} -> {self.uri}, model={self.model!r}, params={self.params!r})")
-
-
-def load_prompt(ref: str) -> LoadedPrompt:
-    """``load_prompt("summarize@production")``: the version the alias points at *now*, with its model config."""
-    version = get_version(ref)
-    model, params = params_from_config(getattr(version, "model_config", None))
-    return LoadedPrompt(version.name, int(version.version), version.template, model, params,
-                        list(getattr(version, "aliases", None) or []), ref=str(ref))
 
 
 def prompt_summaries(filter_string: str | None = None, client: Any = None) -> list[dict[str, Any]]:
