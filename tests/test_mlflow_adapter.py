@@ -177,12 +177,12 @@ def test_get_run_none_when_missing_or_deleted():
 
 
 def test_span_dicts_keep_both_status_forms():
-    from llmops_lab.tracking import reader
+    from llmops_lab.tracking import traces
 
     span = SimpleNamespace(trace_id="t", name="s", span_type="CHAT_MODEL", start_time_ns=2_000_000,
                            end_time_ns=5_000_000, status=SimpleNamespace(status_code="OK"), attributes=None)
     trace = SimpleNamespace(data=SimpleNamespace(spans=[span, span]))
-    spans = reader.span_dicts([trace], max_spans=1)
+    spans = traces.span_dicts([trace], max_spans=1)
     assert spans == [{"trace_id": "t", "name": "s", "span_type": "CHAT_MODEL", "start_ns": 2_000_000,
                       "end_ns": 5_000_000, "status": "OK", "status_code": "OK", "attributes": {}}]
 

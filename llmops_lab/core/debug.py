@@ -108,7 +108,7 @@ def describe_run(run_id: str) -> CallReport:
     """A logged run read back from MLflow: params, metrics, tags, prompt, output and its trace spans."""
     from llmops_lab import tracking
     from llmops_lab.config import get_settings
-    from llmops_lab.tracking import reader
+    from llmops_lab.tracking import reader, traces
 
     tracking.flush(10.0)
     client = reader.kernel_client()  # the reader's client of this kernel's store
@@ -125,10 +125,10 @@ def describe_run(run_id: str) -> CallReport:
     output = reader.artifact_text(client, run, "output.md")
     spans = []
     try:
-        traces = reader.traces(client, run, 5, locations=True)
-        if traces:
-            facts.setdefault("trace_id", traces[0].info.trace_id)
-        for span in reader.span_dicts(traces):
+        found = traces.traces(client, run, 5, locations=True)
+        if found:
+            facts.setdefault("trace_id", found[0].info.trace_id)
+        for span in traces.span_dicts(found):
             spans.append({"name": span["name"], "type": span["span_type"], "status": span["status_code"],
                           "duration_ms": round((span["end_ns"] - span["start_ns"]) / 1e6, 1),
                           "attributes": span["attributes"]})

@@ -320,9 +320,9 @@ class Comparison:
         """Row index -> {"trace_id", "ratings"} of a variant's run (cached per variant)."""
         cache = self.__dict__.setdefault("_trace_cache", {})
         if vi not in cache:
-            from llmops_lab.tracking import reader
+            from llmops_lab.tracking import traces
 
-            cache[vi] = reader.row_traces(self.run_ids[vi])
+            cache[vi] = traces.row_traces(self.run_ids[vi])
         return cache[vi]
 
     def trace_id(self, row: int, variant: int | str) -> str | None:

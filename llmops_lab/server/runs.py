@@ -2,7 +2,7 @@
 
 Plain dicts out, validation before any MLflow call; paging and sorting are MLflow's own
 (``search_runs(max_results, page_token, order_by)``), so a page costs the same with 10 or 10,000 runs.
-The reading itself (rows, artifacts, traces) is :mod:`llmops_lab.tracking.reader`'s.
+The reading itself is :mod:`llmops_lab.tracking.reader`'s (rows, artifacts) and :mod:`llmops_lab.tracking.traces`' (spans).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 from llmops_lab.core.records import RESULT_COLUMNS
 from llmops_lab.server.errors import ApiError
 from llmops_lab.server.stores import Store, experiment_id, refresh_planner_stats
-from llmops_lab.tracking import reader
+from llmops_lab.tracking import reader, traces
 from llmops_lab.tracking import tags as T
 from llmops_lab.tracking.reader import run_row  # noqa: F401 - the panel's RunRow schema lives with the reader
 
@@ -124,7 +124,7 @@ def _spans(client: Any, run: Any) -> list[dict[str, Any]]:
              "end_ms": span["end_ns"] // 1_000_000 if span["end_ns"] else None,
              "status": span["status"],
              "attributes": {k: _attribute(v) for k, v in span["attributes"].items() if k not in _SPAN_SKIP}}
-            for span in reader.span_dicts(reader.traces(client, run, MAX_TRACES), MAX_SPANS)]
+            for span in traces.span_dicts(traces.traces(client, run, MAX_TRACES), MAX_SPANS)]
 
 
 def _get_run(client: Any, run_id: str) -> Any:
