@@ -128,6 +128,16 @@ def test_promote_button_calls_core(cmp, monkeypatch):
     assert "no name" in grid.status
 
 
+def test_promote_from_code_does_what_the_button_does(cmp, monkeypatch):
+    calls = []
+    monkeypatch.setattr(cmp, "promote", lambda variant, alias="production", **kw: calls.append((variant, alias, kw))
+                        or type("V", (), {"name": "headline", "version": 3})())
+    grid = cmp.widget()
+    grid.promote(1, "staging", name="headline", reason="shorter")
+    assert calls == [(1, "staging", {"reason": "shorter", "name": "headline"})]
+    assert "promoted [1] → headline@3 as staging" in grid.status
+
+
 def test_state_is_synced_traitlets(cmp):
     grid = cmp.widget()
     state = grid.get_state()

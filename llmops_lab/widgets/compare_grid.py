@@ -336,6 +336,15 @@ class CompareGrid(W.VBox):
         self._score.value, self._comment.value = score, comment or ""
         (self._up if thumbs else self._down).click()
 
+    def promote(self, variant: int, alias: str = "production", *, name: str | None = None,
+                reason: str | None = None) -> None:
+        """What the Promote button does, callable from code and tests; the outcome is in ``status``."""
+        self._promote_variant.value = variant  # suggests the variant's registry name
+        if name is not None:
+            self._prompt_name.value = name
+        self._alias.value, self._reason.value = alias, reason or ""
+        self._promote_button.click()
+
     def _suggest_name(self) -> None:
         """The name field shows where the selected variant would be promoted (empty: an unnamed draft)."""
         self._prompt_name.value = self.comparison.promote_name(int(self._promote_variant.value)) or ""
