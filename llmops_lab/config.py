@@ -48,6 +48,10 @@ class Settings:
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
     redaction: dict[str, Any] = field(default_factory=dict)  # [tool.llmops-lab.redaction]: see trust/policy.py
     max_prompt_chars: int = 1_000_000  # a rendered prompt longer than this is refused before any call
+    # Credentials (MLflow, provider keys) over plain http:// to a non-loopback host are refused unless this is
+    # set (trust/transport.py).
+    allow_insecure_transport: bool = False
+    retention: dict[str, str] = field(default_factory=dict)  # [tool.llmops-lab.retention]: see trust/retention.py
     project_root: Path = field(default_factory=Path.cwd)
 
     @property
@@ -77,7 +81,7 @@ class Settings:
 _SCALARS: dict[str, type] = {
     "model": str, "temperature": float, "max_tokens": int, "top_p": float, "seed": int,
     "tracking_uri": str, "experiment": str, "timeout": float, "max_retries": int, "tracking": bool,
-    "max_cost": float, "max_cost_day": float, "max_prompt_chars": int,
+    "max_cost": float, "max_cost_day": float, "max_prompt_chars": int, "allow_insecure_transport": bool,
 }
 # Names that look like credentials: refused as settings (keys come from the environment, never a notebook).
 _SECRET_WORDS = ("key", "token", "secret", "password", "passwd", "credential")
@@ -176,6 +180,7 @@ def load_settings(start: Path | None = None, environ: dict[str, str] | None = No
     settings.endpoints = {name: dict(spec) for name, spec in table.pop("endpoints", {}).items()}
     settings.prices = {name: dict(p) for name, p in table.pop("prices", {}).items()}
     settings.redaction = dict(table.pop("redaction", {}))
+    settings.retention = dict(table.pop("retention", {}))
     if settings.redaction:
         from llmops_lab.trust.policy import parse_policy  # pure: the import goes one way, config -> trust
 
