@@ -13,10 +13,10 @@ import time
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from llmops_lab.config import Settings, get_settings
+from llmops_lab.core import steps
 from llmops_lab.core.plan import CallPlan, plan_call
 from llmops_lab.core.records import RESULT_COLUMNS, TOKENS_COLUMN  # noqa: F401 - RESULT_COLUMNS re-exported
 from llmops_lab.exceptions import ConfigError
-from llmops_lab.providers.pricing import cost_usd
 
 if TYPE_CHECKING:
     from llmops_lab.evaluation.runner import RowCall, RowResult
@@ -187,8 +187,7 @@ class _Collector:
         self.error: list[str | None] = [None] * n
         self.times = [(0, 0)] * n
         self.tokens: list[Any] | None = [None] * n if plan.params.get("logprobs") else None
-        self._model_id = plan.model_id
-        self._prices = settings.prices
+        self._plan, self._settings = plan, settings
         self.errors = 0
         self.spent = 0.0
         self._bar = None
@@ -220,7 +219,7 @@ class _Collector:
         if self.tokens is not None:
             self.tokens[i] = r.tokens
         if r.error is None:
-            self.cost[i] = 0.0 if r.cached else cost_usd(self._model_id, r.usage, self._prices)
+            self.cost[i] = 0.0 if r.cached else steps.cost(self._plan, r.usage, self._settings)
             self.spent += self.cost[i] or 0.0
         else:
             self.errors += 1
