@@ -6,8 +6,8 @@ be used from synchronous code::
     with FakeOpenAI(latency_ms=0) as srv:
         client = OpenAI(base_url=srv.base_url, api_key="x")
 
-``"stream": true`` is answered with server-sent events: one chunk per word (with its leading whitespace),
-``chunk_delay_ms`` apart, then the finish chunk, a usage chunk when ``stream_options.include_usage`` is set, and
+``"stream": true`` is answered with server-sent events: one chunk per word (with its leading whitespace), or
+per ``chunk_chars`` characters when set (a word split over chunks), ``chunk_delay_ms`` apart, then the finish chunk, a usage chunk when ``stream_options.include_usage`` is set, and
 ``data: [DONE]``; a client that goes away mid-stream is counted in ``streams_abandoned``.
 
 Also runnable as a script: ``python tests/fake_openai.py --port 0 --latency-ms 50``
@@ -96,6 +96,7 @@ class FakeOpenAI:
                  port: int = 0, hang_s: float = 30.0, chunk_delay_ms: float = 0) -> None:
         self.latency_ms = latency_ms
         self.chunk_delay_ms = chunk_delay_ms  # between streamed chunks
+        self.chunk_chars: int | None = None  # streamed chunks of this many characters instead of words
         self.responder = responder  # None (also settable later) -> default_responder
         self.fault_rate = fault_rate
         self.faults = tuple(faults)
@@ -382,8 +383,10 @@ class FakeOpenAI:
             return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
                     **({"usage": None} if include_usage else {})}
 
-        events = [chunk({"role": "assistant", "content": piece}, None)
-                  for piece in re.findall(r"\s*\S+|\s+", content)]
+        size = self.chunk_chars
+        pieces = ([content[i:i + size] for i in range(0, len(content), size)] if size
+                  else re.findall(r"\s*\S+|\s+", content))
+        events = [chunk({"role": "assistant", "content": piece}, None) for piece in pieces]
         events.append(chunk({}, "stop"))
         if include_usage:
             events.append({**base, "choices": [], "usage": usage})

@@ -1,11 +1,62 @@
-"""Display for the magics: the answer in its format, the live footer under it, a results table, and paths as a
-saved notebook should keep them. What may be shown is decided by :mod:`llmops_lab.trust.display`.
+"""Display for the magics: the answer in its format (or as it streams in, :class:`LiveAnswer`), the live footer
+under it, a results table, and paths as a saved notebook should keep them. What may be shown is decided by
+:mod:`llmops_lab.trust.display`.
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 UNATTENDED_FOOTER_WAIT_S = 30.0  # in a papermill run, how long a cell waits for its run id (see show)
+STREAM_UPDATE_S = 0.1  # at most ten display updates a second: each re-renders the whole answer in the browser
+
+
+class PlainText:
+    """A text shown as text/plain (a streamed ``--format text`` answer: one display that is updated)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+class LiveAnswer:
+    """A streamed answer in one display, updated as pieces arrive (throttled), masked for display with the
+    unfinished tail held back (:func:`~llmops_lab.trust.display.streaming_view`). ``add`` is the stream's
+    ``on_text``; ``finish`` shows the whole answer."""
+
+    def __init__(self, fmt: str):
+        self.fmt = fmt
+        self.pieces: list[str] = []
+        self.shown = ""
+        self.updates = 0  # displays and updates made
+        self._handle: Any = None
+        self._last_update = 0.0
+
+    def add(self, piece: str) -> None:
+        self.pieces.append(piece)
+        if time.monotonic() - self._last_update >= STREAM_UPDATE_S:
+            from llmops_lab.trust.display import streaming_view
+
+            self._show(streaming_view("".join(self.pieces)))
+
+    def finish(self, text: str) -> None:
+        from llmops_lab.trust.display import mask_for_display
+
+        self._show(mask_for_display(text), force=True)
+
+    def _show(self, text: str, force: bool = False) -> None:
+        if text == self.shown and not force:
+            return
+        from IPython.display import Markdown, display
+
+        shown = Markdown(text) if self.fmt == "markdown" else PlainText(text)
+        if self._handle is None:
+            self._handle = display(shown, display_id=True)
+        else:
+            self._handle.update(shown)
+        self.shown, self.updates, self._last_update = text, self.updates + 1, time.monotonic()
 
 
 class Footer:
@@ -37,8 +88,8 @@ def display_path(text: str, project_root: Any) -> str:
     return text
 
 
-def show(result: Any, fmt: str, shell: Any) -> None:
-    """Display the answer in ``fmt`` and a live footer."""
+def show(result: Any, fmt: str, shell: Any, live: LiveAnswer | None = None) -> None:
+    """Display the answer in ``fmt`` (``live``: it was streamed there; now shown whole) and a live footer."""
     import json
     import os
 
@@ -49,13 +100,17 @@ def show(result: Any, fmt: str, shell: Any) -> None:
 
     text = for_display(result.text)
     shaded = result.logprobs_requested
-    if shaded:  # the answer shaded by token probability replaces the markdown/text view
+    if live is not None:
+        live.finish(result.text)
+    elif shaded:  # the answer shaded by token probability replaces the markdown/text view
         from IPython.display import HTML
 
         from llmops_lab.core.explain import result_html
 
         display(HTML(result_html(result.text, result.tokens)))  # masked for display inside
-    if fmt == "markdown":
+    if live is not None:
+        pass
+    elif fmt == "markdown":
         if not shaded:
             display(Markdown(text))
     elif fmt == "json":
