@@ -60,8 +60,8 @@ class StreamInterrupted(KeyboardInterrupt):
         self.result = result
 
     def _render_traceback_(self) -> list[str]:
-        return ["KeyboardInterrupt: generation stopped; the partial answer is kept (in _, and logged as an "
-                "interrupted run)"]
+        return [("KeyboardInterrupt: generation stopped; the partial answer is kept (in _, and logged as an "
+                 "interrupted run)")]
 
 
 class BudgetError(LlmopsError):

@@ -4,6 +4,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -116,21 +117,43 @@ def test_interrupt_mid_stream_keeps_the_partial_answer(shell, fake, monkeypatch,
     assert run.info.status == "KILLED" and run.data.tags["llmops.interrupted"] == "true"
     assert "llmops.error" not in run.data.tags
     path = mlflow_client().download_artifacts(r.run_id, "output.md")
-    assert open(path).read() == r.text
+    assert Path(path).read_text() == r.text
     assert shell.run_cell("%%llm --name after --no-stream --out again\nhi").success  # the client still works
 
 
 def test_a_key_split_across_chunks_never_shows(shell, fake, monkeypatch):
     answer = f"Your key is {KEY} and you should rotate it soon, as a key pasted into a chat is no longer secret."
-    fake.responder, fake.chunk_chars, fake.chunk_delay_ms = (lambda req: answer), 5, 5
+    fake.responder, fake.chunk_chars, fake.chunk_delay_ms = (lambda req: answer), 5, 40  # an update every 3 chunks
     shown = Shown(shell, fake, monkeypatch)
     assert shell.run_cell("%%llm --name leak --format text --out r\nkey?").success
     assert shell.user_ns["r"].text == answer  # the result keeps the real text
-    assert len(shown.items) >= 3
-    fragments = {KEY[i:i + 4] for i in range(len(KEY) - 3)}
+    assert len(shown.items) >= 5
     for text in shown.texts:
-        assert not any(fragment in text for fragment in fragments), text
+        assert not any(fragment in text for fragment in fragments_of(KEY)), text
     assert shown.texts[-1] == answer.replace(KEY, "[OPENAI_KEY]")
+
+
+def fragments_of(secret: str, size: int = 4) -> set[str]:
+    return {secret[i:i + size] for i in range(len(secret) - size + 1)}
+
+
+@pytest.mark.parametrize("answer", [
+    f"Your key is {KEY} and you should rotate it soon, as a pasted key is no longer secret at all.",
+    f"api_key = hunter2-{KEY[-12:]}\nthen the rest of the answer goes on for a while longer, as answers do.",
+    ("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----\n"
+     "and more text after the block, long enough to move the cut past it."),
+])
+def test_no_prefix_of_a_stream_shows_a_secret(answer):
+    """Every point a stream can be cut at (any chunking): what may be shown never holds part of a secret."""
+    from llmops_lab.trust.display import mask_for_display, streaming_view
+
+    secrets = [line for line in answer.splitlines() if line.startswith(("MIIE", "BKcw"))] or \
+        [KEY if KEY in answer else f"hunter2-{KEY[-12:]}"]
+    for end in range(len(answer) + 1):
+        shown = streaming_view(answer[:end])
+        assert mask_for_display(answer).startswith(shown), (end, shown)
+        for secret in secrets:
+            assert not any(fragment in shown for fragment in fragments_of(secret, 6)), (end, shown)
 
 
 def test_no_stream_flag_and_setting(shell, fake, monkeypatch):
