@@ -1,5 +1,6 @@
 """Streaming (issue #18, item 1): a real IPython shell and llmops_lab.run against the fake server streaming SSE
 with a delay between chunks; the embedded model streaming through its worker (marked slow)."""
+import contextlib
 import os
 import signal
 import threading
@@ -41,11 +42,25 @@ class Shown:
         return [text for text, _, _ in self.items]
 
 
-def interrupt_after(seconds: float) -> threading.Timer:
-    """A kernel interrupt as Jupyter sends it: SIGINT to this process, from outside the running code."""
-    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    return timer
+@contextlib.contextmanager
+def interrupt_mid_stream(fake, chunks: int = 5):
+    """A kernel interrupt as Jupyter sends it: SIGINT to this process from outside the running code, once the
+    fake server has sent ``chunks`` chunks (not on a timer: imports and start-up vary on a loaded machine)."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.005):
+            if fake.chunks_sent >= chunks:
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
 
 
 def test_fake_server_streams_sse_with_exact_usage(fake):
@@ -96,11 +111,8 @@ def test_streamed_usage_and_cost_are_exact_and_logged_with_ttft(shell, fake, mon
 def test_interrupt_mid_stream_keeps_the_partial_answer(shell, fake, monkeypatch, capsys):
     fake.responder, fake.chunk_delay_ms = story, 50
     shown = Shown(shell, fake, monkeypatch)
-    timer = interrupt_after(0.6)
-    try:
+    with interrupt_mid_stream(fake):
         res = shell.run_cell("%%llm --name stopped --out r\nTell a story")
-    finally:
-        timer.cancel()
     assert isinstance(res.error_in_exec, StreamInterrupted)  # the cell stops (so does Run All), in one line
     assert "generation stopped; the partial answer is kept" in capsys.readouterr().out
     r = shell.user_ns["r"]
@@ -113,6 +125,7 @@ def test_interrupt_mid_stream_keeps_the_partial_answer(shell, fake, monkeypatch,
     received = len(r.text.split())
     assert fake.streams_abandoned == 1 and fake.chunks_sent <= received + 2  # generation stopped within a chunk
     assert "interrupted" in r.footer()
+    assert r.usage["completion_tokens"] == received  # no usage chunk came: one token per piece received
     run = mlflow_client().get_run(r.run_id)
     assert run.info.status == "KILLED" and run.data.tags["llmops.interrupted"] == "true"
     assert "llmops.error" not in run.data.tags
@@ -199,12 +212,8 @@ def test_run_streams_to_on_text_and_prints_masked_by_default(fake, capsys):
 
 def test_run_interrupted_raises_with_the_logged_partial_result(fake):
     fake.responder, fake.chunk_delay_ms = story, 50
-    timer = interrupt_after(0.4)
-    try:
-        with pytest.raises(StreamInterrupted) as stopped:
-            llmops_lab.run("Tell a story", stream=True, on_text=lambda piece: None)
-    finally:
-        timer.cancel()
+    with interrupt_mid_stream(fake), pytest.raises(StreamInterrupted) as stopped:
+        llmops_lab.run("Tell a story", stream=True, on_text=lambda piece: None)
     r = stopped.value.result
     assert isinstance(stopped.value, KeyboardInterrupt) and r.interrupted and r.text
     assert story(None).startswith(r.text) and r.run_id

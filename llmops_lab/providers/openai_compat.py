@@ -73,6 +73,9 @@ class OpenAICompatProvider:
                 attempt += 1
         except KeyboardInterrupt:  # leaving the `with` closed the response: the endpoint stops generating
             answer.finish_reason = "interrupted"
+            if answer.usage == Usage():  # the usage chunk never came: estimate what was paid for
+                answer.usage = Usage(max(1, sum(len(str(m.get("content") or "")) for m in messages) // 4),
+                                     len(answer.pieces))  # endpoints stream about one token per chunk
             return self._streamed(answer, model, attempt, interrupted=True)
 
     def async_client(self) -> Any:
