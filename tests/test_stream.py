@@ -177,6 +177,9 @@ def test_no_stream_flag_and_setting(shell, fake, monkeypatch):
     assert shell.run_cell("%%llm\nhi").success and "stream" not in fake.requests[-1]
     assert shell.run_cell("%%llm --stream\nhi").success and fake.requests[-1]["stream"] is True
     assert shell.run_cell("%llm config stream=true").success
+    monkeypatch.setenv("LLMOPS_NOTEBOOK", "/nb/unattended.ipynb")  # papermill: the saved notebook keeps the end
+    assert shell.run_cell("%%llm\nhi").success and "stream" not in fake.requests[-1]
+    monkeypatch.delenv("LLMOPS_NOTEBOOK")
     for line in ("%%llm --format json", "%%llm --format code", "%%llm --logprobs"):
         fake.responder = lambda req: '{"a": 1}'
         assert shell.run_cell(f"{line}\nhi").success

@@ -30,7 +30,6 @@ class LiveAnswer:
         self.fmt = fmt
         self.pieces: list[str] = []
         self.shown = ""
-        self.updates = 0  # displays and updates made
         self._handle: Any = None
         self._last_update = 0.0
 
@@ -56,7 +55,7 @@ class LiveAnswer:
             self._handle = display(shown, display_id=True)
         else:
             self._handle.update(shown)
-        self.shown, self.updates, self._last_update = text, self.updates + 1, time.monotonic()
+        self.shown, self._last_update = text, time.monotonic()
 
 
 class Footer:
@@ -90,8 +89,27 @@ def display_path(text: str, project_root: Any) -> str:
 
 def show(result: Any, fmt: str, shell: Any, live: LiveAnswer | None = None) -> None:
     """Display the answer in ``fmt`` (``live``: it was streamed there; now shown whole) and a live footer."""
-    import json
     import os
+
+    from IPython.display import display
+
+    if live is not None:
+        live.finish(result.text)
+    else:
+        _show_answer(result, fmt, shell)
+    if result._ticket is not None and os.environ.get("LLMOPS_NOTEBOOK"):
+        # A papermill run (execute_notebook, jobs, `llmops-lab demo`): nobody watches the cell and the saved
+        # notebook is what counts, while an update from the writer after the cell ends never reaches the file.
+        # Wait (bounded) for the run id so the footer is saved final, not "logging…".
+        result._ticket.wait(UNATTENDED_FOOTER_WAIT_S)
+    handle = display(Footer(result), display_id=True)
+    if handle is not None and result._ticket is not None:
+        result._ticket.on_change(lambda _ticket: handle.update(Footer(result)))
+
+
+def _show_answer(result: Any, fmt: str, shell: Any) -> None:
+    """The whole answer in ``fmt``, masked for display (or shaded by token probability with logprobs)."""
+    import json
 
     from IPython.display import JSON, Markdown, display
 
@@ -100,17 +118,13 @@ def show(result: Any, fmt: str, shell: Any, live: LiveAnswer | None = None) -> N
 
     text = for_display(result.text)
     shaded = result.logprobs_requested
-    if live is not None:
-        live.finish(result.text)
-    elif shaded:  # the answer shaded by token probability replaces the markdown/text view
+    if shaded:  # the answer shaded by token probability replaces the markdown/text view
         from IPython.display import HTML
 
         from llmops_lab.core.explain import result_html
 
         display(HTML(result_html(result.text, result.tokens)))  # masked for display inside
-    if live is not None:
-        pass
-    elif fmt == "markdown":
+    if fmt == "markdown":
         if not shaded:
             display(Markdown(text))
     elif fmt == "json":
@@ -129,14 +143,6 @@ def show(result: Any, fmt: str, shell: Any, live: LiveAnswer | None = None) -> N
         shell.set_next_input(code, replace=False)
     elif not shaded:
         print(text)
-    if result._ticket is not None and os.environ.get("LLMOPS_NOTEBOOK"):
-        # A papermill run (execute_notebook, jobs, `llmops-lab demo`): nobody watches the cell and the saved
-        # notebook is what counts, while an update from the writer after the cell ends never reaches the file.
-        # Wait (bounded) for the run id so the footer is saved final, not "logging…".
-        result._ticket.wait(UNATTENDED_FOOTER_WAIT_S)
-    handle = display(Footer(result), display_id=True)
-    if handle is not None and result._ticket is not None:
-        result._ticket.on_change(lambda _ticket: handle.update(Footer(result)))
 
 
 def show_frame(results: Any) -> None:
