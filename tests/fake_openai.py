@@ -7,7 +7,8 @@ be used from synchronous code::
         client = OpenAI(base_url=srv.base_url, api_key="x")
 
 ``"stream": true`` is answered with server-sent events: one chunk per word (with its leading whitespace), or
-per ``chunk_chars`` characters when set (a word split over chunks), ``chunk_delay_ms`` apart, then the finish chunk, a usage chunk when ``stream_options.include_usage`` is set, and
+per ``chunk_chars`` characters when set (a word split over chunks), ``chunk_delay_ms`` apart (``break_stream_after``
+= N: the connection is reset after N chunks, as by a proxy timing out), then the finish chunk, a usage chunk when ``stream_options.include_usage`` is set, and
 ``data: [DONE]``; a client that goes away mid-stream is counted in ``streams_abandoned``.
 
 Also runnable as a script: ``python tests/fake_openai.py --port 0 --latency-ms 50``
@@ -97,6 +98,7 @@ class FakeOpenAI:
         self.latency_ms = latency_ms
         self.chunk_delay_ms = chunk_delay_ms  # between streamed chunks
         self.chunk_chars: int | None = None  # streamed chunks of this many characters instead of words
+        self.break_stream_after: int | None = None  # reset the connection after this many streamed chunks
         self.responder = responder  # None (also settable later) -> default_responder
         self.fault_rate = fault_rate
         self.faults = tuple(faults)
@@ -283,6 +285,9 @@ class FakeOpenAI:
                 if event is not None and event["choices"] and event["choices"][0]["delta"].get("content"):
                     with self._lock:
                         self.chunks_sent += 1
+                if self.break_stream_after is not None and i + 1 >= self.break_stream_after:
+                    self._abort(writer)
+                    return False
             writer.write(b"0\r\n\r\n")
             await writer.drain()
             return True
