@@ -234,8 +234,8 @@ def test_errors_before_the_first_chunk_are_retried_like_complete(fake):
 
 def test_a_stream_broken_midway_fails_the_call_in_one_line(shell, fake, capsys):
     fake.responder, fake.chunk_delay_ms, fake.break_stream_after = story, 5, 5
-    res = shell.run_cell("%%llm --name broken --out r\nTell a story")
-    assert not res.success and "r" not in shell.user_ns
+    res = shell.run_cell("%%llm --name broken --out broken_answer\nTell a story")
+    assert not res.success and "broken_answer" not in shell.user_ns
     err = capsys.readouterr().err
     assert "the stream broke after 29 characters" in err and "Traceback" not in err  # "word0 word1 ... word4"
     assert fake.request_count == 1  # text had been shown: not retried
