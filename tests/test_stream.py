@@ -32,7 +32,7 @@ class Shown:
         def publish(data, metadata=None, **kw):
             text = data.get("text/markdown") or data.get("text/plain") or ""
             if "tokens ·" not in text:  # the footer
-                self.items.append((text, fake.chunks_sent, bool(kw.get("update"))))
+                self.items.append((text, fake.chunks_sent if fake else 0, bool(kw.get("update"))))
             return original(data, metadata=metadata, **kw)
 
         monkeypatch.setattr(shell.display_pub, "publish", publish)
@@ -257,6 +257,17 @@ def test_local_model_streams_the_same_answer(project):
     assert len(pieces) >= 2 and streamed.text == whole.text and "".join(pieces).strip() == streamed.text
     assert streamed.usage == whole.usage and streamed.finish_reason == whole.finish_reason
     assert 0 < streamed.ttft_ms < streamed.latency_ms
+
+
+@pytest.mark.slow
+def test_local_model_streams_into_a_cell(shell, monkeypatch):
+    llmops_lab.configure(model="local:smollm2-135m", tracking=False)
+    shown = Shown(shell, None, monkeypatch)
+    res = shell.run_cell("%%llm --temperature 0 --seed 1 --max-tokens 96 --out r\nWrite three sentences about rain.")
+    assert res.success, res.error_in_exec
+    r = shell.user_ns["r"]
+    assert len(shown.items) >= 2 and shown.items[0][0] != r.text and shown.texts[-1] == r.text
+    assert r.ttft_ms < r.latency_ms / 2
 
 
 @pytest.mark.slow
