@@ -233,7 +233,9 @@ class LocalProvider:
                     self._drop()
                     if on_piece is None:
                         raise
-                answer = {"ok": True, "usage": {}, **(answer or {}), "interrupted": True}
+                    answer = {"ok": True, "usage": {}, "finish_reason": "interrupted"}
+                # A stream that had already ended when the cancel came is whole: it was not interrupted.
+                answer["interrupted"] = answer.get("finish_reason") == "interrupted"
         if not answer.get("ok") and not answer.get("refused"):
             raise LocalModelError(f"the local model failed while {doing}: {answer.get('error')}")
         return answer
