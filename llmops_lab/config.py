@@ -44,6 +44,7 @@ class Settings:
     max_cost: float | None = None  # USD per call or batch: refused before any request above it
     max_cost_day: float | None = None  # USD per UTC day, over every run in the store
     tracking: bool = True
+    stream: bool = True  # %%llm shows text and markdown answers as they arrive (--no-stream for one cell)
     endpoints: dict[str, dict[str, str]] = field(default_factory=dict)
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
     redaction: dict[str, Any] = field(default_factory=dict)  # [tool.llmops-lab.redaction]: see trust/policy.py
@@ -82,6 +83,7 @@ _SCALARS: dict[str, type] = {
     "model": str, "temperature": float, "max_tokens": int, "top_p": float, "seed": int,
     "tracking_uri": str, "experiment": str, "timeout": float, "max_retries": int, "tracking": bool,
     "max_cost": float, "max_cost_day": float, "max_prompt_chars": int, "allow_insecure_transport": bool,
+    "stream": bool,
 }
 # Names that look like credentials: refused as settings (keys come from the environment, never a notebook).
 _SECRET_WORDS = ("key", "token", "secret", "password", "passwd", "credential")
@@ -108,7 +110,7 @@ def parse_value(key: str, value: Any) -> Any:
         raise ConfigError(f"unknown setting {key!r}: use one of {', '.join(sorted(_SCALARS))}")
     kind = _SCALARS[key]
     if value is None or (isinstance(value, str) and value.lower() in ("none", "")):
-        if key in ("model", "timeout", "max_retries", "tracking"):
+        if key in ("model", "timeout", "max_retries", "tracking", "stream"):
             raise ConfigError(f"{key} needs a value")
         return None
     try:

@@ -48,6 +48,22 @@ class LocalWorkerError(LocalModelError, ProviderError):
     """The embedded model's worker process died mid-request (logged as a failed call, like an endpoint's)."""
 
 
+class StreamInterrupted(KeyboardInterrupt):
+    """A kernel interrupt stopped a streamed answer (``run(..., stream=True)``, a streamed ``%%llm`` cell).
+
+    Still a KeyboardInterrupt, so a loop of calls stops as you asked. The partial answer is ``err.result``
+    (an ``LLMResult`` with ``interrupted=True``), already logged: the run's status is KILLED, not FAILED.
+    """
+
+    def __init__(self, result: object):
+        super().__init__("the answer was stopped mid-stream")
+        self.result = result
+
+    def _render_traceback_(self) -> list[str]:
+        return [("KeyboardInterrupt: generation stopped; the partial answer is kept (in _, and logged as an "
+                 "interrupted run)")]
+
+
 class BudgetError(LlmopsError):
     """A call or batch would exceed its cost budget."""
 

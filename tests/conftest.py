@@ -144,6 +144,9 @@ def fake(fake_server, project):
     fake_server.reset()
     # reset() keeps these: a test that changed them must not leak into the next one
     fake_server.latency_ms = 0
+    fake_server.chunk_delay_ms = 0
+    fake_server.chunk_chars = None
+    fake_server.break_stream_after = None
     fake_server.responder = None
     fake_server.fault_rate = 0.0
     fake_server.api_key = None

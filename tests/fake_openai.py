@@ -6,6 +6,11 @@ be used from synchronous code::
     with FakeOpenAI(latency_ms=0) as srv:
         client = OpenAI(base_url=srv.base_url, api_key="x")
 
+``"stream": true`` is answered with server-sent events: one chunk per word (with its leading whitespace), or
+per ``chunk_chars`` characters when set (a word split over chunks), ``chunk_delay_ms`` apart (``break_stream_after``
+= N: the connection is reset after N chunks, as by a proxy timing out), then the finish chunk, a usage chunk when ``stream_options.include_usage`` is set, and
+``data: [DONE]``; a client that goes away mid-stream is counted in ``streams_abandoned``.
+
 Also runnable as a script: ``python tests/fake_openai.py --port 0 --latency-ms 50``
 prints ``READY http://127.0.0.1:PORT/v1`` and serves until SIGTERM/SIGINT.
 """
@@ -36,6 +41,13 @@ _ERRORS = {  # fault kind -> (status, type, code, message)
     "503": (503, "server_error", "service_unavailable", "The server is overloaded (fake)."),
 }
 Response = tuple[int, dict[str, str], bytes]
+
+
+class _Stream:
+    """A streamed answer: the SSE ``data:`` payloads, written ``delay_s`` apart."""
+
+    def __init__(self, events: list[dict[str, Any]], delay_s: float):
+        self.events, self.delay_s = events, delay_s
 
 
 def _words(text: str) -> int:
@@ -82,8 +94,11 @@ class FakeOpenAI:
     def __init__(self, latency_ms: float = 0, responder: Callable[[dict[str, Any]], str] | None = None,
                  fault_rate: float = 0.0, faults: Iterable[str] = ("429", "500", "timeout", "reset"),
                  seed: int | None = None, api_key: str | None = None, host: str = "127.0.0.1",
-                 port: int = 0, hang_s: float = 30.0) -> None:
+                 port: int = 0, hang_s: float = 30.0, chunk_delay_ms: float = 0) -> None:
         self.latency_ms = latency_ms
+        self.chunk_delay_ms = chunk_delay_ms  # between streamed chunks
+        self.chunk_chars: int | None = None  # streamed chunks of this many characters instead of words
+        self.break_stream_after: int | None = None  # reset the connection after this many streamed chunks
         self.responder = responder  # None (also settable later) -> default_responder
         self.fault_rate = fault_rate
         self.faults = tuple(faults)
@@ -119,6 +134,8 @@ class FakeOpenAI:
             self.connections_opened = 0
             self.faults_served: dict[str, int] = {k: 0 for k in FAULT_KINDS}
             self.last_headers: dict[str, str] = {}
+            self.chunks_sent = 0  # streamed content chunks written
+            self.streams_abandoned = 0  # streams whose client went away before [DONE]
             self._queue.clear()
             self.logprobs_supported = True  # False: ignore "logprobs" like an endpoint without support
 
@@ -215,6 +232,10 @@ class FakeOpenAI:
                 if resp is None:  # "reset"/"timeout": drop the connection, no answer
                     self._abort(writer)
                     break
+                if isinstance(resp, _Stream):
+                    if not await self._write_stream(writer, resp, keep):
+                        break
+                    continue
                 await self._write(writer, resp, keep)
                 if not keep:
                     break
@@ -247,12 +268,40 @@ class FakeOpenAI:
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
         await writer.drain()
 
+    async def _write_stream(self, writer: asyncio.StreamWriter, stream: _Stream, keep: bool) -> bool:
+        """SSE in HTTP/1.1 chunked encoding; False when the client went away mid-stream."""
+        head = ["HTTP/1.1 200 OK", "Content-Type: text/event-stream", "Cache-Control: no-cache",
+                "Transfer-Encoding: chunked", f"Connection: {'keep-alive' if keep else 'close'}"]
+        try:
+            writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+            for i, event in enumerate([*stream.events, None]):
+                if i and stream.delay_s:
+                    await asyncio.sleep(stream.delay_s)
+                data = f"data: {'[DONE]' if event is None else json.dumps(event)}\n\n".encode()
+                writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                await writer.drain()
+                if writer.is_closing():
+                    raise ConnectionResetError
+                if event is not None and event["choices"] and event["choices"][0]["delta"].get("content"):
+                    with self._lock:
+                        self.chunks_sent += 1
+                if self.break_stream_after is not None and i + 1 >= self.break_stream_after:
+                    self._abort(writer)
+                    return False
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            return True
+        except ConnectionError:
+            with self._lock:
+                self.streams_abandoned += 1
+            return False
+
     @staticmethod
     def _json(status: int, obj: Any, headers: dict[str, str] | None = None) -> Response:
         return status, headers or {}, json.dumps(obj).encode()
 
     async def _dispatch(self, method: str, path: str, headers: dict[str, str],
-                        body: bytes) -> Response | None:
+                        body: bytes) -> Response | _Stream | None:
         if path in ("/v1/chat/completions", "/chat/completions") and method == "POST":
             return await self._chat(headers, body)
         if path in ("/v1/models", "/models") and method == "GET":
@@ -269,7 +318,7 @@ class FakeOpenAI:
                 return self._rng.choice(self.faults), None
         return None
 
-    async def _chat(self, headers: dict[str, str], body: bytes) -> Response | None:
+    async def _chat(self, headers: dict[str, str], body: bytes) -> Response | _Stream | None:
         try:
             req = json.loads(body or b"null")
         except ValueError:
@@ -300,9 +349,6 @@ class FakeOpenAI:
         if not isinstance(req, dict) or not isinstance(req.get("messages"), list):
             return self._json(400, error_body("Request body must be JSON with 'messages'.",
                                               "invalid_request_error"))
-        if req.get("stream"):
-            return self._json(400, error_body("Streaming is not supported by the fake server.",
-                                              "invalid_request_error", "unsupported_parameter"))
         try:
             content = str((self.responder or default_responder)(req))
         except Exception as e:  # noqa: BLE001 - surface responder bugs as 500
@@ -319,6 +365,9 @@ class FakeOpenAI:
                 return self._json(400, error_body("top_logprobs must be between 0 and 20 (fake).",
                                                   "invalid_request_error", "invalid_value"))
             logprobs = fake_logprobs(content, top or 0)
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        if req.get("stream"):
+            return self._stream(req, content, usage)
         return self._json(200, {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
             "created": int(time.time()), "model": req.get("model", "fake-model"),
@@ -327,6 +376,26 @@ class FakeOpenAI:
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
                       "total_tokens": prompt + completion},
         })
+
+
+    def _stream(self, req: dict[str, Any], content: str, usage: dict[str, int]) -> _Stream:
+        """The answer as OpenAI streams it: a chunk per word, the finish chunk, then (if asked) the usage."""
+        include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
+        base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": req.get("model", "fake-model")}
+
+        def chunk(delta: dict[str, str], finish: str | None) -> dict[str, Any]:
+            return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+                    **({"usage": None} if include_usage else {})}
+
+        size = self.chunk_chars
+        pieces = ([content[i:i + size] for i in range(0, len(content), size)] if size
+                  else re.findall(r"\s*\S+|\s+", content))
+        events = [chunk({"role": "assistant", "content": piece}, None) for piece in pieces]
+        events.append(chunk({}, "stop"))
+        if include_usage:
+            events.append({**base, "choices": [], "usage": usage})
+        return _Stream(events, self.chunk_delay_ms / 1000)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -71,7 +71,7 @@ def test_last_shows_the_call_in_full(shell, fake, capsys):
     from llmops_lab.core.debug import last
 
     fake.fail_next("429", count=1, retry_after=0)
-    assert shell.run_cell("%%llm --name dbg --temperature 0 --system 'Be brief.' --out r\nhello {{ 1 + 1 }}").success
+    assert shell.run_cell("%%llm --name dbg --no-stream --temperature 0 --system 'Be brief.' --out r\nhello {{ 1 + 1 }}").success
     report = last()
     text = str(report)
     assert "message [system]\nBe brief." in text and "hello 2" in text

@@ -64,6 +64,8 @@ class SingleRecord(Origin, CallFields):
     cost_usd: Optional[float]
     retries: Optional[int]
     error: Optional[str]
+    ttft_ms: Optional[float]  # streamed calls: time to the first piece of the answer
+    interrupted: bool  # a kernel interrupt stopped the stream: output is the partial answer (run KILLED)
 
 
 class BatchRowsRecord(TypedDict):
@@ -140,6 +142,8 @@ def single(plan: "CallPlan", messages: list[dict[str, str]], variables: dict[str
         "cost_usd": cost_usd if completion else None,
         "retries": completion.retries if completion else None,
         "error": error,
+        "ttft_ms": completion.ttft_ms if completion else None,
+        "interrupted": bool(completion and completion.interrupted),
     }
     return _redacted(record, settings)
 

@@ -42,6 +42,8 @@ class LLMResult:
     retries: int = 0
     _ticket: Any = field(default=None, repr=False)
     tokens: list[Any] | None = field(default=None, repr=False)  # TokenLogprob list when logprobs were asked for
+    ttft_ms: float | None = None  # streamed calls: time to the first piece of the answer
+    interrupted: bool = False  # a kernel interrupt stopped the stream: ``text`` is the partial answer
 
     @property
     def logprobs_requested(self) -> bool:
@@ -97,6 +99,8 @@ class LLMResult:
             parts.append(cost)
         if self.retries:
             parts.append(f"{self.retries} retr{'y' if self.retries == 1 else 'ies'}")
+        if self.interrupted:
+            parts.append("interrupted")
         parts.append(self._tracking_label())
         return " · ".join(parts)
 

@@ -1,11 +1,61 @@
-"""Display for the magics: the answer in its format, the live footer under it, a results table, and paths as a
-saved notebook should keep them. What may be shown is decided by :mod:`llmops_lab.trust.display`.
+"""Display for the magics: the answer in its format (or as it streams in, :class:`LiveAnswer`), the live footer
+under it, a results table, and paths as a saved notebook should keep them. What may be shown is decided by
+:mod:`llmops_lab.trust.display`.
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 UNATTENDED_FOOTER_WAIT_S = 30.0  # in a papermill run, how long a cell waits for its run id (see show)
+STREAM_UPDATE_S = 0.1  # at most ten display updates a second: each re-renders the whole answer in the browser
+
+
+class PlainText:
+    """A text shown as text/plain (a streamed ``--format text`` answer: one display that is updated)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+class LiveAnswer:
+    """A streamed answer in one display, updated as pieces arrive (throttled), masked for display with the
+    unfinished tail held back (:func:`~llmops_lab.trust.display.streaming_view`). ``add`` is the stream's
+    ``on_text``; ``finish`` shows the whole answer."""
+
+    def __init__(self, fmt: str):
+        self.fmt = fmt
+        self.pieces: list[str] = []
+        self.shown = ""
+        self._handle: Any = None
+        self._last_update = 0.0
+
+    def add(self, piece: str) -> None:
+        self.pieces.append(piece)
+        if time.monotonic() - self._last_update >= STREAM_UPDATE_S:
+            from llmops_lab.trust.display import streaming_view
+
+            self._show(streaming_view("".join(self.pieces)))
+
+    def finish(self, text: str) -> None:
+        from llmops_lab.trust.display import mask_for_display
+
+        self._show(mask_for_display(text), force=True)
+
+    def _show(self, text: str, force: bool = False) -> None:
+        if text == self.shown and not force:
+            return
+        from IPython.display import Markdown, display
+
+        shown = Markdown(text) if self.fmt == "markdown" else PlainText(text)
+        if self._handle is None:
+            self._handle = display(shown, display_id=True)
+        else:
+            self._handle.update(shown)
+        self.shown, self._last_update = text, time.monotonic()
 
 
 class Footer:
@@ -37,10 +87,29 @@ def display_path(text: str, project_root: Any) -> str:
     return text
 
 
-def show(result: Any, fmt: str, shell: Any) -> None:
-    """Display the answer in ``fmt`` and a live footer."""
-    import json
+def show(result: Any, fmt: str, shell: Any, live: LiveAnswer | None = None) -> None:
+    """Display the answer in ``fmt`` (``live``: it was streamed there; now shown whole) and a live footer."""
     import os
+
+    from IPython.display import display
+
+    if live is not None:
+        live.finish(result.text)
+    else:
+        _show_answer(result, fmt, shell)
+    if result._ticket is not None and os.environ.get("LLMOPS_NOTEBOOK"):
+        # A papermill run (execute_notebook, jobs, `llmops-lab demo`): nobody watches the cell and the saved
+        # notebook is what counts, while an update from the writer after the cell ends never reaches the file.
+        # Wait (bounded) for the run id so the footer is saved final, not "logging…".
+        result._ticket.wait(UNATTENDED_FOOTER_WAIT_S)
+    handle = display(Footer(result), display_id=True)
+    if handle is not None and result._ticket is not None:
+        result._ticket.on_change(lambda _ticket: handle.update(Footer(result)))
+
+
+def _show_answer(result: Any, fmt: str, shell: Any) -> None:
+    """The whole answer in ``fmt``, masked for display (or shaded by token probability with logprobs)."""
+    import json
 
     from IPython.display import JSON, Markdown, display
 
@@ -74,14 +143,6 @@ def show(result: Any, fmt: str, shell: Any) -> None:
         shell.set_next_input(code, replace=False)
     elif not shaded:
         print(text)
-    if result._ticket is not None and os.environ.get("LLMOPS_NOTEBOOK"):
-        # A papermill run (execute_notebook, jobs, `llmops-lab demo`): nobody watches the cell and the saved
-        # notebook is what counts, while an update from the writer after the cell ends never reaches the file.
-        # Wait (bounded) for the run id so the footer is saved final, not "logging…".
-        result._ticket.wait(UNATTENDED_FOOTER_WAIT_S)
-    handle = display(Footer(result), display_id=True)
-    if handle is not None and result._ticket is not None:
-        result._ticket.on_change(lambda _ticket: handle.update(Footer(result)))
 
 
 def show_frame(results: Any) -> None:

@@ -10,10 +10,10 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 
-from llmops_lab.exceptions import ConfigError, LlmopsError
-from llmops_lab.magics.display import display_path, show, show_frame
+from llmops_lab.exceptions import ConfigError, LlmopsError, StreamInterrupted
+from llmops_lab.magics.display import LiveAnswer, display_path, show, show_frame
 from llmops_lab.magics.parsing import (compare_parser, dataset_value, parse_cell_line, prompts_parser,
-                                       refuse_secrets, stats_parser)
+                                       refuse_secrets, stats_parser, streams)
 
 HELP = """\
 %%llm [PROVIDER:MODEL] [options]      the cell body is a Jinja2 prompt template over notebook variables
@@ -22,6 +22,9 @@ HELP = """\
   --system TEXT          system message
   --out VAR              store the result object in VAR (also in _)
   --format F             markdown (default) | text | json | code (code goes into a new cell)
+  --no-stream / --stream   show the answer only when complete / as it arrives (the default for markdown
+                         and text; %llm config stream=false changes it; json, code, --logprobs and
+                         --dataset never stream)
   --logprobs [--top-logprobs N]   token probabilities: the answer shaded by probability, the top N
                          alternatives (0-20, default 5) on hover; result.logprobs_frame()
   --dataset DF           run over every row of a DataFrame variable (or a .csv/.jsonl path): a batch
@@ -65,6 +68,7 @@ class LlmMagics(Magics):
 
     # -- %%llm ------------------------------------------------------------------------------------
     def _cell(self, line: str, cell: str) -> None:
+        from llmops_lab.config import get_settings
         from llmops_lab.core.call import run
 
         args = parse_cell_line(line)
@@ -72,13 +76,20 @@ class LlmMagics(Magics):
                   "seed": args.seed, "stop": args.stop}
         if args.dataset is not None:
             return self._batch(args, cell, params)
-        result = run(cell, self.shell.user_ns, model=args.model, name=args.name, system=args.system,
-                     max_cost=args.max_cost, force=args.force, logprobs=args.logprobs,
-                     top_logprobs=args.top_logprobs, **params)
+        live = LiveAnswer(args.format) if streams(args, get_settings().stream) else None
+        stopped = None
+        try:
+            result = run(cell, self.shell.user_ns, model=args.model, name=args.name, system=args.system,
+                         max_cost=args.max_cost, force=args.force, logprobs=args.logprobs,
+                         top_logprobs=args.top_logprobs, on_text=live.add if live else None, **params)
+        except StreamInterrupted as err:  # logged as interrupted: show what arrived, then stop the cell
+            result, stopped = err.result, err
         if args.out:
             self.shell.user_ns[args.out] = result
         self.shell.user_ns["_"] = result
-        show(result, args.format, self.shell)
+        show(result, args.format, self.shell, live)
+        if stopped is not None:
+            raise stopped
 
     def _batch(self, args: argparse.Namespace, cell: str, params: dict[str, Any]) -> None:
         from llmops_lab.evaluation.batch import batch

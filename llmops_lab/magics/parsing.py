@@ -11,6 +11,7 @@ from typing import Any
 from llmops_lab.exceptions import ConfigError
 
 FORMATS = ("markdown", "text", "json", "code")
+STREAMED_FORMATS = ("markdown", "text")  # json and code are judged whole (parsed, put in a cell): never streamed
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,6 +35,8 @@ def _cell_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", "-f", default="markdown")
     parser.add_argument("--logprobs", action="store_true")
     parser.add_argument("--top-logprobs", dest="top_logprobs", type=_whole_number)
+    parser.add_argument("--stream", dest="stream", action="store_true", default=None)
+    parser.add_argument("--no-stream", dest="stream", action="store_false")
     # batch evaluation
     parser.add_argument("--dataset", "-d")
     parser.add_argument("--scorer", "-s", action="append", default=[])
@@ -79,9 +82,25 @@ def parse_cell_line(line: str) -> argparse.Namespace:
         raise ConfigError(f"--out {args.out!r} is not a Python variable name")
     if args.dataset is None and (args.scorer or args.refresh or args.judge_model):
         raise ConfigError("--scorer, --refresh and --judge-model go with --dataset (a batch over rows)")
+    if args.stream and (args.format not in STREAMED_FORMATS or args.logprobs or args.dataset is not None):
+        what = ("a batch (--dataset)" if args.dataset is not None else "--logprobs" if args.logprobs
+                else f"--format {args.format}")
+        raise ConfigError(f"--stream: {what} does not stream (only one call's text or markdown answer does)")
     if args.model is not None and ":" not in args.model:
         raise ConfigError(f"{args.model!r} is not provider:model (e.g. openai:gpt-4o-mini); options start with --")
     return args
+
+
+def streams(args: argparse.Namespace, default: bool) -> bool:
+    """Whether this cell shows its answer as it arrives: ``--stream``/``--no-stream``, else ``default`` (the
+    ``stream`` setting) for one call's text or markdown answer; never in an unattended (papermill) run, whose
+    saved notebook only keeps the end."""
+    import os
+
+    if args.stream is not None:
+        return args.stream
+    return (default and args.format in STREAMED_FORMATS and not args.logprobs and args.dataset is None
+            and not os.environ.get("LLMOPS_NOTEBOOK"))
 
 
 def refuse_secrets(text: str, where: str) -> None:

@@ -9,6 +9,7 @@ from typing import Any, Callable, Protocol
 from llmops_lab.exceptions import ConfigError
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": str}
+OnText = Callable[[str], None]  # called with each piece of a streamed answer, in order
 
 
 @dataclass(frozen=True)
@@ -84,15 +85,24 @@ class Completion:
     response_model: str | None = None  # what the endpoint says it ran
     extra: dict[str, Any] = field(default_factory=dict)
     tokens: list[TokenLogprob] | None = None
+    ttft_ms: float | None = None  # streamed answers: time to the first piece of text (retries included)
+    interrupted: bool = False  # streamed answers: a kernel interrupt stopped it; ``text`` is what had arrived
 
 
 class Provider(Protocol):
-    """A model backend. ``complete`` raises ProviderError after its last try."""
+    """A model backend. ``complete`` raises ProviderError after its last try.
+
+    ``stream`` is ``complete`` with the answer handed to ``on_text`` piece by piece as it arrives. A
+    KeyboardInterrupt while it streams (in the provider or in ``on_text``) stops the generation and returns
+    what had arrived, ``interrupted=True``; retries happen only before the first piece.
+    """
 
     name: str
     endpoint_host: str | None
 
     def complete(self, model: str, messages: list[Message], params: dict[str, Any]) -> Completion: ...
+
+    def stream(self, model: str, messages: list[Message], params: dict[str, Any], on_text: OnText) -> Completion: ...
 
     def async_client(self) -> Any:
         """A client for one event loop (or None), passed back to ``acomplete``."""

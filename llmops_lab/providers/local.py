@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops_lab.exceptions import LocalModelError, LocalWorkerError
-from llmops_lab.providers.base import Completion, Message, ModelId, TokenLogprob, Usage
+from llmops_lab.providers.base import Completion, Message, ModelId, OnText, TokenLogprob, Usage
 
 # model name -> (package that ships the GGUF, file inside it)
 LOCAL_MODELS: dict[str, tuple[str, str]] = {
@@ -52,6 +52,7 @@ PORTABLE_CMAKE_ARGS = ("-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FM
 REINSTALL_HINT = (f'reinstall it portable: CMAKE_ARGS="{PORTABLE_CMAKE_ARGS}" pip install --force-reinstall '
                   "--no-cache-dir --no-deps llama-cpp-python==0.3.36")
 WORKER = Path(__file__).with_name("local_worker.py")
+CANCEL_WAIT_S = 2.0  # a cancelled stream ends after the token in progress; longer than this: the worker is killed
 CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGILL, signal.SIGBUS, signal.SIGFPE, signal.SIGABRT}
 
 
@@ -129,6 +130,31 @@ class _Worker:
         except (EOFError, OSError):
             raise LocalWorkerError(_died_message(self._wait(), self._log_tail(), doing)) from None
 
+    def stream(self, request: dict[str, Any], on_piece: OnText, doing: str) -> dict[str, Any]:
+        """Send a ``stream`` request: each piece goes to ``on_piece`` as it arrives, then its answer."""
+        try:
+            self.conn.send(request)
+            while "piece" in (message := self.conn.recv()):
+                on_piece(message["piece"])
+            return message
+        except (EOFError, OSError):
+            raise LocalWorkerError(_died_message(self._wait(), self._log_tail(), doing)) from None
+
+    def cancel(self, on_piece: OnText) -> dict[str, Any] | None:
+        """Stop the stream in progress: its last pieces and answer, or None if the worker did not stop in time
+        (or the user interrupted again); the caller then kills it."""
+        try:
+            self.conn.send({"op": "cancel"})
+            deadline = time.monotonic() + CANCEL_WAIT_S
+            while self.conn.poll(max(0.0, deadline - time.monotonic())):
+                message = self.conn.recv()
+                if "piece" not in message:
+                    return message
+                on_piece(message["piece"])
+        except (EOFError, OSError, KeyboardInterrupt):
+            pass
+        return None
+
     def _wait(self) -> int | None:
         try:
             return self.proc.wait(timeout=5)
@@ -179,11 +205,14 @@ class LocalProvider:
         worker = self._worker
         return worker.pid if worker is not None and worker.proc.poll() is None else None
 
-    def _request(self, request: dict[str, Any], doing: str, epoch: int | None = None) -> dict[str, Any]:
-        """Send one request to the worker (started on first use), under the lock.
+    def _request(self, request: dict[str, Any], doing: str, epoch: int | None = None,
+                 on_piece: OnText | None = None) -> dict[str, Any]:
+        """Send one request to the worker (started on first use), under the lock; with ``on_piece``, streamed.
 
         A dead worker is dropped, so the next call starts a new one. A kernel interrupt while waiting
-        stops the generation by ending the worker: llama.cpp has no way to cancel one from outside.
+        stops the generation by ending the worker: llama.cpp has no way to cancel one from outside. A stream
+        is cancelled instead (the worker checks between tokens) and answers ``interrupted``; it is killed
+        only if it does not stop in time.
         """
         with self._lock:
             if epoch is not None and epoch != self._epoch:
@@ -193,14 +222,20 @@ class LocalProvider:
                 self._worker = _Worker()
             worker = self._worker
             try:
-                answer = worker.call(request, doing)
+                answer = worker.call(request, doing) if on_piece is None else worker.stream(request, on_piece, doing)
             except LocalModelError:
                 self._drop()
                 raise
             except KeyboardInterrupt:
-                worker.kill()
-                self._drop()
-                raise
+                answer = worker.cancel(on_piece) if on_piece is not None else None
+                if answer is None:
+                    worker.kill()
+                    self._drop()
+                    if on_piece is None:
+                        raise
+                    answer = {"ok": True, "usage": {}, "finish_reason": "interrupted"}
+                # A stream that had already ended when the cancel came is whole: it was not interrupted.
+                answer["interrupted"] = answer.get("finish_reason") == "interrupted"
         if not answer.get("ok") and not answer.get("refused"):
             raise LocalModelError(f"the local model failed while {doing}: {answer.get('error')}")
         return answer
@@ -241,12 +276,7 @@ class LocalProvider:
 
     def complete(self, model: str, messages: list[Message], params: dict[str, Any],
                  _epoch: int | None = None) -> Completion:
-        kwargs: dict[str, Any] = {"max_tokens": params.get("max_tokens") or DEFAULT_MAX_TOKENS}
-        for key in ("temperature", "top_p", "seed"):
-            if params.get(key) is not None:
-                kwargs[key] = params[key]
-        if params.get("stop"):
-            kwargs["stop"] = [params["stop"]] if isinstance(params["stop"], str) else params["stop"]
+        kwargs = _generation_kwargs(params)
         logprobs = bool(params.get("logprobs"))
         if logprobs:
             # llama-cpp-python needs an int here: top_logprobs=None would silently return no logprobs.
@@ -276,6 +306,33 @@ class LocalProvider:
             tokens=tokens,
         )
 
+    def stream(self, model: str, messages: list[Message], params: dict[str, Any], on_text: OnText) -> Completion:
+        """``complete`` (without logprobs), each piece handed to ``on_text`` as the worker generates it."""
+        pieces: list[str] = []
+        start = time.perf_counter()
+        first: list[float] = []
+
+        def on_piece(piece: str) -> None:
+            if not pieces:
+                first.append((time.perf_counter() - start) * 1000)
+            pieces.append(piece)
+            on_text(piece)
+
+        answer = self._request({"op": "stream", **self._model_request(model), "messages": messages,
+                                "kwargs": _generation_kwargs(params)}, "generating", on_piece=on_piece)
+        if not answer["ok"]:
+            raise LocalModelError(f"local:{model} refused the request: {answer['error']}")
+        self.loaded.add(model)
+        usage = answer.get("usage") or {}
+        text = "".join(pieces)
+        return Completion(
+            text=text.strip(),  # as complete() returns it
+            model_id=ModelId("local", model),
+            usage=Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
+            latency_ms=(time.perf_counter() - start) * 1000, finish_reason=answer.get("finish_reason"),
+            response_model=model, extra={"raw": {k: v for k, v in answer.items() if k != "ok"}},
+            ttft_ms=first[0] if first else None, interrupted=bool(answer.get("interrupted")))
+
     def async_client(self) -> None:
         return None
 
@@ -292,6 +349,17 @@ class LocalProvider:
         except asyncio.CancelledError:
             self.abort()
             raise
+
+
+def _generation_kwargs(params: dict[str, Any]) -> dict[str, Any]:
+    """A call's generation parameters as llama-cpp-python's ``create_chat_completion`` takes them."""
+    kwargs: dict[str, Any] = {"max_tokens": params.get("max_tokens") or DEFAULT_MAX_TOKENS}
+    for key in ("temperature", "top_p", "seed"):
+        if params.get(key) is not None:
+            kwargs[key] = params[key]
+    if params.get("stop"):
+        kwargs["stop"] = [params["stop"]] if isinstance(params["stop"], str) else params["stop"]
+    return kwargs
 
 
 def check(model: str = "smollm2-135m") -> dict[str, Any]:

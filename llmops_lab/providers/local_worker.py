@@ -8,8 +8,11 @@ time. The worker exits when the kernel's end closes. It imports nothing from llm
 the time Python and llama_cpp take to import.
 
 Requests: ``{"op": "complete", "model", "path", "messages", "kwargs", "logprobs", "size"}``,
-``{"op": "tokenize", "model", "path", "texts"}``, ``{"op": "info"}``, ``{"op": "exit"}``.
-Answers: ``{"ok": True, ...}`` or ``{"ok": False, "error": "one line"}``.
+``{"op": "stream", ...}`` (the same fields), ``{"op": "tokenize", "model", "path", "texts"}``, ``{"op": "info"}``,
+``{"op": "exit"}``. Answers: ``{"ok": True, ...}`` or ``{"ok": False, "error": "one line"}``. A ``stream``
+request is answered by ``{"piece": text}`` messages, one per piece llama.cpp yields, then its answer; a
+``{"op": "cancel"}`` received meanwhile stops the generation after the current token (the model stays
+loaded). A cancel that arrives after the answer is ignored.
 """
 from __future__ import annotations
 
@@ -51,6 +54,36 @@ def _complete(request: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "out": _plain(out), "latency_ms": (time.perf_counter() - start) * 1000}
 
 
+def _stream(request: dict[str, Any], conn: Connection) -> dict[str, Any]:
+    llm = _load(request)
+    sampled = 0  # tokens sampled, EOS included; the first call sees the prompt's length
+
+    def count(input_ids: Any, scores: Any) -> Any:  # llama.cpp streams no usage: count it here, exactly
+        nonlocal sampled, prompt_tokens
+        if not sampled:
+            prompt_tokens = len(input_ids)
+        sampled += 1
+        return scores
+
+    prompt_tokens, finish = 0, None
+    try:
+        for chunk in llm.create_chat_completion(messages=request["messages"], stream=True, logits_processor=[count],
+                                                **request["kwargs"]):
+            choice = chunk["choices"][0]
+            finish = choice.get("finish_reason") or finish
+            if choice["delta"].get("content"):
+                conn.send({"piece": choice["delta"]["content"]})
+            if conn.poll():  # the only message the kernel sends mid-stream is a cancel
+                conn.recv()
+                finish = "interrupted"
+                break
+    except ValueError as err:  # e.g. prompt longer than the context window
+        return {"ok": False, "refused": True, "error": str(err)}
+    completion_tokens = sampled - (finish == "stop")  # an end-of-text token is sampled, never counted
+    return {"ok": True, "finish_reason": finish,
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}}
+
+
 def _tokenize(request: dict[str, Any]) -> dict[str, Any]:
     llm = _load(request)
     return {"ok": True, "counts": [len(llm.tokenize(t.encode("utf-8"), add_bos=False, special=True))
@@ -75,8 +108,10 @@ def serve(conn: Connection) -> None:
             return
         if request.get("op") == "exit":
             return
+        if request.get("op") == "cancel":  # the stream it meant has already ended
+            continue
         try:
-            answer = OPS[request["op"]](request)
+            answer = _stream(request, conn) if request["op"] == "stream" else OPS[request["op"]](request)
         except Exception as err:  # noqa: BLE001 - reported to the kernel as one line; the worker lives on
             answer = {"ok": False, "error": f"{type(err).__name__}: {err}"}
         conn.send(answer)

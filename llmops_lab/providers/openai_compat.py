@@ -2,7 +2,9 @@
 
 The SDK's own retries are off (max_retries=0) so that retries are counted here, honour Retry-After,
 tell the batch runner about rate limits, and end in one clear error. ``complete`` is the sync path
-(single calls); ``acomplete`` the async one (batches, on an ``AsyncOpenAI`` owned by the batch's loop).
+(single calls); ``acomplete`` the async one (batches, on an ``AsyncOpenAI`` owned by the batch's loop);
+``stream`` is ``complete`` over SSE (``stream_options.include_usage``: the last chunk carries the usage, so
+tokens and cost are the endpoint's own, not an estimate).
 """
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from typing import Any, Callable
 from urllib.parse import urlparse
 
 from llmops_lab.exceptions import ProviderError
-from llmops_lab.providers.base import Completion, Message, ModelId, RetryPolicy, TokenLogprob, Usage, parse_retry_after
+from llmops_lab.providers.base import (Completion, Message, ModelId, OnText, RetryPolicy, TokenLogprob, Usage,
+                                       parse_retry_after)
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -45,6 +48,35 @@ class OpenAICompatProvider:
                 delay = self._retry_delay(err, model, attempt)
             time.sleep(delay)
             attempt += 1
+
+    def stream(self, model: str, messages: list[Message], params: dict[str, Any], on_text: OnText) -> Completion:
+        """``complete``, streamed: ``on_text`` gets each piece. Retries only before the first piece (after it the
+        user has seen text that a retry would not repeat); a kernel interrupt closes the connection, which stops
+        the generation server-side, and returns the partial answer."""
+        request = {"model": model, "messages": messages, **_sdk_params(params), "stream": True,
+                   "stream_options": {"include_usage": True}}
+        answer = _StreamedAnswer(time.perf_counter(), on_text)
+        attempt = 0
+        try:
+            while True:
+                try:
+                    with self._client.chat.completions.create(**request) as chunks:
+                        for chunk in chunks:
+                            answer.add(chunk)
+                    return self._streamed(answer, model, attempt)
+                except self._openai.OpenAIError as err:
+                    if answer.pieces:
+                        raise ProviderError(f"{self.name}:{model} ({self.endpoint_host}): the stream broke after "
+                                            f"{len(answer.text)} characters: {_error_detail(err)}") from None
+                    delay = self._retry_delay(err, model, attempt)
+                time.sleep(delay)
+                attempt += 1
+        except KeyboardInterrupt:  # leaving the `with` closed the response: the endpoint stops generating
+            answer.finish_reason = "interrupted"
+            if answer.usage == Usage():  # the usage chunk never came: estimate what was paid for
+                answer.usage = Usage(max(1, sum(len(str(m.get("content") or "")) for m in messages) // 4),
+                                     len(answer.pieces))  # endpoints stream about one token per chunk
+            return self._streamed(answer, model, attempt, interrupted=True)
 
     def async_client(self) -> Any:
         """A new ``AsyncOpenAI`` for one event loop (httpx connections belong to the loop that made them)."""
@@ -104,6 +136,14 @@ class OpenAICompatProvider:
             tokens=tokens,
         )
 
+    def _streamed(self, answer: _StreamedAnswer, model: str, attempt: int, interrupted: bool = False) -> Completion:
+        return Completion(
+            text=answer.text, model_id=ModelId(self.name, model), usage=answer.usage,
+            latency_ms=(time.perf_counter() - answer.start) * 1000, finish_reason=answer.finish_reason,
+            retries=attempt, endpoint_host=self.endpoint_host, response_model=answer.response_model,
+            extra={"raw": answer.last_chunk, "chunks": answer.chunks}, ttft_ms=answer.ttft_ms,
+            interrupted=interrupted)
+
     def _status_message(self, model: str, err: Any, attempt: int) -> str:
         status = err.status_code
         detail = _error_detail(err)
@@ -118,6 +158,39 @@ class OpenAICompatProvider:
             return (f"{where} failed after {attempt + 1} tries: HTTP {status} {detail}: "
                     "try again later, lower the concurrency, or raise max_retries=")
         return f"{where} rejected the request (HTTP {status}): {detail}"
+
+
+class _StreamedAnswer:
+    """What an SSE stream has delivered so far: text pieces, the usage chunk, when the first piece came."""
+
+    def __init__(self, start: float, on_text: OnText):
+        self.start, self.on_text = start, on_text
+        self.pieces: list[str] = []
+        self.usage = Usage()
+        self.finish_reason: str | None = None
+        self.response_model: str | None = None
+        self.ttft_ms: float | None = None
+        self.chunks = 0
+        self.last_chunk: Any = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    def add(self, chunk: Any) -> None:
+        self.chunks += 1
+        self.last_chunk = chunk
+        self.response_model = chunk.model or self.response_model
+        if chunk.usage is not None:  # the include_usage chunk: no choices, the whole call's tokens
+            self.usage = Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
+        for choice in chunk.choices or ():
+            self.finish_reason = choice.finish_reason or self.finish_reason
+            piece = choice.delta.content if choice.delta is not None else None
+            if piece:
+                if self.ttft_ms is None:
+                    self.ttft_ms = (time.perf_counter() - self.start) * 1000
+                self.pieces.append(piece)
+                self.on_text(piece)
 
 
 def _sdk_params(params: dict[str, Any]) -> dict[str, Any]:

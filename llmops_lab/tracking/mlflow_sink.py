@@ -77,7 +77,8 @@ class MlflowSink:
         if kind == "batch":
             metrics = self._log_batch_body(client, run_id, record, params, settings)
         else:
-            metrics = {"latency_ms": record["latency_ms"], **(record.get("usage") or {})}
+            metrics = {"latency_ms": record["latency_ms"], "ttft_ms": record.get("ttft_ms"),
+                       **(record.get("usage") or {})}
             if record.get("cost_usd") is not None:
                 metrics["cost_usd"] = record["cost_usd"]
             if record.get("retries") is not None:
@@ -94,7 +95,7 @@ class MlflowSink:
                 self._trace(client, {**record, **row, "kind": "batch"}, exp_id, run_id, version)
         else:
             self._trace(client, record, exp_id, run_id, version)
-        client.set_terminated(run_id, status="FAILED" if record.get("error") else "FINISHED", end_time=end_ms)
+        client.set_terminated(run_id, status=_run_status(record), end_time=end_ms)
         if kind == "batch":
             import shutil
 
@@ -111,7 +112,7 @@ class MlflowSink:
             found = client.search_runs([exp_id], filter_string=T.tag_filter(T.RECORD_ID, record["id"]),
                                        max_results=5)
             for run in found:
-                if run.info.status in ("FINISHED", "FAILED"):
+                if run.info.status in ("FINISHED", "FAILED", "KILLED"):
                     return client, exp_id, version, run.info.run_id
                 client.delete_run(run.info.run_id)  # interrupted mid-write: write it again whole
         return client, exp_id, version, None
@@ -190,6 +191,8 @@ class MlflowSink:
             tags[T.SOURCE_GIT_COMMIT] = commit
         if record.get("error"):
             tags[T.ERROR] = record["error"][:5000]
+        if record.get("interrupted"):
+            tags[T.INTERRUPTED] = "true"
         redaction = record.get("redaction") or {}
         if redaction:  # audit: was the record masked, and what (counts per detector, never values)
             tags[T.REDACTION] = redaction.get("status", "ok")
@@ -263,3 +266,10 @@ def _render_messages(messages: list[dict[str, str]]) -> str:
     if len(messages) == 1:
         return messages[0]["content"]
     return "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)
+
+
+def _run_status(record: dict[str, Any]) -> str:
+    """FAILED: the call failed; KILLED: a kernel interrupt stopped its stream (the partial answer is logged)."""
+    if record.get("error"):
+        return "FAILED"
+    return "KILLED" if record.get("interrupted") else "FINISHED"

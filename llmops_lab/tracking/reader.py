@@ -398,7 +398,8 @@ def load_calls(since: str | timedelta | None = "7d", experiment: str | None = No
     import pandas as pd
 
     runs, found, client = fetch_runs(since, experiment, CALL_KINDS, None, flush=True)
-    runs = [r for r in runs if r.info.status in ("FINISHED", "FAILED")]  # a RUNNING run is being (re)written
+    # a RUNNING run is being (re)written; KILLED: a call whose stream was interrupted (its tokens were paid for)
+    runs = [r for r in runs if r.info.status in ("FINISHED", "FAILED", "KILLED")]
     singles = [r for r in runs if r.data.tags.get(T.KIND) == T.SINGLE]
     frames: list[pd.DataFrame] = []
     if singles:

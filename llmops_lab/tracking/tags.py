@@ -22,6 +22,7 @@ NOTEBOOK = "llmops.notebook"
 CELL_ID = "llmops.cell_id"
 GIT_COMMIT = "llmops.git_commit"
 ERROR = "llmops.error"
+INTERRUPTED = "llmops.interrupted"  # "true": a kernel interrupt stopped a streamed answer (run KILLED)
 REDACTION = "llmops.redaction"
 REDACTION_COUNTS = "llmops.redaction.counts"
 BASELINE = "llmops.baseline"  # compare parent: the baseline variant's label

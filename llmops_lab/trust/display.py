@@ -5,6 +5,9 @@ widgets, explain) call this; the policy lives here.
 - A job run (``LLMOPS_JOB`` set: the output notebook becomes an artifact): the whole log policy.
 
 The result objects keep the real text; only what is displayed is masked. Never raises (fail closed).
+
+A streamed answer is shown as it arrives (:func:`streaming_view`): judged on all the text received so far, shown
+only up to a point no secret can still straddle, so a key split across pieces never flashes on screen.
 """
 from __future__ import annotations
 
@@ -14,7 +17,11 @@ from typing import Any
 from llmops_lab.trust.active import redactor_for
 from llmops_lab.trust.redactor import FAILED_MARK, Redactor, _secret_redactor
 
-__all__ = ["display_redactor", "mask_for_display", "for_display", "frame_for_display"]
+__all__ = ["display_redactor", "mask_for_display", "for_display", "frame_for_display", "streaming_view"]
+
+# Held back from a streamed answer besides its unfinished word: room for a match that spans words (a phone
+# number, an IBAN in groups) to be complete, and so judged, before any part of it is shown.
+STREAM_HOLD_CHARS = 32
 
 
 def display_redactor() -> Redactor:
@@ -35,6 +42,39 @@ def mask_for_display(text: str) -> str:
 def for_display(value: Any) -> Any:
     """``value`` as a notebook may keep it: a text masked with :func:`mask_for_display`, anything else as is."""
     return mask_for_display(value) if isinstance(value, str) else value
+
+
+def streaming_view(text: str) -> str:
+    """What may be shown of a streamed answer while it arrives: ``text`` masked for display, cut at the last
+    whitespace at least :data:`STREAM_HOLD_CHARS` before its end, and before any masked span the cut would split
+    (a secret that is still arriving). The rest shows with the next pieces, or when the stream ends.
+
+    >>> streaming_view("the key is sk-proj-")       # the unfinished word could be a key: held back
+    ''
+    >>> streaming_view("the key is sk-proj-abcdefghijklmnopqrstuvwx and that is all there is to say about it")
+    'the key is [OPENAI_KEY] and that'
+    """
+    cut = _hold_back_point(text)
+    try:
+        _, findings = display_redactor().redact(text)
+    except Exception:  # noqa: BLE001 - fail closed: never show raw
+        return FAILED_MARK
+    parts, last = [], 0
+    for finding in findings:  # in text order
+        if finding.end > cut:
+            cut = min(cut, finding.start)  # still arriving, or straddling the cut: hold it back whole
+            break
+        parts += [text[last:finding.start], finding.replacement]
+        last = finding.end
+    parts.append(text[last:cut])
+    return "".join(parts)
+
+
+def _hold_back_point(text: str) -> int:
+    end = len(text) - STREAM_HOLD_CHARS + 1  # a whitespace at len - HOLD_CHARS may be the cut
+    if end <= 0:
+        return 0
+    return max(text.rfind(" ", 0, end), text.rfind("\n", 0, end), text.rfind("\t", 0, end), 0)
 
 
 def frame_for_display(frame: Any) -> Any:
