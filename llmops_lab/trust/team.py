@@ -70,7 +70,9 @@ class ServerPlan:
     def describe(self) -> str:
         from llmops_lab.trust.redaction import mask_secrets
 
-        return mask_secrets(" ".join(self.argv[2:]) + f"  (backend store from the environment: "
+        import shlex
+
+        return mask_secrets(shlex.join(self.argv[2:]) + f"  (backend store from the environment: "
                             f"{self.backend_store_uri})")
 
     def users_note(self) -> str | None:
