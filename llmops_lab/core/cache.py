@@ -145,9 +145,8 @@ _FIELDS = tuple(f.name for f in fields(CachedResponse))
 def _row(key: str, value: CachedResponse) -> tuple:
     if not isinstance(value, CachedResponse):
         raise TypeError(f"the cache stores CachedResponse values (successful answers only), not {type(value).__name__}")
-    text, tokens = _seal_content(key, value.text, value.tokens)
-    return (key, text, int(value.prompt_tokens), int(value.completion_tokens), value.finish_reason,
-            value.response_model, float(value.latency_ms), float(value.created_at), tokens)
+    return (key, value.text, int(value.prompt_tokens), int(value.completion_tokens), value.finish_reason,
+            value.response_model, float(value.latency_ms), float(value.created_at), value.tokens)
 
 
 # -- encryption at rest of the content columns (text, tokens) with LLMOPS_DATA_KEY: trust/at_rest.py ----------
@@ -155,12 +154,17 @@ def _row(key: str, value: CachedResponse) -> tuple:
 _SEALED = at_rest.PREFIX
 
 
-def _seal_content(key: str, text: str, tokens: str | None) -> tuple[str, str | None]:
-    """``text`` and ``tokens`` as stored: encrypted (bound to the cache key) when LLMOPS_DATA_KEY is set."""
+def _seal_content(rows: list[tuple]) -> list[tuple]:
+    """Rows to insert (``_row``), with ``text`` and ``tokens`` encrypted and bound to their cache key when
+    LLMOPS_DATA_KEY is set; unchanged otherwise (one environment lookup per write)."""
     if at_rest.current_key() is None:
-        return text, tokens
-    context = key.encode("ascii")
-    return at_rest.seal(text, context), None if tokens is None else at_rest.seal(tokens, context)
+        return rows
+    sealed = []
+    for key, text, *middle, tokens in rows:
+        context = key.encode("ascii")
+        sealed.append((key, at_rest.seal(text, context), *middle,
+                       None if tokens is None else at_rest.seal(tokens, context)))
+    return sealed
 
 
 def _open_row(key: str, row: tuple) -> tuple | None:
@@ -311,13 +315,13 @@ class ResponseCache:
 
     def put(self, key: str, value: CachedResponse) -> None:
         """Store a successful answer; committed (durable against a process kill) when this returns."""
-        row = _row(key, value)
+        row = _seal_content([_row(key, value)])[0]
         self._run(lambda c: c.execute(_INSERT, row))
 
     def put_many(self, items: Iterable[tuple[str, CachedResponse]] | Mapping[str, CachedResponse]) -> int:
         """Store many answers in one transaction; returns how many. Committed when this returns."""
         pairs = items.items() if isinstance(items, Mapping) else items
-        rows = [_row(key, value) for key, value in pairs]
+        rows = _seal_content([_row(key, value) for key, value in pairs])
         if not rows:
             return 0
 
