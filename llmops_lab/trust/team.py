@@ -190,7 +190,7 @@ def plan_server(home: Path, *, host: str = "127.0.0.1", port: int = 5000, backen
             f"admin_username = {environ.get('MLFLOW_AUTH_ADMIN_USERNAME') or 'admin'}\n"
             # MLflow's basic auth, plus: creating an experiment or a prompt needs EDIT (llmops_lab/tracking/team_auth.py).
             f"authorization_function = {AUTHORIZATION_FUNCTION}\n"
-            # A password check is a PBKDF2 hash (~0.1-0.5 s of CPU); a run write is ~10 requests. Cache good
+            # A password check is a scrypt hash (werkzeug's default; ~0.1-0.5 s of CPU); a run write is ~10 requests. Cache good
             # credentials for 30 s per worker (password changes through the API apply at once on that worker).
             f"auth_cache_ttl_seconds = {AUTH_CACHE_S}\n", encoding="utf-8")
         env["MLFLOW_AUTH_CONFIG_PATH"] = str(auth_config)
