@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import mlflow_client, spool_files
 
 import llmops_lab
-from conftest import mlflow_client, spool_files
 from llmops_lab import tracking
 from llmops_lab.core.cache import CachedResponse, ResponseCache
 from llmops_lab.exceptions import ConfigError, DataKeyError
@@ -85,6 +85,7 @@ def test_a_malformed_key_stops_a_call_before_the_model_is_paid(echo, monkeypatch
 
 def test_the_data_key_is_never_a_setting(tmp_path):
     from conftest import make_project
+
     from llmops_lab.config import load_settings
 
     with pytest.raises(ConfigError, match="data_key is never a setting.*export LLMOPS_DATA_KEY"):
@@ -96,7 +97,7 @@ def test_the_data_key_is_never_a_setting(tmp_path):
 
 
 def test_cli_prints_a_fresh_key_alone_on_stdout():
-    out = subprocess.run([sys.executable, "-m", "llmops_lab.cli", "data-key", "new"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "llmops_lab.cli", "data-key", "new"], check=False, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
     key = out.stdout.strip()
@@ -113,7 +114,7 @@ def test_without_a_key_cryptography_is_not_even_imported(tmp_path):
             "assert c.get('k').text == 'hi' and read_records(s.path)[0]['text'] == 'hi'\n"
             "print('cryptography' in sys.modules)")
     env = {k: v for k, v in os.environ.items() if k != "LLMOPS_DATA_KEY"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60, env=env)
     assert out.stdout.strip() == "False", out.stderr
 
 
@@ -198,13 +199,13 @@ def test_a_spool_left_encrypted_waits_for_its_key_then_is_replayed(echo, project
 
     env = {k: v for k, v in os.environ.items() if k not in ("LLMOPS_DATA_KEY", "MLFLOW_TRACKING_URI")}
     flush = [sys.executable, "-m", "llmops_lab.cli", "flush", "--timeout", "20"]
-    out = subprocess.run(flush, cwd=project, env=env, capture_output=True, text=True, timeout=180)
+    out = subprocess.run(flush, check=False, cwd=project, env=env, capture_output=True, text=True, timeout=180)
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert out.returncode == 1 and len(errors) == 1, out.stderr
     assert f"spool file {left} is encrypted at rest: set LLMOPS_DATA_KEY" in errors[0]
     assert "nothing was dropped" in errors[0] and left.exists()
 
-    out = subprocess.run(flush, cwd=project, env={**env, "LLMOPS_DATA_KEY": KEY}, capture_output=True, text=True,
+    out = subprocess.run(flush, check=False, cwd=project, env={**env, "LLMOPS_DATA_KEY": KEY}, capture_output=True, text=True,
                          timeout=180)
     assert out.returncode == 0 and "replayed 1 record(s)" in out.stdout, out.stdout + out.stderr
     assert not left.exists()

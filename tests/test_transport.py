@@ -10,12 +10,18 @@ import subprocess
 import sys
 
 import pytest
+from fake_openai import FakeOpenAI
 
 import llmops_lab
-from fake_openai import FakeOpenAI
 from llmops_lab import tracking
 from llmops_lab.exceptions import ConfigError, InsecureTransportError
-from llmops_lab.trust.transport import check_tracking, check_transport, is_insecure, is_loopback, server_warning
+from llmops_lab.trust.transport import (
+    check_tracking,
+    check_transport,
+    is_insecure,
+    is_loopback,
+    server_warning,
+)
 
 UNROUTABLE = "http://192.0.2.1:9/v1"  # TEST-NET-1: a refusal must come before any attempt to reach it
 
@@ -184,6 +190,6 @@ def test_cli_dry_run_prints_the_warning_and_the_tls_command(tmp_path):
     (tmp_path / "llmops.toml").write_text("")
     env = {**os.environ, "MLFLOW_AUTH_ADMIN_PASSWORD": "admin-password-0123"}
     out = subprocess.run([sys.executable, "-m", "llmops_lab.cli", "server", "start", "--dry-run", "--host", "0.0.0.0",
-                          "--allowed-hosts", "*"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+                          "--allowed-hosts", "*"], check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "warning: basic auth on 0.0.0.0 without TLS" in out.stderr

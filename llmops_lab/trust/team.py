@@ -35,9 +35,9 @@ import importlib.util
 import os
 import secrets
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from llmops_lab.exceptions import ConfigError
 
@@ -68,9 +68,9 @@ class ServerPlan:
     warnings: list[str] = field(default_factory=list)  # printed at start (e.g. passwords in clear text)
 
     def describe(self) -> str:
-        from llmops_lab.trust.redaction import mask_secrets
-
         import shlex
+
+        from llmops_lab.trust.redaction import mask_secrets
 
         return mask_secrets(shlex.join(self.argv[2:]) + f"  (backend store from the environment: "
                             f"{self.backend_store_uri})")
