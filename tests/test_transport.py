@@ -67,6 +67,7 @@ def listener():
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:5000", "http://127.9.9.9", "http://localhost:8000/v1",
+                                 "http://[::ffff:127.0.0.1]:5000",
                                  "http://[::1]:5000", "https://mlflow.example.com", "https://10.0.0.5/v1",
                                  "sqlite:///x/mlflow.db", "http://app.localhost/v1", None, ""])
 def test_loopback_https_and_local_stores_are_allowed(url):
@@ -184,6 +185,8 @@ def test_server_start_warns_about_basic_auth_without_tls_and_serves_tls_when_giv
     with pytest.raises(ConfigError, match="--tls-key /nope.pem: no such file"):
         plan_server(tmp_path, tls_cert=str(cert), tls_key="/nope.pem", environ=env)
     assert server_warning("::1", auth=True, tls=False) is None
+    assert server_warning("10.0.0.5", auth=True, tls=False, what="a serve key", secrets="the key").startswith(
+        "warning: a serve key on 10.0.0.5 without TLS: the key would cross")
 
 
 def test_cli_dry_run_prints_the_warning_and_the_tls_command(tmp_path):

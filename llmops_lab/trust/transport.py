@@ -42,9 +42,11 @@ def is_loopback(host: str | None) -> bool:
     if host == "localhost" or host.endswith(".localhost"):  # RFC 6761: always this machine
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host.split("%", 1)[0])  # fe80::1%eth0: the zone is not the address
     except ValueError:
         return False  # a name: it may resolve anywhere
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 is IPv4 loopback
+    return address.is_loopback or bool(mapped and mapped.is_loopback)
 
 
 def is_insecure(url: str) -> bool:
@@ -90,17 +92,19 @@ def check_tracking(uri: str | None, environ: Mapping[str, str], *, allow_insecur
         check_transport(uri, f"MLflow credentials ({', '.join(present)})", allow_insecure=allow_insecure)
 
 
-def server_warning(host: str, *, auth: bool, tls: bool) -> str | None:
+def server_warning(host: str, *, auth: bool, tls: bool, what: str = "basic auth",
+                   secrets: str = "passwords") -> str | None:
     """The line ``llmops-lab server start`` prints when passwords would reach it in clear text: basic auth on
     an interface other than loopback, without ``--tls-cert`` (a TLS proxy on another host may be intended, so
-    it warns; the clients refuse such a URL unless ``allow_insecure_transport`` is set).
+    it warns; the clients refuse such a URL unless ``allow_insecure_transport`` is set). A future
+    ``llmops-lab serve`` calls it with ``what="a serve key", secrets="the key"``.
 
     >>> server_warning("127.0.0.1", auth=True, tls=False) is None
     True
     >>> server_warning("0.0.0.0", auth=True, tls=False)[:60]
-    'warning: basic auth on 0.0.0.0 without TLS: passwords cross '
+    'warning: basic auth on 0.0.0.0 without TLS: passwords would '
     """
     if not auth or tls or is_loopback(host):
         return None
-    return (f"warning: basic auth on {host} without TLS: passwords cross the network in clear text; pass "
+    return (f"warning: {what} on {host} without TLS: {secrets} would cross the network in clear text; pass "
             f"--tls-cert/--tls-key or put a TLS proxy in front ({TLS_DOC})")
