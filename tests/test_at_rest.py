@@ -196,6 +196,11 @@ def test_a_spool_left_encrypted_waits_for_its_key_then_is_replayed(echo, project
     with pytest.raises(DataKeyError, match="was encrypted with another LLMOPS_DATA_KEY"):
         monkeypatch.setenv("LLMOPS_DATA_KEY", OTHER_KEY)
         tracking.spool.read_records(left)
+    monkeypatch.delenv("LLMOPS_DATA_KEY")  # a second kernel, without the key, leaves a plaintext spool file
+    llmops_lab.configure(tracking_uri=DOWN)
+    llmops_lab.run("Say hi", name="plain-left")
+    tracking.shutdown(1)
+    [plain] = [p for p in spool_files(project) if p != left]
 
     env = {k: v for k, v in os.environ.items() if k not in ("LLMOPS_DATA_KEY", "MLFLOW_TRACKING_URI")}
     flush = [sys.executable, "-m", "llmops_lab.cli", "flush", "--timeout", "20"]
@@ -204,6 +209,7 @@ def test_a_spool_left_encrypted_waits_for_its_key_then_is_replayed(echo, project
     assert out.returncode == 1 and len(errors) == 1, out.stderr
     assert f"spool file {left} is encrypted at rest: set LLMOPS_DATA_KEY" in errors[0]
     assert "nothing was dropped" in errors[0] and left.exists()
+    assert "replayed 1 record(s)" in out.stdout and not plain.exists()  # the other file went on
 
     out = subprocess.run(flush, check=False, cwd=project, env={**env, "LLMOPS_DATA_KEY": KEY}, capture_output=True, text=True,
                          timeout=180)
@@ -212,4 +218,4 @@ def test_a_spool_left_encrypted_waits_for_its_key_then_is_replayed(echo, project
     llmops_lab.configure(tracking_uri=None)  # the project's own store, where the CLI replayed it
     client = mlflow_client()
     names = [r.info.run_name for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
-    assert names == ["left-behind"]
+    assert sorted(names) == ["left-behind", "plain-left"]

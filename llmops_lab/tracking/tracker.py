@@ -212,8 +212,9 @@ class Tracker:
                 try:
                     pending = orphan.pending()
                 except DataKeyError as err:  # encrypted with a key this process lacks: kept, the others go on
+                    if orphan.path not in self.undecryptable:  # one line per file, not per retry
+                        log.warning("%s", err)
                     self.undecryptable[orphan.path] = str(err)
-                    self._note_failure(err)
                     continue
                 self.undecryptable.pop(orphan.path, None)
                 for record in pending:
