@@ -103,6 +103,11 @@ def parse_value(key: str, value: Any) -> Any:
     if key not in _SCALARS:
         import difflib
 
+        if key.lower().removeprefix("llmops_") == "data_key":
+            raise ConfigError("data_key is never a setting, refused: export LLMOPS_DATA_KEY in the shell that starts "
+                              "Jupyter (a key in a file or notebook would sit beside the data it protects); "
+                              "nothing was stored")
+
         if any(word in key.lower() for word in _SECRET_WORDS) and not difflib.get_close_matches(key, _SCALARS, 1, 0.8):
             raise ConfigError(f"unknown setting {key!r}, refused: API keys and passwords are never settings; export them in the shell "
                               "that starts Jupyter (e.g. OPENAI_API_KEY, or the endpoint's api_key_env), never in a "

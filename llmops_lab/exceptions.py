@@ -28,6 +28,14 @@ class ConfigError(LlmopsError):
     """Bad setting, option value or model id."""
 
 
+class InsecureTransportError(ConfigError):
+    """Credentials would cross the network in clear text (``http://`` to a host that is not this machine)."""
+
+
+class DataKeyError(ConfigError):
+    """``LLMOPS_DATA_KEY`` is malformed, missing for an encrypted file, or not the key a file was written with."""
+
+
 class TemplateError(LlmopsError):
     """The prompt template does not parse or needs a variable that is not defined."""
 

@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -44,10 +45,13 @@ def basic(user: tuple[str, str]) -> str:
 class Server:
     """``llmops-lab server start`` in its own process group (the uvicorn workers die with it)."""
 
-    def __init__(self, folder: Path, port: int, env: dict[str, str] | None = None, args: tuple[str, ...] = ()):
+    def __init__(self, folder: Path, port: int, env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+                 cert: Path | None = None):
         self.folder, self.port, self.proc = folder, port, None
         self.extra_env, self.args = dict(env or {}), args
-        self.url = f"http://127.0.0.1:{port}"
+        # With cert (the server's own, self-signed), the server speaks https and requests verify it with that cert.
+        self.context = ssl.create_default_context(cafile=str(cert)) if cert else None
+        self.url = f"{'https' if cert else 'http'}://127.0.0.1:{port}"
 
     def start(self, timeout: float = 150.0) -> float:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_", "LLMOPS_"))}
@@ -61,7 +65,7 @@ class Server:
             if self.proc.poll() is not None:
                 pytest.fail(f"the server exited: {self.log()[-2000:]}")
             try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2, context=self.context) as response:
                     if response.status == 200:
                         return time.monotonic() - started
             except OSError:
@@ -98,7 +102,7 @@ class Server:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(f"{self.url}/{path}", data=data, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(req, timeout=30) as response:
+            with urllib.request.urlopen(req, timeout=30, context=self.context) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as err:
             return err.code, err.read().decode(errors="replace")

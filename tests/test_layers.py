@@ -58,3 +58,15 @@ def test_the_check_sees_a_violation(tmp_path, monkeypatch):
         assert "core/x.py imports llmops_lab.evaluation.batch" in str(err)
     else:
         raise AssertionError("a core module importing evaluation was not caught")
+
+
+# trust's pure modules are used below the trust layer too (tracking's spool and staging, providers, config): they
+# may import nothing of llmops_lab but the exceptions, so no layer reaches upwards through them.
+PURE_TRUST = ("transport.py", "at_rest.py", "kdf.py")
+
+
+def test_the_pure_trust_modules_import_only_the_exceptions():
+    offenders = [f"trust/{path.name} imports {name}" for path in _modules()
+                 if path.relative_to(PACKAGE).parts == ("trust", path.name) and path.name in PURE_TRUST
+                 for name in _imports(path) if name.startswith("llmops_lab") and not name.startswith("llmops_lab.exceptions")]
+    assert offenders == []

@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     project.add_commands(sub)  # demo, init, ui, flush
     local_model.add_commands(sub)
     jobs.add_commands(sub)
-    trust.add_commands(sub)  # audit, server start
+    trust.add_commands(sub)  # audit, server start, data-key new
     return parser
 
 

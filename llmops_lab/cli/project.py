@@ -88,7 +88,9 @@ def _cmd_flush(args: argparse.Namespace) -> int:
     left = tracking.flush(args.timeout)
     tracker = tracking.get_tracker()
     print(f"replayed {tracker.replayed} record(s) from the spool; {left} still waiting")
-    return 0 if not left else 1
+    for reason in tracker.undecryptable.values():  # kept for when LLMOPS_DATA_KEY is back
+        print(f"error: {reason}", file=sys.stderr)
+    return 0 if not left and not tracker.undecryptable else 1
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

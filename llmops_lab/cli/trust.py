@@ -1,8 +1,10 @@
-"""``llmops-lab audit`` and ``llmops-lab server start``: parsing and printing only (work in audit.py, team.py)."""
+"""``llmops-lab audit``, ``llmops-lab server start`` and ``llmops-lab data-key new``: parsing and printing only
+(work in analysis/audit.py, trust/team.py, trust/at_rest.py)."""
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 
@@ -34,9 +36,18 @@ def add_commands(sub: Any) -> None:
                                                                     "MANAGE, NO_PERMISSIONS")
     start.add_argument("--workers", type=int, default=1)
     start.add_argument("--allowed-hosts", help="Host headers accepted (needed with --host 0.0.0.0)")
+    start.add_argument("--tls-cert", help="serve https with this certificate (PEM; see docs/security.md)")
+    start.add_argument("--tls-key", help="the private key of --tls-cert (PEM, mode 0600)")
     start.add_argument("--no-auth", dest="auth", action="store_false", help="no authentication (single user only)")
     start.add_argument("--dry-run", action="store_true", help="print the command, do not start")
     start.set_defaults(func=_cmd_server_start)
+
+    data_key = sub.add_parser("data-key", help="the key that encrypts the spool, staged rows and the cache",
+                              description="LLMOPS_DATA_KEY encrypts what llmops-lab writes under .llmops/ (spool, "
+                                          "staging, cache.db); it is read from the environment only.")
+    dsub = data_key.add_subparsers(dest="data_key_command", required=True)
+    new = dsub.add_parser("new", help="print a fresh key: export LLMOPS_DATA_KEY=$(llmops-lab data-key new)")
+    new.set_defaults(func=_cmd_data_key_new)
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
@@ -58,14 +69,26 @@ def _cmd_server_start(args: argparse.Namespace) -> int:
     plan = plan_server(get_settings().home, host=args.host, port=args.port, backend_store_uri=args.backend_store_uri,
                        artifacts_destination=args.artifacts_destination, auth=args.auth,
                        default_permission=args.default_permission, workers=args.workers,
-                       allowed_hosts=args.allowed_hosts)
+                       allowed_hosts=args.allowed_hosts, tls_cert=args.tls_cert, tls_key=args.tls_key)
     print(plan.describe(), flush=True)
+    for warning in plan.warnings:
+        print(warning, file=sys.stderr, flush=True)
     if plan.users_note():
         print(plan.users_note(), flush=True)
     if args.dry_run:
         return 0
-    print(f"clients: MLFLOW_TRACKING_URI=http://{args.host}:{args.port}"
+    print(f"clients: MLFLOW_TRACKING_URI={plan.scheme}://{args.host}:{args.port}"
           + (" with MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD in their environment" if args.auth else ""),
           flush=True)
     exec_server(plan)
     return 0  # not reached
+
+
+def _cmd_data_key_new(args: argparse.Namespace) -> int:
+    from llmops_lab.trust.at_rest import key_id, new_key
+
+    key = new_key()
+    print(key)  # alone on stdout, so $(llmops-lab data-key new) is the key
+    print(f"key id {key_id(key)}: keep the key in a password manager or secret store; without it the encrypted "
+          "spool, staged rows and cached answers cannot be read", file=sys.stderr)
+    return 0

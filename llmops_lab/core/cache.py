@@ -10,7 +10,9 @@ Only successful responses are cached: :meth:`ResponseCache.put` takes a :class:`
 (built from a provider's :class:`~llmops_lab.providers.base.Completion`), never an error, so a failed
 or rate-limited call is retried on the next run. Keys hash exactly what is sent (before the log-side
 redaction), so masking never merges two different prompts; the text stored is what the caller passes
-(the runner applies the log-side redaction first, docs/architecture.md).
+(the runner applies the log-side redaction first, docs/architecture.md). With ``LLMOPS_DATA_KEY`` set, the
+content columns (``text``, ``tokens``) are encrypted (:mod:`llmops_lab.trust.at_rest`); a row that does not
+decrypt is a miss.
 
 Durability: the database is in WAL mode with ``synchronous=NORMAL``. A commit is appended to the WAL
 file before :meth:`put` returns, so it survives the process being killed (a notebook kernel killed
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from llmops_lab.exceptions import ConfigError
+from llmops_lab.trust import at_rest
 
 if TYPE_CHECKING:
     from llmops_lab.providers.base import Completion, ModelId
@@ -146,6 +149,41 @@ def _row(key: str, value: CachedResponse) -> tuple:
             value.response_model, float(value.latency_ms), float(value.created_at), value.tokens)
 
 
+# -- encryption at rest of the content columns (text, tokens) with LLMOPS_DATA_KEY: trust/at_rest.py ----------
+
+_SEALED = at_rest.PREFIX
+
+
+def _seal_content(rows: list[tuple]) -> list[tuple]:
+    """Rows to insert (``_row``), with ``text`` and ``tokens`` encrypted and bound to their cache key when
+    LLMOPS_DATA_KEY is set; unchanged otherwise (one environment lookup per write)."""
+    if at_rest.current_key() is None:
+        return rows
+    sealed = []
+    for key, text, *middle, tokens in rows:
+        context = key.encode("ascii")
+        sealed.append((key, at_rest.seal(text, context), *middle,
+                       None if tokens is None else at_rest.seal(tokens, context)))
+    return sealed
+
+
+def _open_row(key: str, row: tuple) -> tuple | None:
+    """A stored row (``_COLUMNS`` order) with its content decrypted; None, a miss, when it does not decrypt
+    (no key, another key): the call is made again, never a batch error. Plaintext rows pass unchanged."""
+    text, tokens = row[0], row[7]
+    if not text.startswith(_SEALED) and not (tokens and tokens.startswith(_SEALED)):  # the hot path: one check
+        return row
+    context = key.encode("ascii")
+    text = at_rest.open_or_none(text, context, "a cached answer")
+    if text is None:
+        return None
+    if tokens is not None:
+        tokens = at_rest.open_or_none(tokens, context, "a cached answer")
+        if tokens is None:
+            return None
+    return (text, *row[1:7], tokens)
+
+
 class ResponseCache:
     """A thread- and process-safe response cache in one sqlite file.
 
@@ -254,6 +292,7 @@ class ResponseCache:
     def get(self, key: str) -> CachedResponse | None:
         """The stored answer for ``key``, or None."""
         row = self._run(lambda c: c.execute(f"SELECT {_COLUMNS} FROM responses WHERE key = ?", (key,)).fetchone())
+        row = None if row is None else _open_row(key, row)
         return None if row is None else CachedResponse._from_row(row)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, CachedResponse]:
@@ -267,20 +306,22 @@ class ResponseCache:
                 chunk = unique[start:start + _CHUNK]
                 sql = f"SELECT key, {_COLUMNS} FROM responses WHERE key IN ({','.join('?' * len(chunk))})"
                 for row in conn.execute(sql, chunk):
-                    found[row[0]] = make(row[1:])
+                    content = _open_row(row[0], row[1:])
+                    if content is not None:
+                        found[row[0]] = make(content)
             return found
 
         return self._run(query) if unique else {}
 
     def put(self, key: str, value: CachedResponse) -> None:
         """Store a successful answer; committed (durable against a process kill) when this returns."""
-        row = _row(key, value)
+        row = _seal_content([_row(key, value)])[0]
         self._run(lambda c: c.execute(_INSERT, row))
 
     def put_many(self, items: Iterable[tuple[str, CachedResponse]] | Mapping[str, CachedResponse]) -> int:
         """Store many answers in one transaction; returns how many. Committed when this returns."""
         pairs = items.items() if isinstance(items, Mapping) else items
-        rows = [_row(key, value) for key, value in pairs]
+        rows = _seal_content([_row(key, value) for key, value in pairs])
         if not rows:
             return 0
 

@@ -121,6 +121,19 @@ def logprob_params(logprobs: bool = False, top_logprobs: int | None = None) -> d
     return {"logprobs": True, "top_logprobs": DEFAULT_TOP_LOGPROBS if top_logprobs is None else top_logprobs}
 
 
+def _check_safe_storage(settings: Settings) -> None:
+    """Before any paid call: MLflow credentials go only over safe transport, and a data key, if set, is a key
+    (the writer and the cache would otherwise fail after the answer was paid for)."""
+    import os
+
+    from llmops_lab.trust import at_rest, transport
+
+    if settings.tracking:
+        transport.check_tracking(settings.resolved_tracking_uri(), os.environ,
+                                 allow_insecure=settings.allow_insecure_transport)
+    at_rest.check_key()
+
+
 def plan_call(template: str, *, model: str | None, name: str | None, system: str | None,
               params: Mapping[str, Any], settings: Settings, logprobs: bool = False,
               top_logprobs: int | None = None) -> CallPlan:
@@ -137,6 +150,7 @@ def plan_call(template: str, *, model: str | None, name: str | None, system: str
     prompt.variables  # noqa: B018 - syntax errors surface here
     prompt_name = check_name(name) if name else prompt.auto_name()
     provider = providers.resolve(model_id, settings)
+    _check_safe_storage(settings)
     from llmops_lab.trust.redaction import redactor_for
 
     redactor = redactor_for(settings)

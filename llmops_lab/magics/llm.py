@@ -237,3 +237,5 @@ class LlmMagics(Magics):
         reason = get_tracker().last_error if left else None
         print("all records written to MLflow" if not left else
               f"{left} record(s) still queued in the spool ({reason or 'MLflow unreachable?'}); they are retried")
+        for kept in get_tracker().undecryptable.values():  # an earlier kernel's spool, sealed with another key
+            print(kept)

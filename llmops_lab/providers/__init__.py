@@ -46,6 +46,11 @@ def resolve(model_id: ModelId, settings: Settings) -> Provider:
     api_key = os.environ.get(key_env) if key_env else None
     if key_env and not api_key:
         raise MissingApiKeyError(f"{key_env} is not set (needed for {model_id}): {KEY_HINT}")
+    if api_key:  # a key goes only over TLS or to this machine (trust/transport.py)
+        from llmops_lab.trust.transport import check_transport
+
+        check_transport(spec.get("base_url"), f"the API key of endpoint {model_id.provider!r} ({key_env})",
+                        allow_insecure=settings.allow_insecure_transport)
     cache_key = (model_id.provider, spec.get("base_url"), key_env, hash(api_key), settings.timeout,
                  settings.max_retries)
     with _lock:

@@ -66,10 +66,23 @@ def ensure_store(uri: str) -> None:
         _initialised.add(uri)
 
 
+def _check_transport(uri: str) -> None:
+    """MLflow's REST client sends MLFLOW_TRACKING_USERNAME/PASSWORD (or TOKEN) from the environment with every
+    request: never over plain http:// to another machine unless allow_insecure_transport is set. Checked on
+    every use (the credentials or the setting may change); a sqlite URI costs one string test."""
+    if not uri.startswith(("http:", "HTTP:")):
+        return
+    from llmops_lab.config import get_settings
+    from llmops_lab.trust.transport import check_tracking
+
+    check_tracking(uri, os.environ, allow_insecure=get_settings().allow_insecure_transport)
+
+
 def client_for(uri: str) -> Any:
     """One MlflowClient per URI, built with the URI (:func:`migrate_store` waits for the writers' migration
     lock on a local store); never MLflow's process-global URI, which a server answering for several
     projects must not have. The kernel's readers and writers and the server share it."""
+    _check_transport(uri)
     client = _clients.get(uri)
     if client is not None:
         return client

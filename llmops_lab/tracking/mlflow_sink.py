@@ -14,10 +14,12 @@ from llmops_lab.tracking import context
 from llmops_lab.tracking import tags as T
 from llmops_lab.tracking.clients import kernel_client
 from llmops_lab.tracking.writer import experiment_id as _experiment_id, slug as _slug  # noqa: F401
+from llmops_lab.trust import at_rest
 
 # The writer is already off the critical path: export traces synchronously so "logged" means logged.
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
 
+STAGING_CONTEXT = b"llmops-staging"  # authenticated with each encrypted chunk
 TABLE_ROWS = 10_000  # rows in the MLflow results table (the full table is results.csv)
 JUDGE_METRICS = ("judge_prompt_tokens", "judge_completion_tokens", "judge_total_tokens", "judge_cost_usd",
                  "judge_requests", "judge_cache_hits")
@@ -130,7 +132,8 @@ class MlflowSink:
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{record['chunk']:06d}.json"
         tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record["rows"], ensure_ascii=False, default=str))
+        # Encrypted with LLMOPS_DATA_KEY when it is set (trust/at_rest.py), like the spool line it came from.
+        tmp.write_text(at_rest.seal(json.dumps(record["rows"], ensure_ascii=False, default=str), STAGING_CONTEXT))
         tmp.replace(target)
 
     def _log_batch_body(self, client: Any, run_id: str, record: dict[str, Any], params: dict[str, Any],
@@ -151,7 +154,10 @@ class MlflowSink:
         chunks = sorted(folder.glob("*.json")) if folder.is_dir() else []
         if len(chunks) != record["chunks"]:
             raise RuntimeError(f"batch {record['batch']}: {len(chunks)} of {record['chunks']} row chunks staged")
-        table = pd.DataFrame([row for chunk in chunks for row in json.loads(chunk.read_text())])
+        # A chunk that does not decrypt raises DataKeyError: the batch record stays spooled, the chunk staged.
+        table = pd.DataFrame([row for chunk in chunks
+                              for row in json.loads(at_rest.open_text(chunk.read_text(), STAGING_CONTEXT,
+                                                                      f"staged batch rows {chunk}"))])
         client.log_table(run_id, table.head(TABLE_ROWS), "results.json")
         with tempfile.TemporaryDirectory() as tmp:
             table.to_csv(Path(tmp) / "results.csv", index=False)

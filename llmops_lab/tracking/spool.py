@@ -4,6 +4,10 @@ MLflow accepted it.
 Each process appends to its own file and holds an ``flock`` on it for its lifetime, so a file whose
 lock can be taken belongs to a process that is gone (exit, crash or SIGKILL) and is safe to replay.
 Acknowledged record ids go to a sidecar ``.acked`` file; a fully acknowledged file is deleted.
+
+With ``LLMOPS_DATA_KEY`` set, each line is encrypted (:mod:`llmops_lab.trust.at_rest`); lines written before
+are read as they are. A file that cannot be decrypted (no key, another key) raises a one-line DataKeyError
+on reading and is never deleted: its records wait for the key.
 """
 from __future__ import annotations
 
@@ -15,8 +19,12 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
+from llmops_lab.exceptions import DataKeyError
+from llmops_lab.trust import at_rest
+
 SUFFIX = ".jsonl"
 ACKED = ".acked"
+SPOOL_CONTEXT = b"llmops-spool"  # authenticated with each encrypted line: a line of another file kind fails
 
 
 def _read_lines(path: Path) -> Iterator[str]:
@@ -28,12 +36,13 @@ def _read_lines(path: Path) -> Iterator[str]:
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """Records of a spool file; a torn last line (crash mid-write) is skipped."""
+    """Records of a spool file; a torn last line (crash mid-write) is skipped. An encrypted line that does not
+    decrypt raises DataKeyError (the file is kept for when the key is back)."""
     records = []
     for line in _read_lines(path):
         if line.endswith("\n"):
             try:
-                records.append(json.loads(line))
+                records.append(json.loads(at_rest.open_text(line, SPOOL_CONTEXT, f"spool file {path}")))
             except json.JSONDecodeError:
                 continue
     return records
@@ -56,7 +65,7 @@ class Spool:
         self.acked = 0
 
     def append(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+        line = at_rest.seal(json.dumps(record, ensure_ascii=False, default=str), SPOOL_CONTEXT) + "\n"
         with self._lock:
             if self._handle is None:
                 self.folder.mkdir(parents=True, exist_ok=True)
@@ -109,10 +118,14 @@ class OrphanFile:
         self._acks.flush()
 
     def release(self) -> None:
-        """Delete the file when nothing is pending, then unlock."""
+        """Delete the file when nothing is pending, then unlock (a file that does not decrypt is kept)."""
         if self._acks is not None:
             self._acks.close()
-        if not self.pending():
+        try:
+            done = not self.pending()
+        except DataKeyError:
+            done = False
+        if done:
             for path in (self.path, self.path.with_name(self.path.name + ACKED)):
                 path.unlink(missing_ok=True)
         self._handle.close()

@@ -76,6 +76,7 @@ class Tracker:
         self.replayed = 0
         self.failures = 0
         self.last_error: str | None = None
+        self.undecryptable: dict[Path, str] = {}  # spool files kept: encrypted with a key this process lacks
         # One log line per distinct error; repeats are counted, not logged, and reported in one line
         # ("... (12 more like this)") when writes work again, at close, or every REPEAT_REPORT_S.
         self._repeats: dict[str, list[float]] = {}  # error -> [count not yet reported, time last reported]
@@ -204,9 +205,19 @@ class Tracker:
 
     def _replay(self, sink: Any) -> None:
         """Write what dead processes left in the spool; skip what MLflow already has (never twice)."""
+        from llmops_lab.exceptions import DataKeyError
+
         for orphan in spool_mod.orphans(self.spool.folder, exclude=self.spool.path):
             try:
-                for record in orphan.pending():
+                try:
+                    pending = orphan.pending()
+                except DataKeyError as err:  # encrypted with a key this process lacks: kept, the others go on
+                    if orphan.path not in self.undecryptable:  # one line per file, not per retry
+                        log.warning("%s", err)
+                    self.undecryptable[orphan.path] = str(err)
+                    continue
+                self.undecryptable.pop(orphan.path, None)
+                for record in pending:
                     sink.write(record, replay=True)
                     orphan.ack([record["id"]])
                     self.replayed += 1

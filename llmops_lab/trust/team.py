@@ -16,6 +16,12 @@ config written to ``.llmops/server/basic_auth.ini`` (mode 0600) holds no passwor
 a server given by ``LLMOPS_SERVER_AUTH_DB_URI``. The users database (``.llmops/server/basic_auth.db``) is
 created 0600 in a 0700 folder, and the server runs with umask 077, so what it writes is its owner's only.
 
+TLS: ``--tls-cert CERT --tls-key KEY`` adds ``--uvicorn-opts "--ssl-certfile CERT --ssl-keyfile KEY"`` (MLflow
+3.17 serves through uvicorn and passes the options on), so the server speaks https itself; otherwise put a TLS
+proxy in front (docs/security.md "Transport and encryption"). Basic auth on an interface other than loopback
+without TLS prints a warning (:func:`llmops_lab.trust.transport.server_warning`); clients refuse to send
+credentials to such a URL unless ``allow_insecure_transport`` is set.
+
 Permissions: :mod:`llmops_lab.tracking.team_auth` is the server's ``authorization_function``: MLflow's basic auth,
 plus "creating an experiment or a prompt (or model) needs EDIT" (stock MLflow lets every user create them).
 
@@ -29,9 +35,9 @@ import importlib.util
 import os
 import secrets
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from llmops_lab.exceptions import ConfigError
 
@@ -58,11 +64,15 @@ class ServerPlan:
     artifacts_destination: str
     auth_config: Path | None
     users_db: str | None = None  # where users and permissions live (masked), with auth
+    scheme: str = "http"  # https with --tls-cert/--tls-key: uvicorn serves TLS itself
+    warnings: list[str] = field(default_factory=list)  # printed at start (e.g. passwords in clear text)
 
     def describe(self) -> str:
+        import shlex
+
         from llmops_lab.trust.redaction import mask_secrets
 
-        return mask_secrets(" ".join(self.argv[2:]) + f"  (backend store from the environment: "
+        return mask_secrets(shlex.join(self.argv[2:]) + f"  (backend store from the environment: "
                             f"{self.backend_store_uri})")
 
     def users_note(self) -> str | None:
@@ -117,8 +127,8 @@ def _owner_only_file(path: Path) -> None:
 
 def plan_server(home: Path, *, host: str = "127.0.0.1", port: int = 5000, backend_store_uri: str | None = None,
                 artifacts_destination: str | None = None, auth: bool = True, default_permission: str = "READ",
-                workers: int = 1, allowed_hosts: str | None = None,
-                environ: Mapping[str, str] | None = None) -> ServerPlan:
+                workers: int = 1, allowed_hosts: str | None = None, tls_cert: str | None = None,
+                tls_key: str | None = None, environ: Mapping[str, str] | None = None) -> ServerPlan:
     """The ``mlflow server`` command and environment for a team server (pure apart from reading files and
     creating ``.llmops/server/`` with owner-only modes)."""
     environ = dict(os.environ if environ is None else environ)
@@ -140,6 +150,12 @@ def plan_server(home: Path, *, host: str = "127.0.0.1", port: int = 5000, backen
             "--artifacts-destination", artifacts, "--host", host, "--port", str(port), "--workers", str(workers)]
     if allowed_hosts:
         argv += ["--allowed-hosts", allowed_hosts]
+    warnings = []
+    if tls_cert or tls_key:
+        argv += ["--uvicorn-opts", _tls_options(tls_cert, tls_key, warnings)]
+    from llmops_lab.trust.transport import server_warning
+
+    warnings += filter(None, [server_warning(host, auth=auth, tls=bool(tls_cert))])
     env = {k: v for k, v in environ.items() if k != "MLFLOW_REGISTRY_STORE_URI"}
     env["MLFLOW_BACKEND_STORE_URI"] = backend
     folder.mkdir(parents=True, exist_ok=True)
@@ -174,13 +190,32 @@ def plan_server(home: Path, *, host: str = "127.0.0.1", port: int = 5000, backen
             f"admin_username = {environ.get('MLFLOW_AUTH_ADMIN_USERNAME') or 'admin'}\n"
             # MLflow's basic auth, plus: creating an experiment or a prompt needs EDIT (llmops_lab/tracking/team_auth.py).
             f"authorization_function = {AUTHORIZATION_FUNCTION}\n"
-            # A password check is a PBKDF2 hash (~0.1-0.5 s of CPU); a run write is ~10 requests. Cache good
+            # A password check is a scrypt hash (werkzeug's default; ~0.1-0.5 s of CPU); a run write is ~10 requests. Cache good
             # credentials for 30 s per worker (password changes through the API apply at once on that worker).
             f"auth_cache_ttl_seconds = {AUTH_CACHE_S}\n", encoding="utf-8")
         env["MLFLOW_AUTH_CONFIG_PATH"] = str(auth_config)
         env.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_urlsafe(32))
         argv += ["--app-name", "basic-auth"]
-    return ServerPlan(argv, env, backend, artifacts, auth_config, users_db)
+    return ServerPlan(argv, env, backend, artifacts, auth_config, users_db, "https" if tls_cert else "http", warnings)
+
+
+def _tls_options(cert: str | None, key: str | None, warnings: list[str]) -> str:
+    """``--uvicorn-opts`` for TLS served by uvicorn itself (MLflow 3.17 runs uvicorn and passes them on)."""
+    import shlex
+    import stat
+
+    if not (cert and key):
+        raise ConfigError("--tls-cert and --tls-key go together: the certificate (PEM, with its chain) and its "
+                          "private key")
+    paths = []
+    for flag, given in (("--tls-cert", cert), ("--tls-key", key)):
+        path = Path(given).expanduser().resolve()
+        if not path.is_file():
+            raise ConfigError(f"{flag} {given}: no such file")
+        paths.append(path)
+    if paths[1].stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        warnings.append(f"warning: the TLS key {paths[1]} is readable by other users: chmod 600 it")
+    return f"--ssl-certfile {shlex.quote(str(paths[0]))} --ssl-keyfile {shlex.quote(str(paths[1]))}"
 
 
 def exec_server(plan: ServerPlan) -> None:
