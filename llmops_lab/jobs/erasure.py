@@ -1,0 +1,306 @@
+"""``llmops-lab forget`` / :func:`llmops_lab.forget`: delete every stored trace of a text, a user or a run.
+
+>>> report = llmops_lab.forget(contains="Ada Lovelace", dry_run=True)                  # doctest: +SKIP
+>>> report.counts()                                                                     # doctest: +SKIP
+{'runs': 2, 'artifacts': 4, 'traces': 2, 'cache_entries': 1, 'spool_records': 0, ...}
+>>> llmops_lab.forget(user="ada")                                                       # doctest: +SKIP
+
+Where it looks (docs/security.md, "Erasure and retention"): MLflow runs (params, tags, metric names, text
+artifacts) and their artifacts, traces (spans' inputs, outputs, attributes), prompt registry versions
+(``--contains`` only: a prompt is shared, nobody owns it), the response cache, the spool and the batch
+staging folders, and job outputs (executed notebooks, reports, metrics files). ``--user`` and ``--run`` find
+the runs first; the cache entries that go are those holding one of those runs' answers (the cache has no
+user column; an entry with the same answer for someone else goes too, which only costs a repeated call).
+
+This module lives in ``jobs/`` because it is the layer allowed to call the core's cache, ``tracking/`` and the
+jobs' history at once (tests/test_layers.py); the MLflow work is :mod:`llmops_lab.tracking.erasure`, the spool's
+:mod:`llmops_lab.tracking.spool_purge`. Every erasure is audited (:func:`audit`) without the erased text.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmops_lab.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from llmops_lab.config import Settings
+
+AUDIT_FILE = "erasures.jsonl"  # under <home>: one line per erasure, append-only
+KINDS = ("runs", "artifacts", "traces", "cache_entries", "spool_records", "staging", "job_outputs",
+         "prompt_versions")
+
+
+@dataclass
+class ErasureReport:
+    """What was (or, with ``dry_run``, would be) deleted: ids per kind."""
+
+    operation: str  # "forget" or "gc"
+    selector: str  # "contains", "user", "run" or "retention"
+    dry_run: bool
+    runs: list[str] = field(default_factory=list)
+    artifacts: list[str] = field(default_factory=list)  # "<run id>/<path>"
+    traces: list[str] = field(default_factory=list)
+    cache_entries: list[str] = field(default_factory=list)  # cache keys
+    spool_records: list[str] = field(default_factory=list)  # record ids
+    staging: list[str] = field(default_factory=list)  # batch ids
+    job_outputs: list[str] = field(default_factory=list)  # paths under the home
+    prompt_versions: list[str] = field(default_factory=list)  # "name/version"
+    spool_files: list[str] = field(default_factory=list)  # rewritten or deleted
+    live_spool_files: list[str] = field(default_factory=list)  # held by a running process: not touched
+    hard: bool = True  # False: the store (a server) could only mark the runs deleted
+    compacted: list[str] = field(default_factory=list)  # sqlite files vacuumed
+    audit_run: str | None = None
+
+    def counts(self) -> dict[str, int]:
+        return {kind: len(getattr(self, kind)) for kind in KINDS}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "counts": self.counts()}
+
+    def describe(self) -> str:
+        """Lines for the terminal: a count per kind, the first ids, and what was left alone."""
+        verb = "would delete" if self.dry_run else "deleted"
+        lines = [f"{self.operation} --{self.selector}: {verb}"]
+        for kind, n in self.counts().items():
+            ids = getattr(self, kind)
+            shown = ", ".join(ids[:5]) + (", …" if len(ids) > 5 else "")
+            lines.append(f"  {kind.replace('_', ' ')}: {n}" + (f"  ({shown})" if n else ""))
+        if self.live_spool_files:
+            lines.append(f"  not touched: {len(self.live_spool_files)} spool file(s) held by a running process "
+                         f"({', '.join(self.live_spool_files)}); run this again after it exits")
+        if not self.hard and self.runs:
+            lines.append("  runs were marked deleted only (a tracking server): its operator runs `mlflow gc`")
+        if self.audit_run:
+            lines.append(f"  audit: run {self.audit_run} in experiment llmops-erasures")
+        return "\n".join(lines)
+
+
+def _settings(settings: Settings | None) -> Settings:
+    from llmops_lab.config import get_settings
+
+    return settings or get_settings()
+
+
+def _selector(contains: str | None, user: str | None, run: str | None) -> tuple[str, str]:
+    given = [(k, v) for k, v in (("contains", contains), ("user", user), ("run", run)) if v is not None]
+    if len(given) != 1:
+        raise ConfigError("forget needs exactly one of contains=TEXT, user=NAME or run=ID")
+    kind, value = given[0]
+    if not str(value).strip():
+        raise ConfigError(f"forget {kind}= is empty: it would match everything")
+    return kind, str(value)
+
+
+# -- what runs hold --------------------------------------------------------------------------------------------
+
+def _answers(client: Any, runs: Iterable[Any]) -> set[str]:
+    """The answers these runs logged (single: output.md; batch: results.csv's output column)."""
+    from llmops_lab.tracking.reader import artifact_text
+
+    found: set[str] = set()
+    for run in runs:
+        text = artifact_text(client, run, "output.md")
+        if text:
+            found.add(text)
+        table = artifact_text(client, run, "results.csv")
+        if table:
+            found |= {row["output"] for row in csv.DictReader(io.StringIO(table)) if row.get("output")}
+    return found
+
+
+def _job_outputs_of(home: Path, runs: Iterable[Any]) -> list[Path]:
+    from llmops_lab.jobs.store import store_for
+
+    if not (home / "jobs.db").exists():
+        return []
+    store = store_for(home)
+    paths = []
+    for run in runs:
+        execution = store.find_by_run(run.info.run_id)
+        if execution is None:
+            continue
+        for name in (execution.output_path, execution.report_path):
+            if name:
+                paths.append(Path(name))
+        if execution.output_path:
+            paths.append(Path(execution.output_path).with_suffix(".metrics.jsonl"))
+    return [p for p in paths if p.is_file()]
+
+
+def job_output_files(home: Path) -> list[Path]:
+    """Executed notebooks, reports and metrics files under ``<home>/jobs`` (not locks or the scheduler log)."""
+    folder = home / "jobs"
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".ipynb", ".html", ".jsonl"))
+
+
+# -- forget ----------------------------------------------------------------------------------------------------
+
+def forget(contains: str | None = None, user: str | None = None, run: str | None = None, *, dry_run: bool = False,
+           settings: Settings | None = None) -> ErasureReport:
+    """Delete every stored trace of a text (case-insensitive, as stored: records are kept redacted), a user or a
+    run; ``dry_run`` reports only. Give exactly one selector.
+
+    >>> llmops_lab.forget(run="1a2b3c4d5e6f", dry_run=True).counts()["runs"]         # doctest: +SKIP
+    1
+    """
+    from llmops_lab.core.cache import ResponseCache
+    from llmops_lab.tracking import erasure as E
+    from llmops_lab.tracking.clients import kernel_client
+    from llmops_lab.tracking.spool_purge import purge_spool
+
+    kind, value = _selector(contains, user, run)
+    settings = _settings(settings)
+    home = settings.home
+    _deliver_own_records(settings)
+    report = ErasureReport("forget", kind, dry_run)
+    uri = settings.resolved_tracking_uri()
+    client = kernel_client(uri)
+    runs = E.all_runs(client)
+    needle = value.lower() if kind == "contains" else None
+    hit_traces: list = []
+    if kind == "contains":
+        chosen = E.runs_containing(client, runs, value)
+        hit_traces = E.traces_containing(client, value)
+        traced = {E.trace_run(t) for t in hit_traces} - {r.info.run_id for r in chosen}
+        chosen += [r for r in runs if r.info.run_id in traced]
+    elif kind == "user":
+        chosen = E.with_children(runs, E.runs_of_user(runs, value))
+    else:
+        chosen = E.with_children(runs, [r for r in runs if r.info.run_id == value])
+        if not chosen:
+            raise ConfigError(f"no run {value!r} in the tracking store (llmops-lab audit lists the runs)")
+    traces = {t.info.trace_id: t for t in [*E.traces_of_runs(client, chosen), *hit_traces]}
+    report.runs = [r.info.run_id for r in chosen]
+    report.artifacts = [f"{r.info.run_id}/{path}" for r in chosen for path in E.artifact_files(client, r)]
+    report.traces = list(traces)
+    record_ids = {r.data.tags.get("llmops.record_id") for r in chosen} - {None}
+
+    cache_path = home / "cache.db"
+    cache_keys: list[str] = []
+    if cache_path.exists():
+        with ResponseCache(cache_path) as cache:
+            if needle is not None:
+                cache_keys = [k for k, v in cache.entries() if needle in (v.text or "").lower()
+                              or needle in (v.tokens or "").lower()]
+            else:
+                answers = _answers(client, chosen)
+                cache_keys = [k for k, v in cache.entries() if v.text in answers]
+    report.cache_entries = cache_keys
+
+    if kind == "contains":
+        outputs = [p for p in job_output_files(home) if E.file_contains(p, needle or "")]
+        prompt_versions = E.prompt_versions_containing(client, value)
+    else:
+        outputs = _job_outputs_of(home, chosen)
+        prompt_versions = []
+    report.job_outputs = [str(p.relative_to(home)) if p.is_relative_to(home) else str(p) for p in outputs]
+    report.prompt_versions = [f"{name}/{version}" for name, version in prompt_versions]
+
+    def match(record: dict[str, Any]) -> bool:
+        if kind == "contains":
+            return (needle or "") in json.dumps(record, ensure_ascii=False, default=str).lower()
+        if kind == "user":
+            return record.get("user") == value or record.get("id") in record_ids
+        return record.get("id") in record_ids
+
+    purge = purge_spool(home, match, needle=needle, dry_run=dry_run)
+    report.spool_records, report.spool_files = purge.records, purge.files
+    report.staging, report.live_spool_files = purge.staging, purge.live_files
+
+    if not dry_run:
+        _apply(client, uri, report, chosen, list(traces.values()), cache_keys, outputs, prompt_versions, home)
+        record_audit(settings, client, report, value if kind != "run" else None)
+    return report
+
+
+def _deliver_own_records(settings: Settings) -> None:
+    """This process's pending records go to MLflow first (so they are found there), and its spool file closes:
+    a file held by a live process is never rewritten, and this process is one."""
+    if settings.tracking:
+        from llmops_lab import tracking
+
+        tracking.flush()
+        tracking.shutdown()
+
+
+def _apply(client: Any, uri: str, report: ErasureReport, runs: list, traces: list, cache_keys: list[str],
+           outputs: list[Path], prompt_versions: list[tuple[str, int]], home: Path) -> None:
+    """The deletes, in an order where a crash half-way leaves nothing pointing at what is gone."""
+    from llmops_lab.core.cache import ResponseCache
+    from llmops_lab.tracking import erasure as E
+
+    if traces:
+        E.delete_traces(client, traces)
+    if runs:
+        report.hard = E.hard_delete_runs(client, runs)
+    if prompt_versions:
+        E.delete_prompt_versions(client, prompt_versions)
+    for path in outputs:
+        path.unlink(missing_ok=True)
+    if (home / "cache.db").exists():
+        with ResponseCache(home / "cache.db") as cache:
+            if cache_keys:
+                cache.delete(cache_keys)
+            cache.compact()  # also after a gc with nothing to delete: earlier deletes' pages go too
+        report.compacted.append(str(home / "cache.db"))
+    if E.compact_store(uri):
+        report.compacted.append(str(E.sqlite_path(uri)))
+
+
+# -- the audit record ------------------------------------------------------------------------------------------
+
+def _digest(value: str) -> str:
+    """``sha256:<salt>:<hash>`` of the lower-cased selector: whoever knows the text can check it was erased;
+    the record alone does not give it back (a short text can still be guessed: that is the limit of a hash)."""
+    salt = os.urandom(16).hex()
+    return f"sha256:{salt}:{hashlib.sha256((salt + value.lower()).encode('utf-8')).hexdigest()}"
+
+
+def record_audit(settings: Settings, client: Any, report: ErasureReport, selector_value: str | None) -> None:
+    """Who asked, when, which selector kind, the counts: appended to ``<home>/erasures.jsonl`` and, when the
+    store accepts it, an MLflow run (``llmops.kind=erasure``) that ``llmops-lab audit`` lists."""
+    from llmops_lab.tracking import context
+    from llmops_lab.tracking import erasure as E
+
+    who = context.user()
+    digest = _digest(selector_value) if selector_value else None
+    counts = report.counts()
+    location = None
+    if settings.resolved_tracking_uri().startswith("sqlite:"):
+        location = (settings.home / "artifacts" / E.AUDIT_EXPERIMENT).resolve().as_uri()
+    try:
+        report.audit_run = E.log_erasure_run(client, artifact_location=location, user=who, selector=report.selector,
+                                             counts=counts, digest=digest, dry_run=report.dry_run,
+                                             operation=report.operation)
+    except Exception as err:  # noqa: BLE001 - the file below is the durable record; MLflow is the convenience
+        report.audit_run = None
+        audit_error = f"{type(err).__name__}: {str(err)[:200]}"
+    else:
+        audit_error = None
+    line = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "user": who,
+            "operation": report.operation, "selector": report.selector, "selector_digest": digest,
+            "counts": counts, "hard": report.hard, "audit_run": report.audit_run, "audit_run_error": audit_error}
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with open(settings.home / AUDIT_FILE, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(line) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def erasures(settings: Settings | None = None) -> list[dict[str, Any]]:
+    """The erasure audit lines, oldest first (``llmops-lab audit --erasures``)."""
+    path = _settings(settings).home / AUDIT_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
