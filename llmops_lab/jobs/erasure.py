@@ -117,7 +117,7 @@ def _answers(client: Any, runs: Iterable[Any]) -> set[str]:
     return found
 
 
-def _job_outputs_of(home: Path, runs: Iterable[Any]) -> list[Path]:
+def job_outputs_of(home: Path, runs: Iterable[Any]) -> list[Path]:
     from llmops_lab.jobs.store import store_for
 
     if not (home / "jobs.db").exists():
@@ -162,7 +162,7 @@ def forget(contains: str | None = None, user: str | None = None, run: str | None
     kind, value = _selector(contains, user, run)
     settings = _settings(settings)
     home = settings.home
-    _deliver_own_records(settings)
+    _deliver_own_records(settings, close=not dry_run)
     report = ErasureReport("forget", kind, dry_run)
     uri = settings.resolved_tracking_uri()
     client = kernel_client(uri)
@@ -202,7 +202,7 @@ def forget(contains: str | None = None, user: str | None = None, run: str | None
         outputs = [p for p in job_output_files(home) if E.file_contains(p, needle or "")]
         prompt_versions = E.prompt_versions_containing(client, value)
     else:
-        outputs = _job_outputs_of(home, chosen)
+        outputs = job_outputs_of(home, chosen)
         prompt_versions = []
     report.job_outputs = [str(p.relative_to(home)) if p.is_relative_to(home) else str(p) for p in outputs]
     report.prompt_versions = [f"{name}/{version}" for name, version in prompt_versions]
@@ -219,22 +219,23 @@ def forget(contains: str | None = None, user: str | None = None, run: str | None
     report.staging, report.live_spool_files = purge.staging, purge.live_files
 
     if not dry_run:
-        _apply(client, uri, report, chosen, list(traces.values()), cache_keys, outputs, prompt_versions, home)
+        apply(client, uri, report, chosen, list(traces.values()), cache_keys, outputs, prompt_versions, home)
         record_audit(settings, client, report, value if kind != "run" else None)
     return report
 
 
-def _deliver_own_records(settings: Settings) -> None:
-    """This process's pending records go to MLflow first (so they are found there), and its spool file closes:
-    a file held by a live process is never rewritten, and this process is one."""
+def _deliver_own_records(settings: Settings, close: bool) -> None:
+    """This process's pending records go to MLflow first (so they are found there); with ``close`` its spool
+    file closes too (a file held by a live process is never rewritten, and this process is one)."""
     if settings.tracking:
         from llmops_lab import tracking
 
         tracking.flush()
-        tracking.shutdown()
+        if close:
+            tracking.shutdown()
 
 
-def _apply(client: Any, uri: str, report: ErasureReport, runs: list, traces: list, cache_keys: list[str],
+def apply(client: Any, uri: str, report: ErasureReport, runs: list, traces: list, cache_keys: list[str],
            outputs: list[Path], prompt_versions: list[tuple[str, int]], home: Path) -> None:
     """The deletes, in an order where a crash half-way leaves nothing pointing at what is gone."""
     from llmops_lab.core.cache import ResponseCache

@@ -243,17 +243,16 @@ def _delete_run_inputs(store: Any, run_id: str) -> None:
     """The run's dataset inputs (``_hard_delete_run`` leaves them): input rows, their tags, unused datasets."""
     from mlflow.store.tracking.dbmodels.models import SqlDataset, SqlInput, SqlInputTag
 
-    with store.ManagedSessionMaker() as session:
-        inputs = session.query(SqlInput).filter(SqlInput.destination_type == "RUN",
-                                                SqlInput.destination_id == run_id).all()
-        for row in inputs:
-            session.query(SqlInputTag).filter(SqlInputTag.input_uuid == row.input_uuid).delete(
-                synchronize_session=False)
-            source = row.source_id
-            session.delete(row)
-            session.flush()
-            if row.source_type == "DATASET" and not session.query(SqlInput).filter(SqlInput.source_id == source).count():
-                session.query(SqlDataset).filter(SqlDataset.dataset_uuid == source).delete(synchronize_session=False)
+    with store.ManagedSessionMaker(read_only=False) as session:
+        rows = session.query(SqlInput).filter(SqlInput.destination_type == "RUN",
+                                              SqlInput.destination_id == run_id).all()
+        inputs = [(row.input_uuid, row.source_type, row.source_id) for row in rows]
+        for input_uuid, _, _ in inputs:
+            session.query(SqlInputTag).filter(SqlInputTag.input_uuid == input_uuid).delete(synchronize_session=False)
+            session.query(SqlInput).filter(SqlInput.input_uuid == input_uuid).delete(synchronize_session=False)
+        for _, source_type, source_id in inputs:
+            if source_type == "DATASET" and not session.query(SqlInput).filter(SqlInput.source_id == source_id).count():
+                session.query(SqlDataset).filter(SqlDataset.dataset_uuid == source_id).delete(synchronize_session=False)
 
 
 def runs_started_before(runs: Iterable[Any], cutoff_ms: int) -> list:
