@@ -227,9 +227,11 @@ def forget(contains: str | None = None, user: str | None = None, run: str | None
 def _deliver_own_records(settings: Settings, close: bool) -> None:
     """This process's pending records go to MLflow first (so they are found there); with ``close`` its spool
     file closes too (a file held by a live process is never rewritten, and this process is one)."""
-    if settings.tracking:
-        from llmops_lab import tracking
+    from llmops_lab import tracking
 
+    # Only a tracker this process already has: making one would start a replay of the other processes'
+    # files, which would hold their locks while they are purged.
+    if settings.tracking and tracking._tracker is not None:
         tracking.flush()
         if close:
             tracking.shutdown()

@@ -16,7 +16,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from llmops_lab.jobs.erasure import ErasureReport, apply, job_output_files, job_outputs_of, record_audit
+from llmops_lab.jobs.erasure import (
+    ErasureReport,
+    apply,
+    job_output_files,
+    job_outputs_of,
+    record_audit,
+)
 
 if TYPE_CHECKING:
     from llmops_lab.config import Settings
