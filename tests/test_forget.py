@@ -132,3 +132,172 @@ def test_selectors_are_checked(bare_project):
         llmops_lab.forget(contains="x", user="y")
     with pytest.raises(ConfigError, match="empty"):
         llmops_lab.forget(contains="  ")
+
+
+def test_forget_contains_also_prompt_versions_and_job_outputs(fake, project):
+    text = word()
+    llmops_lab.run(f"Spell {text} backwards", name="speller")  # the text is in the template: a registry version
+    assert tracking.flush(30) == 0
+    jobs = project / ".llmops" / "jobs" / "nightly"
+    jobs.mkdir(parents=True)
+    (jobs / "20260101T020000.ipynb").write_text(json.dumps({"cells": [{"source": f"about {text}"}]}))
+    (jobs / "20260101T020000.html").write_text(f"<p>{text}</p>")
+    (jobs / "20260102T020000.html").write_text("<p>another night</p>")
+    report = llmops_lab.forget(contains=text)
+    assert report.prompt_versions == ["speller/1"]
+    assert sorted(report.job_outputs) == ["jobs/nightly/20260101T020000.html", "jobs/nightly/20260101T020000.ipynb"]
+    assert (jobs / "20260102T020000.html").exists()
+    assert hits(project, text) == []
+
+
+def _spool_line(record: dict) -> str:
+    return json.dumps(record) + "\n"
+
+
+def test_spool_and_staging_are_purged_but_a_live_file_is_not_touched(project):
+    import fcntl
+
+    text = word()
+    spool, staging = project / ".llmops" / "spool", project / ".llmops" / "staging"
+    spool.mkdir(parents=True)
+    (staging / "b-gone").mkdir(parents=True)
+    (staging / "b-gone" / "000000.json").write_text(json.dumps([{"output": f"row about {text}"}]))
+    (staging / "b-kept").mkdir()
+    (staging / "b-kept" / "000000.json").write_text(json.dumps([{"output": "row about cats"}]))
+    dead = spool / "spool-999999-deadbeef.jsonl"  # its process is gone: nobody holds its lock
+    dead.write_text(_spool_line({"id": "r1", "kind": "single", "user": "ada", "output": f"hi {text}"})
+                    + _spool_line({"id": "r2", "kind": "single", "user": "bob", "output": "hi cats"})
+                    + _spool_line({"id": "r3", "kind": "batch", "batch": "b-gone", "user": "bob", "summary": {}})
+                    + _spool_line({"id": "r4", "kind": "batch", "batch": "b-kept", "user": "bob", "summary": {}}))
+    dead.with_name(dead.name + ".acked").write_text("r1\nr2\n")
+    live = spool / "spool-1-cafe.jsonl"
+    live.write_text(_spool_line({"id": "r9", "kind": "single", "user": "ada", "output": f"hi {text}"}))
+    with open(live, "a") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a running kernel's file
+        dry = llmops_lab.forget(contains=text, dry_run=True)
+        assert dry.spool_records == ["r1", "r3"] and dry.staging == ["b-gone"] and "r1" in dead.read_text()
+        report = llmops_lab.forget(contains=text)
+        assert report.live_spool_files == [live.name] and "running process" in report.describe()
+        assert text in live.read_text()
+    assert report.spool_records == ["r1", "r3"] and report.staging == ["b-gone"]
+    assert [json.loads(line)["id"] for line in dead.read_text().splitlines()] == ["r2", "r4"]
+    assert dead.with_name(dead.name + ".acked").read_text() == "r2\n"
+    assert not (staging / "b-gone").exists() and (staging / "b-kept").exists()
+    by_user = llmops_lab.forget(user="bob", dry_run=True)
+    assert by_user.spool_records == ["r2", "r4"] and by_user.staging == ["b-kept"]
+
+
+def test_compact_empties_the_wal(tmp_path):
+    import sqlite3
+
+    from llmops_lab.core.cache import CachedResponse
+
+    text = word()
+    path = tmp_path / "cache.db"
+    reader = sqlite3.connect(path)  # another connection keeps the WAL file alive, as a kernel's cache does
+    with ResponseCache(path) as cache:
+        cache.put("k1", CachedResponse(f"answer {text}"))
+        cache.put("k2", CachedResponse("answer cats"))
+        reader.execute("SELECT COUNT(*) FROM responses").fetchall()
+        assert cache.delete(["k1", "nope"]) == 1
+        assert hits(tmp_path, text)  # still in the WAL (or free pages): deleting is not erasing
+        cache.compact()
+        assert hits(tmp_path, text) == [] and [k for k, _ in cache.entries()] == ["k2"]
+    reader.close()
+
+
+def _age(project: Path, run_ids: list[str], days: float) -> None:
+    """Move runs' start times ``days`` into the past, in the sqlite store itself."""
+    import sqlite3
+
+    then = int((time.time() - days * 86400) * 1000)
+    with sqlite3.connect(project / ".llmops" / "mlflow.db") as db:
+        db.executemany("UPDATE runs SET start_time = ? WHERE run_uuid = ?", [(then, r) for r in run_ids])
+
+
+def test_gc_applies_the_retention_limits(two_users, project):
+    settings = llmops_lab.get_settings()
+    settings.retention = {"runs": "90d", "cache": "30d"}
+    ada, bob = two_users["runs"]["ada"], two_users["runs"]["bob"]
+    _age(project, list(ada.values()), 100)
+    with ResponseCache(two_users["home"] / "cache.db") as cache:  # bob's entries: 40 days old
+        old = [(k, v) for k, v in cache.entries() if two_users["kept"].lower() in v.text.lower()]
+        cache.put_many((k, type(v)(**{**v.__dict__, "created_at": time.time() - 40 * 86400})) for k, v in old)
+    dry = llmops_lab.gc(dry_run=True)
+    assert set(dry.runs) == set(ada.values()) and len(dry.cache_entries) == 2
+    report = llmops_lab.gc()
+    assert set(report.runs) == set(ada.values()) and report.counts()["traces"] == 3
+    # ada's cache entries are fresh (kept: the cache limit goes by age), and this process's spool file is live
+    assert [h for h in hits(project, two_users["gone"]) if not h.startswith((".llmops/cache.db", ".llmops/spool/"))] == []
+    for run_id in bob.values():
+        survives(mlflow_client(), run_id)
+    assert _kept_cache(two_users["home"], two_users["kept"]) == 0
+    assert json.loads((two_users["home"] / "erasures.jsonl").read_text())["operation"] == "gc"
+    later = llmops_lab.gc(now=datetime.now(UTC) + timedelta(days=91))  # an injected clock: bob's runs are old now
+    assert set(later.runs) == set(bob.values())
+
+
+def test_bad_retention_is_one_line_at_load(tmp_path):
+    from llmops_lab.config import load_settings
+
+    (tmp_path / "llmops.toml").write_text('[retention]\nruns = "ninety days"\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path, environ={})
+    assert "runs='ninety days'" in str(err.value) and "'7d'" in str(err.value) and "\n" not in str(err.value)
+    (tmp_path / "llmops.toml").write_text('[retention]\nrun = "90d"\n')
+    with pytest.raises(ConfigError, match="no key 'run': use runs, traces, cache"):
+        load_settings(tmp_path, environ={})
+    (tmp_path / "llmops.toml").write_text('[retention]\nruns = "90d"\ncache = "2w"\n')
+    assert load_settings(tmp_path, environ={}).retention == {"runs": "90d", "cache": "2w"}
+
+
+def test_the_scheduler_runs_gc_once_a_day(bare_project):
+    from llmops_lab.jobs.scheduler import Scheduler
+    from llmops_lab.jobs.store import store_for
+
+    settings = llmops_lab.get_settings()
+    settings.retention = {"cache": "30d"}
+    clock = {"now": datetime(2026, 3, 1, 1, 0, tzinfo=UTC)}
+    calls = []
+
+    def make() -> Scheduler:
+        scheduler = Scheduler(settings, now=lambda: clock["now"], executor=lambda *a: "completed",
+                              store=store_for(settings.home), gc=calls.append, echo=lambda line: None)
+        scheduler._ready = True  # no MLflow store needed: no job runs here
+        return scheduler
+
+    scheduler = make()
+    for hours in (0, 1, 23, 24, 30, 47, 48):
+        clock["now"] = datetime(2026, 3, 1, 1, 0, tzinfo=UTC) + timedelta(hours=hours)
+        scheduler.tick()
+    assert [c.hour for c in calls] == [1, 1, 1] and [c.day for c in calls] == [1, 2, 3]
+    clock["now"] += timedelta(hours=2)
+    make().tick()  # a restart: the last gc is on disk, not repeated
+    assert len(calls) == 3
+    settings.retention = {}
+    clock["now"] += timedelta(days=3)
+    scheduler.tick()
+    assert len(calls) == 3  # no retention table: nothing to apply
+
+
+def test_cli_forget_in_a_subprocess(two_users, project):
+    tracking.shutdown(10)  # this process's spool file is closed, as when a kernel has exited
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(llmops_lab.__file__).parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    cli = [sys.executable, "-m", "llmops_lab.cli"]
+    dry = subprocess.run([*cli, "forget", "--contains", two_users["gone"], "--dry-run", "--json"], cwd=project,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["counts"]["runs"] == 2 and hits(project, two_users["gone"])
+    out = subprocess.run([*cli, "forget", "--contains", two_users["gone"]], cwd=project, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "runs: 2" in out.stdout and "cache entries: 2" in out.stdout
+    assert hits(project, two_users["gone"]) == []
+    audit = subprocess.run([*cli, "audit", "--erasures"], cwd=project, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert "forget --contains" in audit.stdout and "runs=2" in audit.stdout
+    assert two_users["gone"].lower() not in audit.stdout.lower()
+    bad = subprocess.run([*cli, "forget", "--run", "f" * 32], cwd=project, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "llmops-lab: error: no run" in bad.stderr
