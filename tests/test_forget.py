@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import mlflow_client
 
 import llmops_lab
-from conftest import mlflow_client
 from llmops_lab import tracking
 from llmops_lab.core.cache import ResponseCache
 from llmops_lab.exceptions import ConfigError
@@ -285,19 +285,19 @@ def test_cli_forget_in_a_subprocess(two_users, project):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(llmops_lab.__file__).parents[1]),
                                                         os.environ.get("PYTHONPATH", "")])}
     cli = [sys.executable, "-m", "llmops_lab.cli"]
-    dry = subprocess.run([*cli, "forget", "--contains", two_users["gone"], "--dry-run", "--json"], cwd=project,
-                         env=env, capture_output=True, text=True, timeout=300)
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*cli, *args], cwd=project, env=env, capture_output=True, text=True, timeout=300,
+                              check=False)
+
+    dry = run("forget", "--contains", two_users["gone"], "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
     assert json.loads(dry.stdout)["counts"]["runs"] == 2 and hits(project, two_users["gone"])
-    out = subprocess.run([*cli, "forget", "--contains", two_users["gone"]], cwd=project, env=env,
-                         capture_output=True, text=True, timeout=300)
+    out = run("forget", "--contains", two_users["gone"])
     assert out.returncode == 0, out.stderr
     assert "runs: 2" in out.stdout and "cache entries: 2" in out.stdout
     assert hits(project, two_users["gone"]) == []
-    audit = subprocess.run([*cli, "audit", "--erasures"], cwd=project, env=env, capture_output=True, text=True,
-                           timeout=300)
+    audit = run("audit", "--erasures")
     assert "forget --contains" in audit.stdout and "runs=2" in audit.stdout
     assert two_users["gone"].lower() not in audit.stdout.lower()
-    bad = subprocess.run([*cli, "forget", "--run", "f" * 32], cwd=project, env=env, capture_output=True, text=True,
-                         timeout=300)
+    bad = run("forget", "--run", "f" * 32)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "llmops-lab: error: no run" in bad.stderr

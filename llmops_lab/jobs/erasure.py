@@ -156,6 +156,7 @@ def forget(contains: str | None = None, user: str | None = None, run: str | None
     """
     from llmops_lab.core.cache import ResponseCache
     from llmops_lab.tracking import erasure as E
+    from llmops_lab.tracking import tags as T
     from llmops_lab.tracking.clients import kernel_client
     from llmops_lab.tracking.spool_purge import purge_spool
 
@@ -184,7 +185,7 @@ def forget(contains: str | None = None, user: str | None = None, run: str | None
     report.runs = [r.info.run_id for r in chosen]
     report.artifacts = [f"{r.info.run_id}/{path}" for r in chosen for path in E.artifact_files(client, r)]
     report.traces = list(traces)
-    record_ids = {r.data.tags.get("llmops.record_id") for r in chosen} - {None}
+    record_ids = {r.data.tags.get(T.RECORD_ID) for r in chosen} - {None}
 
     cache_path = home / "cache.db"
     cache_keys: list[str] = []

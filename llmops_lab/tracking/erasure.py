@@ -24,9 +24,7 @@ from typing import Any
 from llmops_lab.tracking import tags as T
 from llmops_lab.tracking.reader import is_local, paged
 
-ERASURE = "erasure"  # llmops.kind of an erasure's audit run
-AUDIT_EXPERIMENT = "llmops-erasures"
-SOURCE_RUN = "mlflow.sourceRun"  # trace metadata: the run a trace was logged in
+AUDIT_EXPERIMENT = "llmops-erasures"  # where the erasure audit runs (kind ERASURE) go
 _MAX_TEXT_BYTES = 20_000_000  # artifacts bigger than this are not read for --contains (binary models and such)
 
 
@@ -49,7 +47,7 @@ def all_runs(client: Any) -> list:
         return []
     runs = paged(lambda token, n: client.search_runs(ids, "", run_view_type=_all_view(), max_results=n,
                                                      page_token=token))
-    return [r for r in runs if r.data.tags.get(T.KIND) != ERASURE]
+    return [r for r in runs if r.data.tags.get(T.KIND) != T.ERASURE]
 
 
 def runs_of_user(runs: Iterable[Any], user: str) -> list:
@@ -148,7 +146,7 @@ def _traces(client: Any, exp_ids: list[str], run_id: str | None = None) -> list:
 
 
 def trace_run(trace: Any) -> str | None:
-    return (trace.info.request_metadata or {}).get(SOURCE_RUN)
+    return (trace.info.request_metadata or {}).get(T.SOURCE_RUN)
 
 
 def trace_location(trace: Any) -> str:
@@ -329,7 +327,7 @@ def log_erasure_run(client: Any, *, artifact_location: str | None, user: str, se
     exp = client.get_experiment_by_name(AUDIT_EXPERIMENT)
     exp_id = exp.experiment_id if exp else client.create_experiment(AUDIT_EXPERIMENT,
                                                                      artifact_location=artifact_location)
-    tags = {T.KIND: ERASURE, T.USER: user, T.MLFLOW_USER: user}
+    tags = {T.KIND: T.ERASURE, T.USER: user, T.MLFLOW_USER: user}
     run = client.create_run(exp_id, run_name=f"{operation} --{selector}", tags=tags)
     now = get_current_time_millis()
     params = [Param("operation", operation), Param("selector", selector), Param("dry_run", str(dry_run))]
