@@ -301,3 +301,23 @@ def test_cli_forget_in_a_subprocess(two_users, project):
     assert two_users["gone"].lower() not in audit.stdout.lower()
     bad = run("forget", "--run", "f" * 32)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "llmops-lab: error: no run" in bad.stderr
+
+
+def test_forget_run_of_a_job_removes_its_outputs(two_users, project):
+    from llmops_lab.jobs.store import store_for
+
+    run_id = two_users["runs"]["ada"]["single"]  # stands for a job's run: jobs.db links the execution to it
+    folder = two_users["home"] / "jobs" / "nightly"
+    folder.mkdir(parents=True)
+    paths = [folder / f"20260101T020000{suffix}" for suffix in (".ipynb", ".html", ".metrics.jsonl")]
+    for path in paths:
+        path.write_text("{}")
+    other = folder / "20260102T020000.ipynb"
+    other.write_text("{}")
+    store = store_for(two_users["home"])
+    execution = store.start("nightly", "schedule", {}, "notebooks/n.ipynb")
+    execution.run_id, execution.output_path, execution.report_path = run_id, str(paths[0]), str(paths[1])
+    store.update(execution)
+    report = llmops_lab.forget(run=run_id)
+    assert sorted(report.job_outputs) == sorted(str(p.relative_to(two_users["home"])) for p in paths)
+    assert not any(p.exists() for p in paths) and other.exists()

@@ -137,11 +137,10 @@ def job_outputs_of(home: Path, runs: Iterable[Any]) -> list[Path]:
 
 
 def job_output_files(home: Path) -> list[Path]:
-    """Executed notebooks, reports and metrics files under ``<home>/jobs`` (not locks or the scheduler log)."""
-    folder = home / "jobs"
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".ipynb", ".html", ".jsonl"))
+    """Executed notebooks, reports and metrics files under ``<home>/jobs`` and ``<home>/demo`` (not locks or the
+    scheduler log, which hold no prompt or answer)."""
+    return sorted(p for folder in (home / "jobs", home / "demo") if folder.is_dir() for p in folder.rglob("*")
+                  if p.is_file() and p.suffix in (".ipynb", ".html", ".jsonl"))
 
 
 # -- forget ----------------------------------------------------------------------------------------------------
