@@ -143,6 +143,36 @@ def job_output_files(home: Path) -> list[Path]:
                   if p.is_file() and p.suffix in (".ipynb", ".html", ".jsonl"))
 
 
+def _select_runs(client: Any, runs: list, kind: str, value: str) -> tuple[list, list]:
+    """The runs a selector picks, and (``contains``) the traces that hold the text, wherever they were logged."""
+    from llmops_lab.tracking import erasure as E
+
+    if kind == "contains":
+        chosen = E.runs_containing(client, runs, value)
+        hit_traces = E.traces_containing(client, value)
+        traced = {E.trace_run(t) for t in hit_traces} - {r.info.run_id for r in chosen}
+        return chosen + [r for r in runs if r.info.run_id in traced], hit_traces
+    if kind == "user":
+        return E.with_children(runs, E.runs_of_user(runs, value)), []
+    chosen = E.with_children(runs, [r for r in runs if r.info.run_id == value])
+    if not chosen:
+        raise ConfigError(f"no run {value!r} in the tracking store (llmops-lab audit lists the runs)")
+    return chosen, []
+
+
+def _cache_keys(path: Path, needle: str | None, answers: set[str] | None) -> list[str]:
+    """Keys of the cache entries whose answer holds ``needle`` or is one of ``answers``."""
+    from llmops_lab.core.cache import ResponseCache
+
+    if not path.exists():
+        return []
+    with ResponseCache(path) as cache:
+        if needle is not None:
+            return [k for k, v in cache.entries() if needle in (v.text or "").lower()
+                    or needle in (v.tokens or "").lower()]
+        return [k for k, v in cache.entries() if v.text in (answers or set())]
+
+
 # -- forget ----------------------------------------------------------------------------------------------------
 
 def forget(contains: str | None = None, user: str | None = None, run: str | None = None, *, dry_run: bool = False,
@@ -153,7 +183,6 @@ def forget(contains: str | None = None, user: str | None = None, run: str | None
     >>> llmops_lab.forget(run="1a2b3c4d5e6f", dry_run=True).counts()["runs"]         # doctest: +SKIP
     1
     """
-    from llmops_lab.core.cache import ResponseCache
     from llmops_lab.tracking import erasure as E
     from llmops_lab.tracking import tags as T
     from llmops_lab.tracking.clients import kernel_client
@@ -166,36 +195,15 @@ def forget(contains: str | None = None, user: str | None = None, run: str | None
     report = ErasureReport("forget", kind, dry_run)
     uri = settings.resolved_tracking_uri()
     client = kernel_client(uri)
-    runs = E.all_runs(client)
     needle = value.lower() if kind == "contains" else None
-    hit_traces: list = []
-    if kind == "contains":
-        chosen = E.runs_containing(client, runs, value)
-        hit_traces = E.traces_containing(client, value)
-        traced = {E.trace_run(t) for t in hit_traces} - {r.info.run_id for r in chosen}
-        chosen += [r for r in runs if r.info.run_id in traced]
-    elif kind == "user":
-        chosen = E.with_children(runs, E.runs_of_user(runs, value))
-    else:
-        chosen = E.with_children(runs, [r for r in runs if r.info.run_id == value])
-        if not chosen:
-            raise ConfigError(f"no run {value!r} in the tracking store (llmops-lab audit lists the runs)")
+    chosen, hit_traces = _select_runs(client, E.all_runs(client), kind, value)
     traces = {t.info.trace_id: t for t in [*E.traces_of_runs(client, chosen), *hit_traces]}
     report.runs = [r.info.run_id for r in chosen]
     report.artifacts = [f"{r.info.run_id}/{path}" for r in chosen for path in E.artifact_files(client, r)]
     report.traces = list(traces)
     record_ids = {r.data.tags.get(T.RECORD_ID) for r in chosen} - {None}
 
-    cache_path = home / "cache.db"
-    cache_keys: list[str] = []
-    if cache_path.exists():
-        with ResponseCache(cache_path) as cache:
-            if needle is not None:
-                cache_keys = [k for k, v in cache.entries() if needle in (v.text or "").lower()
-                              or needle in (v.tokens or "").lower()]
-            else:
-                answers = _answers(client, chosen)
-                cache_keys = [k for k, v in cache.entries() if v.text in answers]
+    cache_keys = _cache_keys(home / "cache.db", needle, None if needle else _answers(client, chosen))
     report.cache_entries = cache_keys
 
     if kind == "contains":
