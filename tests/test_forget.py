@@ -321,3 +321,27 @@ def test_forget_run_of_a_job_removes_its_outputs(two_users, project):
     report = llmops_lab.forget(run=run_id)
     assert sorted(report.job_outputs) == sorted(str(p.relative_to(two_users["home"])) for p in paths)
     assert not any(p.exists() for p in paths) and other.exists()
+
+
+def test_gc_spool_acked_and_job_outputs_by_age(project):
+    settings = llmops_lab.get_settings()
+    settings.retention = {"spool_acked": "7d", "job_outputs": "60d"}
+    spool = project / ".llmops" / "spool"
+    spool.mkdir(parents=True)
+    old, new = spool / "spool-999998-0ld0.jsonl", spool / "spool-999997-0ew0.jsonl"
+    for path in (old, new):
+        path.write_text(_spool_line({"id": f"{path.stem}-a", "kind": "single"})
+                        + _spool_line({"id": f"{path.stem}-p", "kind": "single"}))
+        path.with_name(path.name + ".acked").write_text(f"{path.stem}-a\n")
+    week_ago = time.time() - 8 * 86400
+    os.utime(old, (week_ago, week_ago))
+    jobs = project / ".llmops" / "jobs" / "nightly"
+    jobs.mkdir(parents=True)
+    stale, fresh = jobs / "20250101T020000.html", jobs / "20260101T020000.html"
+    stale.write_text("<p>old</p>")
+    fresh.write_text("<p>new</p>")
+    os.utime(stale, (time.time() - 61 * 86400,) * 2)
+    report = llmops_lab.gc()
+    assert report.spool_records == [f"{old.stem}-a"] and report.job_outputs == ["jobs/nightly/20250101T020000.html"]
+    assert [json.loads(line)["id"] for line in old.read_text().splitlines()] == [f"{old.stem}-p"]  # pending stays
+    assert len(new.read_text().splitlines()) == 2 and not stale.exists() and fresh.exists()
