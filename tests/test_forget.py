@@ -299,6 +299,8 @@ def test_cli_forget_in_a_subprocess(two_users, project):
     audit = run("audit", "--erasures")
     assert "forget --contains" in audit.stdout and "runs=2" in audit.stdout
     assert two_users["gone"].lower() not in audit.stdout.lower()
+    listing = run("audit", "--since", "1d")  # the erasure's MLflow run is in the usual audit listing too
+    assert listing.returncode == 0 and "erasure" in listing.stdout, listing.stdout + listing.stderr
     bad = run("forget", "--run", "f" * 32)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "llmops-lab: error: no run" in bad.stderr
 
