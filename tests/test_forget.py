@@ -233,7 +233,14 @@ def test_gc_applies_the_retention_limits(two_users, project):
         survives(mlflow_client(), run_id)
     assert _kept_cache(two_users["home"], two_users["kept"]) == 0
     assert json.loads((two_users["home"] / "erasures.jsonl").read_text())["operation"] == "gc"
-    later = llmops_lab.gc(now=datetime.now(UTC) + timedelta(days=91))  # an injected clock: bob's runs are old now
+    settings.retention = {"traces": "1d"}  # an injected clock: two days on, bob's traces are old, his runs kept
+    traces_only = llmops_lab.gc(now=datetime.now(UTC) + timedelta(days=2))
+    assert traces_only.runs == [] and traces_only.counts()["traces"] == 3
+    client = mlflow_client()
+    assert all(client.get_run(r).info.lifecycle_stage == "active" for r in bob.values())
+    assert not list(client.search_traces(locations=[client.get_run(bob["batch"]).info.experiment_id]))
+    settings.retention = {"runs": "90d"}
+    later = llmops_lab.gc(now=datetime.now(UTC) + timedelta(days=91))
     assert set(later.runs) == set(bob.values())
 
 
@@ -347,3 +354,15 @@ def test_gc_spool_acked_and_job_outputs_by_age(project):
     assert report.spool_records == [f"{old.stem}-a"] and report.job_outputs == ["jobs/nightly/20250101T020000.html"]
     assert [json.loads(line)["id"] for line in old.read_text().splitlines()] == [f"{old.stem}-p"]  # pending stays
     assert len(new.read_text().splitlines()) == 2 and not stale.exists() and fresh.exists()
+
+
+def test_a_run_takes_its_child_runs_along():
+    from types import SimpleNamespace as NS
+
+    from llmops_lab.tracking.erasure import with_children
+
+    def run(run_id: str, parent: str | None = None):
+        return NS(info=NS(run_id=run_id), data=NS(tags={"mlflow.parentRunId": parent} if parent else {}))
+
+    runs = [run("c1", "p"), run("p"), run("g", "c1"), run("other"), run("c2", "p")]
+    assert sorted(r.info.run_id for r in with_children(runs, [runs[1]])) == ["c1", "c2", "g", "p"]
