@@ -58,6 +58,7 @@ class ErasureReport:
     live_spool_files: list[str] = field(default_factory=list)  # held by a running process: not touched
     hard: bool = True  # False: the store (a server) could only mark the runs deleted
     compacted: list[str] = field(default_factory=list)  # sqlite files vacuumed
+    not_compacted: list[str] = field(default_factory=list)  # busy: deleted rows' bytes may remain until a rerun
     audit_run: str | None = None
 
     def counts(self) -> dict[str, int]:
@@ -79,6 +80,9 @@ class ErasureReport:
                          f"({', '.join(self.live_spool_files)}); run this again after it exits")
         if not self.hard and self.runs:
             lines.append("  runs were marked deleted only (a tracking server): its operator runs `mlflow gc`")
+        if self.not_compacted:
+            lines.append(f"  not vacuumed (busy): {'; '.join(self.not_compacted)}; deleted rows' bytes stay in "
+                         "the file until a later forget or gc vacuums it")
         if self.audit_run:
             lines.append(f"  audit: run {self.audit_run} in experiment llmops-erasures")
         return "\n".join(lines)
@@ -263,10 +267,22 @@ def apply(client: Any, uri: str, report: ErasureReport, runs: list, traces: list
         with ResponseCache(home / "cache.db") as cache:
             if cache_keys:
                 cache.delete(cache_keys)
-            cache.compact()  # also after a gc with nothing to delete: earlier deletes' pages go too
-        report.compacted.append(str(home / "cache.db"))
-    if E.compact_store(uri):
-        report.compacted.append(str(E.sqlite_path(uri)))
+            _compact(report, str(home / "cache.db"), cache.compact)  # also when nothing matched: earlier pages go
+    if E.sqlite_path(uri) is not None:
+        _compact(report, str(E.sqlite_path(uri)), lambda: E.compact_store(uri))
+
+
+def _compact(report: ErasureReport, name: str, vacuum: Any) -> None:
+    """VACUUM one file; a file another process keeps busy past the timeout is reported, not a traceback."""
+    import sqlite3
+
+    try:
+        done = vacuum()
+    except sqlite3.OperationalError as err:
+        report.not_compacted.append(f"{name} ({err})")
+    else:
+        if done is not False:  # False: no such file, nothing to vacuum
+            report.compacted.append(name)
 
 
 # -- the audit record ------------------------------------------------------------------------------------------
