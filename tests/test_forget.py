@@ -81,6 +81,7 @@ def test_forget_contains_leaves_no_byte_and_keeps_the_rest(two_users, project):
     counts = report.counts()
     assert counts["traces"] == 3 and counts["cache_entries"] == 2 and counts["artifacts"] >= 4, counts
     assert hits(project, gone) == []
+    assert sorted(Path(p).name for p in report.compacted) == ["cache.db", "mlflow.db"] and not report.not_compacted
     client = mlflow_client()
     for run_id in two_users["runs"]["bob"].values():
         survives(client, run_id)
