@@ -102,7 +102,7 @@ POSITIVES: dict[str, tuple[str, Callable[[random.Random], str], list[str]]] = {
         "Use the API key {v} for the deployment"]),
     "gcp_service_account": ("secret", lambda r: _pem(r, "PRIVATE KEY", "\\n"), [
         '{{"type": "service_account", "project_id": "demo-project", "private_key": "{v}", '
-        '"client_email": "svc@demo-project.iam.gserviceaccount.com"}}',
+        '"token_uri": "https://oauth2.googleapis.com/token"}}',
         '"private_key": "{v}",', "GOOGLE_PRIVATE_KEY=\"{v}\""]),
     "google_api_key": ("secret", lambda r: "AIza" + pick(r, ALNUM + "_-", 35), [
         "GOOGLE_API_KEY={v}", "https://maps.googleapis.com/maps/api/geocode/json?key={v}",
@@ -164,7 +164,7 @@ POSITIVES: dict[str, tuple[str, Callable[[random.Random], str], list[str]]] = {
     "phone_us": ("pii", lambda r: r.choice(["({a}) {b}-{c}", "{a}-{b}-{c}", "+1 {a} {b} {c}", "{a}.{b}.{c}"]).format(
         a=r.randint(201, 989), b=r.randint(200, 999), c=f"{r.randint(0, 9999):04d}"), [
         "call {v} after 5pm", "Phone: {v}", "reach the front desk on {v}"]),
-    "phone_uk": ("pii", lambda r: r.choice(["020 7{a} {b}", "07700 9{a}{c}", "+44 20 7{a} {b}", "0161 4{a} {b}"]).format(
+    "phone_uk": ("pii", lambda r: r.choice(["020 7{a} {b}", "07700 9{a}{c}", "+44 20 7{a} {b}", "0161 4{c} {b}"]).format(
         a=f"{r.randint(0, 999):03d}", b=f"{r.randint(0, 9999):04d}", c=f"{r.randint(0, 99):02d}"), [
         "ring {v} tomorrow", "Tel: {v}", "mobile {v}"]),
     "phone_fr": ("pii", lambda r: r.choice(["0{d} {p}", "+33 {d} {p}", "0{d}.{q}"]).format(
@@ -177,7 +177,7 @@ POSITIVES: dict[str, tuple[str, Callable[[random.Random], str], list[str]]] = {
     "email": ("pii", lambda r: f"{r.choice(['ada', 'bob.smith', 'c.jones', 'dev+test', 'x_y'])}{r.randint(1, 999)}@{r.choice(['example.com', 'mail.example.org', 'corp.example.co.uk'])}", [
         "contact {v} for details", "From: {v}", '{{"email": "{v}"}}', "<{v}>", "mailto:{v}"]),
     "credit_card": ("pii", lambda r: r.choice([
-        lambda: luhn_complete("4", 16, r), lambda: luhn_complete("5", 16, r), lambda: luhn_complete("37", 15, r)])(), [
+        lambda: luhn_complete("4", 16, r), lambda: luhn_complete(r.choice(["51", "55", "2221"]), 16, r), lambda: luhn_complete("37", 15, r)])(), [
         "card {v} exp 12/27", "Card number: {v}", '{{"pan": "{v}"}}', "charged to {v}"]),
     "ipv4": ("pii", lambda r: f"{r.choice([10, 172, 192, 81, 203])}.{r.randint(0, 255)}.{r.randint(0, 255)}.{r.randint(1, 254)}", [
         "client {v} connected", "GET /index.html from {v}", '{{"ip": "{v}"}}', "ssh root@{v}"]),
