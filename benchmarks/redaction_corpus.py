@@ -9,6 +9,7 @@ detect-secrets finds secrets only: its PII rows say n/a. Always exits 0.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -16,13 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "redaction_corpus"))
 
-from scoring import Score, detect_secrets, load, ours, score  # noqa: E402
+from scoring import Score, detect_secrets, load, ours, score
 
-from llmops_lab.trust.redaction import Redactor, parse_policy  # noqa: E402
+from llmops_lab.trust.redaction import Redactor, parse_policy
 
 
 def pct(x: float) -> str:
-    return "  n/a " if x != x else f"{100 * x:5.1f}%"
+    return "  n/a " if math.isnan(x) else f"{100 * x:5.1f}%"
 
 
 def category_table(mine: Score, theirs: Score | None) -> None:

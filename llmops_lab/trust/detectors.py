@@ -373,7 +373,7 @@ def _ssn_spans(facts: Facts) -> Iterator[tuple[int, int]]:
     for run_start, run_end in facts.digit_runs:
         for match in _SSN.finditer(facts.text, max(0, run_start - 1), min(len(facts.text), run_end + 1)):
             yield match.span()
-    if "ss" in facts.lowered:
+    if "ssn" in facts.lowered or "social security" in facts.lowered:
         for match in _SSN_LABELLED.finditer(facts.lowered):
             yield match.span(1)
 
@@ -401,7 +401,7 @@ _SEPARATOR = re.compile(r"[:=>]")
 _KEYWORD_BEFORE = re.compile(rf"(?<![a-z0-9])(?P<kw>{_KEYWORDS})[\"']?[ \t]*\Z")  # key = v, "key": "v", <key>v
 _VALUE_AFTER = re.compile(rf"[=>]?[ \t]*[\"']?{_VALUE}")  # after the separator (also := and =>)
 _FLAG = re.compile(rf"--(?P<kw>{_KEYWORDS})[ =]{_VALUE}")  # --password v
-_PROSE = re.compile(rf"(?<![a-z0-9])(?P<kw>pass(?:word|phrase|code)) (?:is|was|=) {_VALUE}")  # the password is v
+_PROSE = re.compile(rf"(?P<kw>pass(?:word|phrase|code)) (?:is|was|=) {_VALUE}")  # the password is v
 _REFERENCE_PREFIXES = ("os.", "env.", "process.env", "settings.", "config.", "self.", "request.", "secrets.",
                        "getenv", "vault:", "http://", "https://")
 _PLACEHOLDERS = frozenset({"none", "null", "true", "false", "undefined", "required", "optional", "string",
@@ -437,6 +437,8 @@ def _keyword_spans(facts: Facts) -> Iterator[tuple[int, int]]:
         if hint in lowered:
             for match in any_case(pattern).finditer(lowered):
                 start, end = match.span(2)
+                if pattern is _PROSE and match.start() and lowered[match.start() - 1].isalnum():
+                    continue  # inside a word ("bypassword is")
                 end -= pattern is _PROSE and text[end - 1] == "."  # the end of the sentence
                 if _keyword_value_ok(match.group("kw").lower(), text[start:end]):
                     yield start, end
@@ -478,24 +480,24 @@ register_detector("github_token", r"g(?:h[pousr]_[A-Za-z0-9]{36,255}|ithub_pat_[
 register_detector("slack_token", r"\bxox[abposre]-[A-Za-z0-9-]{10,}|https://hooks\.slack\.com/services/[A-Za-z0-9/_-]+",
                   category="secret", label="SLACK_TOKEN", hints=("xox", "hooks.slack.com"))
 register_detector("gitlab_token", r"gl(?:pat|dt|rt|ptt|cbt|oas|soat|ft|imt|agent)-[A-Za-z0-9_\-]{20,}",
-                  category="secret", label="GITLAB_TOKEN", word_start=True)  # literal-first: no hints needed
+                  category="secret", label="GITLAB_TOKEN", word_start=True, precheck=lambda f: f.longest >= 26)
 register_detector("webhook_url", r"https://(?:(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/\d+/[\w\-]+"
                   r"|[\w\-]+\.webhook\.office\.com/webhook\w*/[^\s\"'<>]+)", category="secret", label="WEBHOOK_URL",
-                  hints=("discord", "webhook.office.com"))
+                  hints=("discord", "webhook.office.com"), precheck=lambda f: f.longest >= 40)
 register_detector("stripe_key", r"(?:[rs]k_(?:live|test)|whsec)_[A-Za-z0-9]{20,}", category="secret",
-                  label="STRIPE_KEY", word_start=True, hints=("sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_"))
+                  label="STRIPE_KEY", word_start=True, precheck=lambda f: f.longest >= 26)
 register_detector("huggingface_token", r"(?:hf|api_org)_[A-Za-z0-9]{30,}\b", category="secret",
-                  label="HF_TOKEN", word_start=True, hints=("hf_", "api_org_"))
+                  label="HF_TOKEN", word_start=True, precheck=lambda f: f.longest >= 33)
 register_detector("sendgrid_key", r"SG\.[\w\-]{22}\.[\w\-]{43}", category="secret", label="SENDGRID_KEY",
-                  word_start=True, hints=("sg.",))
+                  word_start=True, precheck=lambda f: f.longest >= 69)
 register_detector("twilio_key", r"SK[0-9a-f]{32}(?![0-9A-Za-z])", category="secret", label="TWILIO_KEY",
-                  word_start=True, hints=("sk",))
+                  word_start=True, precheck=lambda f: f.longest >= 34)
 register_detector("npm_token", r"npm_[A-Za-z0-9]{36}(?![0-9A-Za-z])", category="secret", label="NPM_TOKEN",
-                  word_start=True, hints=("npm_",))
+                  word_start=True, precheck=lambda f: f.longest >= 40)
 register_detector("pypi_token", r"pypi-AgE[A-Za-z0-9_\-]{50,}", category="secret", label="PYPI_TOKEN",
-                  word_start=True, hints=("pypi-",))
+                  word_start=True, precheck=lambda f: f.longest >= 58)
 register_detector("telegram_bot_token", r"(?<!\d)\d{8,10}:AA[\w\-]{33}(?![\w\-])", category="secret",
-                  label="TELEGRAM_TOKEN", hints=(":aa",))
+                  label="TELEGRAM_TOKEN", precheck=lambda f: f.longest >= 44)
 register_detector("google_api_key", r"AIza[0-9A-Za-z_\-]{35}\b", category="secret", label="GOOGLE_API_KEY",
                   hints=("aiza",), word_start=True)
 register_detector("jwt", r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", category="secret",

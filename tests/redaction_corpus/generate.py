@@ -13,8 +13,8 @@ import json
 import random
 import string
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 HERE = Path(__file__).parent
 SEED = 16
@@ -101,8 +101,8 @@ POSITIVES: dict[str, tuple[str, Callable[[random.Random], str], list[str]]] = {
         "Ocp-Apim-Subscription-Key: {v}", "azure openai key {v} (westeurope)", "AzureOpenAI(api_key=\"{v}\")",
         "Use the API key {v} for the deployment"]),
     "gcp_service_account": ("secret", lambda r: _pem(r, "PRIVATE KEY", "\\n"), [
-        '{{"type": "service_account", "project_id": "demo-project", "private_key": "{v}", '
-        '"token_uri": "https://oauth2.googleapis.com/token"}}',
+        ('{{"type": "service_account", "project_id": "demo-project", "private_key": "{v}", '
+         '"token_uri": "https://oauth2.googleapis.com/token"}}'),
         '"private_key": "{v}",', "GOOGLE_PRIVATE_KEY=\"{v}\""]),
     "google_api_key": ("secret", lambda r: "AIza" + pick(r, ALNUM + "_-", 35), [
         "GOOGLE_API_KEY={v}", "https://maps.googleapis.com/maps/api/geocode/json?key={v}",
