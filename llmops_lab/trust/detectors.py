@@ -11,11 +11,13 @@ import re
 import threading
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Callable, Iterable, Iterator
 
 from llmops_lab.exceptions import ConfigError
 
-__all__ = ["Finding", "Facts", "Detector", "DETECTORS", "BUILTIN", "register_detector", "luhn_ok", "iban_ok"]
+__all__ = ["Finding", "Facts", "Detector", "DETECTORS", "BUILTIN", "register_detector", "luhn_ok", "iban_ok",
+           "secret_name"]
 
 
 @dataclass(frozen=True)
@@ -402,6 +404,15 @@ _KEYWORD_BEFORE = re.compile(rf"(?<![a-z0-9])(?P<kw>{_KEYWORDS})[\"']?[ \t]*\Z")
 _VALUE_AFTER = re.compile(rf"[=>]?[ \t]*[\"']?{_VALUE}")  # after the separator (also := and =>)
 _FLAG = re.compile(rf"--(?P<kw>{_KEYWORDS})[ =]{_VALUE}")  # --password v
 _PROSE = re.compile(rf"(?P<kw>pass(?:word|phrase|code)) (?:is|was|=) {_VALUE}")  # the password is v
+_SECRET_NAME = re.compile(rf"(?<![a-z0-9])(?:{_KEYWORDS})\Z")
+
+
+@lru_cache(maxsize=4096)  # field and column names repeat on every record
+def secret_name(name: str) -> bool:
+    """Whether a field or column name says its value is a secret (``api_key``, ``DB_PASSWORD``, ``token``)."""
+    return len(name) < 64 and _SECRET_NAME.search(name.lower()) is not None
+
+
 _REFERENCE_PREFIXES = ("os.", "env.", "process.env", "settings.", "config.", "self.", "request.", "secrets.",
                        "getenv", "vault:", "http://", "https://")
 _PLACEHOLDERS = frozenset({"none", "null", "true", "false", "undefined", "required", "optional", "string",

@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable
 
 from llmops_lab.exceptions import RedactionError
 from llmops_lab.trust.active import redactor_for
-from llmops_lab.trust.detectors import Finding
+from llmops_lab.trust.detectors import Finding, secret_name
 from llmops_lab.trust.redactor import FAILED_MARK, Redactor, known_secrets, mask_known
 
 __all__ = ["SAFE_FIELDS", "redact", "mask_text", "mask_answer", "mask_messages", "redact_record"]
@@ -65,13 +65,14 @@ def mask_messages(messages: list[dict[str, Any]], settings: Any = None, *,
                              "the redaction settings or use scope = 'log'") from None
 
 
-def _walk(value: Any, fn: Callable[[str], str]) -> Any:
+def _walk(value: Any, fn: Callable[[str, str | None], str], name: str | None = None) -> Any:
+    """``value`` with every string replaced by ``fn(text, name)``; ``name`` is the dict key it is under."""
     if isinstance(value, str):
-        return fn(value)
+        return fn(value, name)
     if isinstance(value, dict):
-        return {k: _walk(v, fn) for k, v in value.items()}
+        return {k: _walk(v, fn, k if isinstance(k, str) else None) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_walk(v, fn) for v in value]
+        return [_walk(v, fn, name) for v in value]
     return value
 
 
@@ -90,13 +91,16 @@ def redact_record(record: dict[str, Any], settings: Any = None) -> dict[str, Any
         redactor = redactor_for(settings)
         known: dict[str, str] = {}
 
-        def mask(text: str) -> str:
-            masked, findings = redactor.redact(text)
+        def mask(text: str, name: str | None) -> str:
+            # A value under a secret's name ({"api_key": "3f2a..."}, a column "password") is read as
+            # "name: value", so the keyword detectors see the name a bare value lacks.
+            prefix = f"{name}: " if name and secret_name(name) else ""
+            masked, findings = redactor.redact(prefix + text)
             counts.update(f.detector for f in findings)
-            known.update(known_secrets(text, findings))
-            return masked
+            known.update(known_secrets(prefix + text, findings))
+            return masked[len(prefix):] if masked.startswith(prefix) else masked
 
-        def mask_altered(text: str) -> str:
+        def mask_altered(text: str, _name: str | None) -> str:
             masked, count = mask_known(text, known)
             if count:
                 counts["altered_secret"] += count
@@ -109,19 +113,19 @@ def redact_record(record: dict[str, Any], settings: Any = None) -> dict[str, Any
                             "counts": dict(sorted(counts.items()))}
         return out
     except Exception as err:  # noqa: BLE001 - fail closed
-        out = _mask_fields(record, lambda _text: FAILED_MARK)
+        out = _mask_fields(record, lambda _text, _name: FAILED_MARK)
         out["redaction"] = {"status": "failed", "error": type(err).__name__}
         return out
 
 
-def _mask_fields(record: dict[str, Any], fn: Callable[[str], str]) -> dict[str, Any]:
+def _mask_fields(record: dict[str, Any], fn: Callable[[str, str | None], str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in record.items():
         if key in SAFE_FIELDS:
             out[key] = value
         elif key == "prompt" and isinstance(value, dict):
-            out[key] = {**value, "template": _walk(value.get("template"), fn)}
+            out[key] = {**value, "template": _walk(value.get("template"), fn)}  # not under a name
         else:
-            out[key] = _walk(value, fn)
+            out[key] = _walk(value, fn, key)
     return out
 
