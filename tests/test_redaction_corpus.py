@@ -1,0 +1,187 @@
+"""The detectors, measured on the labelled corpus in tests/redaction_corpus/ (the figures docs/security.md
+publishes come from benchmarks/redaction_corpus.py, which counts the same way), the regressions a scan found,
+and answers masked as strictly as prompts: a key the model repeats re-cased, spaced or quoted."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import llmops_lab
+from llmops_lab import tracking
+from llmops_lab.trust.redaction import Redactor, mask_answer, mask_known, parse_policy, redact, redact_record
+
+sys.path.insert(0, str(Path(__file__).parent / "redaction_corpus"))
+
+import generate  # noqa: E402
+import scoring  # noqa: E402
+
+POSITIVES = scoring.load("positives.jsonl")
+NEGATIVES = scoring.load("negatives.jsonl")
+AZURE_KEY = "3f2a9c01d4e5f60718293a4b5c6d7e8f"  # 32 hex, the form a scan found stored in clear
+SSN = "123-45-6789"
+
+
+@pytest.fixture(scope="module")
+def measured() -> scoring.Score:
+    redactor = Redactor(parse_policy({}))
+    return scoring.score(scoring.ours(type("Uncached", (), {"redact": staticmethod(redactor._redact)})()),
+                         POSITIVES, NEGATIVES)
+
+
+def test_the_corpus_is_large_varied_and_what_its_generator_writes():
+    assert len(POSITIVES) >= 300 and len({r["kind"] for r in POSITIVES}) >= 30 and len(NEGATIVES) >= 300
+    assert {r["category"] for r in POSITIVES} == {"secret", "pii"}
+    assert all(r["value"] in r["text"] for r in POSITIVES)
+    import random
+
+    rng = random.Random(generate.SEED)  # committed files = the seeded generator's output (regenerate, commit)
+    assert generate.positives(rng) == POSITIVES and generate.negatives(rng) == NEGATIVES
+
+
+def _per_kind(score: scoring.Score) -> str:
+    rows = [f"{kind}: masked {t.masked}/{t.positives}, first miss {t.missed[:1]}"
+            for kind, t in sorted(score.kinds.items()) if t.masked < t.positives]
+    rows += [f"negative {kind}: {texts[:2]}" for kind, texts in sorted(score.negative_hits.items())]
+    return "\n".join(rows)
+
+
+def test_secrets_recall_and_precision(measured):
+    secret = measured.categories["secret"]
+    # masked_recall: the whole labelled value is gone (stricter than a finding that touches it)
+    assert secret.masked_recall >= 0.98 and secret.precision >= 0.95, _per_kind(measured)
+
+
+def test_pii_recall_and_precision(measured):
+    pii = measured.categories["pii"]
+    assert pii.masked_recall >= 0.95 and pii.precision >= 0.9, _per_kind(measured)
+
+
+def test_the_scoring_counts_misses_and_false_findings():
+    """A finder that finds nothing has recall 0; one that flags every text has false findings on negatives."""
+    nothing = scoring.score(lambda text: [], POSITIVES[:20], NEGATIVES[:20])
+    assert nothing.categories["all"].recall == 0 and nothing.negative_hits == {}
+    everything = scoring.score(lambda text: [(0, 1, "secret")], POSITIVES[:5], NEGATIVES[:5])
+    assert everything.categories["secret"].false_findings >= 5 and sum(map(len, everything.negative_hits.values())) == 5
+
+
+# -- the regressions a scan found -------------------------------------------------------------------------
+
+def _single(prompt: str, output: str, variables: dict | None = None) -> dict:
+    return {"id": "r1", "kind": "single", "prompt": {"name": "p", "template": prompt, "sha256": "s"},
+            "messages": [{"role": "user", "content": prompt}], "variables": variables or {}, "output": output}
+
+
+def test_azure_key_after_api_key_and_an_ssn_are_masked_in_a_record():
+    out = redact_record(_single(f"api key: {AZURE_KEY} and SSN {SSN}", "ok"))
+    assert out["messages"][0]["content"] == "api key: [API_KEY] and SSN [SSN]"
+    assert AZURE_KEY not in repr(out) and SSN not in repr(out)
+    assert out["redaction"]["counts"] == {"hex_key": 2, "ssn": 2}  # template and message
+
+
+@pytest.mark.parametrize("text", ["ssn 000-12-3456", "ssn 666-12-3456", "ssn 900-12-3456", "ssn 123-00-4567",
+                                  "ssn 123-45-0000", "isbn 978-3-16-148410-0", "date 2024-01-15"])
+def test_numbers_never_issued_as_ssn_are_kept(text):
+    assert redact(text) == (text, [])
+
+
+def test_uk_nino_and_its_excluded_prefixes():
+    assert redact("NI number QQ 12 34 56 C")[0] == "NI number QQ 12 34 56 C"  # Q is never a first letter
+    assert redact("NI GB123456A")[0] == "NI GB123456A" and redact("NI AB123456C")[0] == "NI [NINO]"
+
+
+def test_a_bare_key_under_a_secret_name_is_masked():
+    out = redact_record({"id": "b", "kind": "batch_rows", "rows": [{"api_key": AZURE_KEY, "max_tokens": "512000",
+                                                                     "output": "done"}]})
+    assert out["rows"][0] == {"api_key": "[API_KEY]", "max_tokens": "512000", "output": "done"}
+
+
+# -- answers scanned as strictly as prompts -----------------------------------------------------------------
+
+def _spaced(value: str, step: int = 4) -> str:
+    return " ".join(value[i:i + step] for i in range(0, len(value), step))
+
+
+ALTERED = [AZURE_KEY.upper(), _spaced(AZURE_KEY.upper()), f"`{AZURE_KEY}`", f"```\n{_spaced(AZURE_KEY, 8)}\n```",
+           f'"{AZURE_KEY[:16]}" "{AZURE_KEY[16:]}"', AZURE_KEY[:10] + "\u200b" + AZURE_KEY[10:],
+           "\n".join(_spaced(AZURE_KEY.upper(), 16).split())]
+
+
+@pytest.mark.parametrize("answer", ALTERED)
+def test_a_prompt_secret_repeated_in_another_form_is_masked_in_the_answer(answer):
+    out = redact_record(_single(f"api key: {AZURE_KEY}", f"Here it is: {answer} (done)"))
+    assert out["output"].startswith("Here it is: ") and out["output"].endswith(" (done)")
+    assert "[API_KEY]" in out["output"] and not any(c in out["output"].lower() for c in (AZURE_KEY[:8], "3f2a"))
+    assert out["redaction"]["counts"]["altered_secret"] >= 1
+
+
+def test_mask_known_maps_the_folded_view_back_to_the_original_span():
+    known = {AZURE_KEY: "[API_KEY]"}
+    assert mask_known(f"a {_spaced(AZURE_KEY.upper())} b", known) == ("a [API_KEY] b", 1)
+    assert mask_known("nothing here", known) == ("nothing here", 0)
+    assert mask_known(f"x {AZURE_KEY[:20]}", known) == (f"x {AZURE_KEY[:20]}", 0)  # a part is not the secret
+    assert mask_known("ABC DEF", {}) == ("ABC DEF", 0)
+
+
+def test_short_secrets_are_not_searched_for_elsewhere():
+    out = redact_record(_single("password: abc123", "I said ABC 123 today"))  # 6 characters: too common
+    assert out["messages"][0]["content"] == "password: [SECRET]" and out["output"] == "I said ABC 123 today"
+
+
+def test_hash_style_gives_the_altered_form_the_same_token(monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("LLMOPS_REDACTION_KEY", "k")
+    out = redact_record(_single(f"api key: {AZURE_KEY}", AZURE_KEY.upper()), SimpleNamespace(redaction={"style": "hash"}))
+    token = out["messages"][0]["content"].removeprefix("api key: ")
+    assert token.startswith("[API_KEY:") and out["output"] == token  # joinable: the same value, the same token
+
+
+def test_an_answer_is_scanned_with_the_same_detectors():
+    fresh = "sk-proj-" + "Zq8" * 10  # in no input: the ordinary detectors find it in the output
+    out = redact_record(_single("summarise the ticket", f"The ticket quotes {fresh} and SSN {SSN}."))
+    assert out["output"] == "The ticket quotes [OPENAI_KEY] and SSN [SSN]."
+
+
+def test_mask_answer_uses_the_secrets_it_was_asked_about():
+    assert mask_answer(f"sure: {_spaced(AZURE_KEY.upper())}", [f"api key: {AZURE_KEY}"]) == "sure: [API_KEY]"
+    assert mask_answer(f"sure: {_spaced(AZURE_KEY.upper())}") == f"sure: {_spaced(AZURE_KEY.upper())}"  # unknown
+    assert mask_answer(None) is None
+
+
+# -- end to end: the stored run, trace, cache and spool hold no form of the key --------------------------------
+
+def _leaks(root: Path, key: str) -> list[str]:
+    """Files under ``root`` holding ``key`` in any case, also with whitespace removed from the file's bytes."""
+    needle = key.lower().encode()
+    hits = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        data = path.read_bytes().lower()
+        if needle in data or needle in b"".join(data.split()):
+            hits.append(str(path.relative_to(root)))
+    return hits
+
+
+def test_no_form_of_the_key_is_stored_after_an_echoing_run(fake, project):
+    def responder(req):  # repeats the key of its prompt, re-cased, spaced and in backticks
+        if AZURE_KEY not in req["messages"][-1]["content"]:
+            return "nothing to store"
+        return f"Stored. Your key is {_spaced(AZURE_KEY.upper())}, or `{AZURE_KEY.upper()}`; ssn {SSN}."
+
+    fake.responder = responder
+    r = llmops_lab.run("Remember my api key: {{ key }} please", {"key": AZURE_KEY}, name="echo-key")
+    assert _spaced(AZURE_KEY.upper()) in r.text  # the caller gets the real answer
+    df = pd.DataFrame({"note": [f"api key: {AZURE_KEY}", "nothing secret"], "api_key": [AZURE_KEY, "n/a"]})
+    results = llmops_lab.batch("{{ note }} / {{ api_key }}", df, name="echo-key-batch", progress=False)
+    assert results["error"].isna().all()
+    assert tracking.flush(60) == 0
+    assert (project / ".llmops" / "cache.db").exists()
+    assert _leaks(project, AZURE_KEY) == []
+    assert all(SSN.encode() not in p.read_bytes() for p in project.rglob("*") if p.is_file())
+
+
+def test_the_leak_scan_sees_a_key_in_another_form(tmp_path):
+    (tmp_path / "a.txt").write_text(f"x {_spaced(AZURE_KEY.upper())} y")
+    assert _leaks(tmp_path, AZURE_KEY) == ["a.txt"]
