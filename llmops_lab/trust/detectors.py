@@ -414,18 +414,22 @@ def secret_name(name: str) -> bool:
 
 
 _REFERENCE_PREFIXES = ("os.", "env.", "process.env", "settings.", "config.", "self.", "request.", "secrets.",
-                       "getenv", "vault:", "http://", "https://")
+                       "getenv", "vault:", "http://", "https://", "/", "~/", "./", "../")  # references, paths
 _PLACEHOLDERS = frozenset({"none", "null", "true", "false", "undefined", "required", "optional", "string",
                            "redacted", "example", "changeit", "secret", "password", "bearer", "basic"})
+_NAME_WORDS = re.compile(r"[a-z_]*(?:pass|pwd|token|secret|key|credential)[a-z_]*")  # with a '_': new_password
 
 
-def _keyword_value_ok(keyword: str, value: str) -> bool:
-    """A literal that could be the secret: not a reference (${X}, os.environ[...], get_token()), a mask
-    (********), a placeholder, or a count (token: 512000)."""
+def _keyword_value_ok(keyword: str, value: str, prose: bool = False) -> bool:
+    """A literal that could be the secret: not a reference (${X}, os.environ[...], get_token(), a path, a
+    variable such as new_password), a mask (********), a placeholder (your_token_here), or a count
+    (token: 512000). In prose ("the password is ...") only a value with a digit or a symbol counts."""
     low = value.lower().rstrip(".")
     if value[0] in "${%*[(<#&" or any(c in value for c in "([{") or low.startswith(_REFERENCE_PREFIXES):
         return False
-    if low in _PLACEHOLDERS or len(set(low)) <= 2:
+    if low in _PLACEHOLDERS or len(set(low)) <= 2 or ('_' in low and _NAME_WORDS.fullmatch(low)):
+        return False
+    if prose and low.isalpha():
         return False
     return not (low.isdigit() and ("token" in keyword or "key" in keyword))
 
@@ -440,6 +444,8 @@ def _keyword_spans(facts: Facts) -> Iterator[tuple[int, int]]:
     keyword_before, value_after = any_case(_KEYWORD_BEFORE), any_case(_VALUE_AFTER)
     for separator in _SEPARATOR.finditer(lowered):
         at = separator.start()
+        if lowered.startswith("==", at):  # a comparison (password == confirm), not an assignment
+            continue
         keyword = keyword_before.search(lowered, max(0, at - 40), at)
         value = keyword and value_after.match(lowered, at + 1)
         if value and _keyword_value_ok(keyword.group("kw").lower(), text[value.start(1):value.end(1)]):
@@ -451,7 +457,7 @@ def _keyword_spans(facts: Facts) -> Iterator[tuple[int, int]]:
                 if pattern is _PROSE and match.start() and lowered[match.start() - 1].isalnum():
                     continue  # inside a word ("bypassword is")
                 end -= pattern is _PROSE and text[end - 1] == "."  # the end of the sentence
-                if _keyword_value_ok(match.group("kw").lower(), text[start:end]):
+                if _keyword_value_ok(match.group("kw").lower(), text[start:end], prose=pattern is _PROSE):
                     yield start, end
 
 

@@ -242,7 +242,11 @@ NEGATIVES: dict[str, list[Callable[[random.Random], str]]] = {
                                           "password: <redacted>", "api_key=${API_KEY}", "secret_name = \"prod\"",
                                           "the secret to good prompts is examples", "tokens: 1024",
                                           "password_min_length = 12", "token_type: bearer",
-                                          "Your API key is shown once; store it in a vault."])
+                                          "Your API key is shown once; store it in a vault.",
+                                          "if password == confirm_password:", "TOKEN=your_token_here",
+                                          "credentials: ~/.aws/credentials", "The password is incorrect.",
+                                          "pwd: /home/ada/project", "password = new_password",
+                                          "cache key 5d41402abc4b2a76b9719d911017c592"])
                       + f" (case {r.randint(1, 999)})"],
     "url": [lambda r: f"https://docs.example.com/guide/{r.choice(['install', 'config', 'faq'])}?page={r.randint(1, 20)}#section-{r.randint(1, 9)}",
             lambda r: f"postgresql://db.internal:5432/app_{r.randint(1, 9)}",
