@@ -366,7 +366,7 @@ def _phone_spans(facts: "Facts") -> Iterator[tuple[int, int]]:
 
 _SSN = re.compile(r"(?<![\w\-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w\-])")
 _SSN_LABELLED = re.compile(r"(?:ssn|social security (?:number|no\.?))[\s:#=\"']{1,4}"
-                           r"((?!000|666|9\d\d)\d{3}[ ]?(?!00)\d{2}[ ]?(?!0000)\d{4})(?!\d)")
+                           r"((?!000|666|9\d\d)\d{3}[ ]?(?!00)\d{2}[ ]?(?!0000)\d{4})(?!\d)", re.IGNORECASE)
 
 
 def _ssn_spans(facts: Facts) -> Iterator[tuple[int, int]]:
@@ -375,8 +375,9 @@ def _ssn_spans(facts: Facts) -> Iterator[tuple[int, int]]:
     for run_start, run_end in facts.digit_runs:
         for match in _SSN.finditer(facts.text, max(0, run_start - 1), min(len(facts.text), run_end + 1)):
             yield match.span()
-    if "ssn" in facts.lowered or "social security" in facts.lowered:
-        for match in _SSN_LABELLED.finditer(facts.lowered):
+    probe = facts.lowered if facts.lowered is not facts.text else facts.text.lower()  # only a probe: no indices
+    if "ssn" in probe or "social security" in probe:
+        for match in _SSN_LABELLED.finditer(facts.text):
             yield match.span(1)
 
 
@@ -462,6 +463,7 @@ def _keyword_spans(facts: Facts) -> Iterator[tuple[int, int]]:
 
 
 _HEX_KEY = re.compile(r"(?:key|token|secret)[\"'\s:=]{0,5}([0-9a-f]{64}|[0-9a-f]{32})(?![0-9a-z])")
+_HEX_KEY_ANY_CASE = re.compile(_HEX_KEY.pattern, re.IGNORECASE)
 _KEY_QUALIFIERS = ("api", "subscription", "azure", "openai", "access", "secret", "account", "auth", "service",
                    "primary", "secondary", "client", "master", "admin", "x-")
 
@@ -471,9 +473,10 @@ def _hex_key_spans(facts: Facts) -> Iterator[tuple[int, int]]:
     alone is too common (hashes, ids): after a bare "key" a qualifier must come first ("api key", not "cache
     key")."""
     lowered = facts.lowered
-    for match in _HEX_KEY.finditer(lowered):
-        if lowered.startswith("key", match.start()):
-            before = lowered[max(0, match.start() - 25):match.start()]
+    pattern = _HEX_KEY_ANY_CASE if lowered is facts.text else _HEX_KEY  # lowering moved indices
+    for match in pattern.finditer(lowered):
+        if lowered[match.start():match.start() + 3].lower() == "key":
+            before = lowered[max(0, match.start() - 25):match.start()].lower()
             if not any(q in before for q in _KEY_QUALIFIERS):
                 continue
         yield match.span(1)
@@ -497,7 +500,7 @@ register_detector("github_token", r"g(?:h[pousr]_[A-Za-z0-9]{36,255}|ithub_pat_[
 register_detector("slack_token", r"\bxox[abposre]-[A-Za-z0-9-]{10,}|https://hooks\.slack\.com/services/[A-Za-z0-9/_-]+",
                   category="secret", label="SLACK_TOKEN", hints=("xox", "hooks.slack.com"))
 register_detector("gitlab_token", r"gl(?:pat|dt|rt|ptt|cbt|oas|soat|ft|imt|agent)-[A-Za-z0-9_\-]{20,}",
-                  category="secret", label="GITLAB_TOKEN", word_start=True, precheck=lambda f: f.longest >= 26)
+                  category="secret", label="GITLAB_TOKEN", word_start=True, precheck=lambda f: f.longest >= 25)
 register_detector("webhook_url", r"https://(?:(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/\d+/[\w\-]+"
                   r"|[\w\-]+\.webhook\.office\.com/webhook\w*/[^\s\"'<>]+)", category="secret", label="WEBHOOK_URL",
                   hints=("discord", "webhook.office.com"), precheck=lambda f: f.longest >= 40)
