@@ -3,20 +3,22 @@ publishes come from benchmarks/redaction_corpus.py, which counts the same way), 
 and answers masked as strictly as prompts: a key the model repeats re-cased, spaced or quoted."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from redaction_corpus import generate, scoring  # tests/ is on sys.path (conftest.py)
 
 import llmops_lab
 from llmops_lab import tracking
-from llmops_lab.trust.redaction import Redactor, mask_answer, mask_known, parse_policy, redact, redact_record
-
-sys.path.insert(0, str(Path(__file__).parent / "redaction_corpus"))
-
-import generate  # noqa: E402
-import scoring  # noqa: E402
+from llmops_lab.trust.redaction import (
+    Redactor,
+    mask_answer,
+    mask_known,
+    parse_policy,
+    redact,
+    redact_record,
+)
 
 POSITIVES = scoring.load("positives.jsonl")
 NEGATIVES = scoring.load("negatives.jsonl")

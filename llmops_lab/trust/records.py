@@ -98,7 +98,7 @@ def redact_record(record: dict[str, Any], settings: Any = None) -> dict[str, Any
             masked, findings = redactor.redact(prefix + text)
             counts.update(f.detector for f in findings)
             known.update(known_secrets(prefix + text, findings))
-            return masked[len(prefix):] if masked.startswith(prefix) else masked
+            return masked.removeprefix(prefix)
 
         def mask_altered(text: str, _name: str | None) -> str:
             masked, count = mask_known(text, known)
