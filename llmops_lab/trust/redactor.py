@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from bisect import bisect_right
 from functools import lru_cache
 from typing import Any, Callable
 
@@ -79,20 +80,39 @@ class Redactor:
 
 # Characters a model may put inside or around a secret it repeats and that leave it usable once removed:
 # whitespace, zero-width characters, quotes and backticks (code fences).
-_IGNORABLE = frozenset(" \t\r\n\f\v\u00a0\u200b\u200c\u200d\u2060\ufeff'\"`\u2018\u2019\u201c\u201d")
+_IGNORABLE = "\\s'\"`\u200b\u200c\u200d\u2060\ufeff\u2018\u2019\u201c\u201d"
+_KEPT = re.compile(f"[^{_IGNORABLE}]+")
 KNOWN_MIN_CHARS = 8  # shorter values would mask ordinary words
 
 
-def _folded(text: str) -> tuple[str, list[int]]:
-    """``text`` without ignorable characters and case-folded, and for each character kept its index in ``text``."""
+def _folded(text: str) -> tuple[str, Callable[[int], int]]:
+    """``text`` case-folded without ignorable characters, and a map from its indices back to ``text``'s."""
+    low = text.casefold()
+    if len(low) != len(text):  # a character folds to several (ß -> ss): map character by character
+        return _folded_by_character(text)
+    starts, offsets, parts, size = [], [], [], 0  # per run of kept characters: where in the view, in text
+    for run in _KEPT.finditer(low):
+        starts.append(size)
+        offsets.append(run.start())
+        parts.append(run.group())
+        size += len(parts[-1])
+
+    def where(i: int) -> int:
+        k = bisect_right(starts, i) - 1
+        return offsets[k] + i - starts[k]
+    return "".join(parts), where
+
+
+def _folded_by_character(text: str) -> tuple[str, Callable[[int], int]]:
     chars: list[str] = []
     where: list[int] = []
     for i, c in enumerate(text):
-        if c not in _IGNORABLE:
-            folded = c.casefold()
-            chars.append(folded)
-            where.extend([i] * len(folded))
-    return "".join(chars), where
+        if not _KEPT.fullmatch(c):
+            continue
+        folded = c.casefold()
+        chars.append(folded)
+        where.extend([i] * len(folded))
+    return "".join(chars), where.__getitem__
 
 
 def known_secrets(text: str, findings: list[Finding]) -> dict[str, str]:
@@ -118,7 +138,7 @@ def mask_known(text: str, known: dict[str, str]) -> tuple[str, int]:
     for value, token in known.items():
         at = folded.find(value)
         while at != -1:
-            spans.append((where[at], where[at + len(value) - 1] + 1, token))
+            spans.append((where(at), where(at + len(value) - 1) + 1, token))
             at = folded.find(value, at + len(value))
     if not spans:
         return text, 0
