@@ -373,8 +373,9 @@ def _ssn_spans(facts: Facts) -> Iterator[tuple[int, int]]:
     """US Social Security numbers: dashed anywhere, undashed only after "SSN". Never issued: area 000, 666 or
     9xx, group 00, serial 0000."""
     for run_start, run_end in facts.digit_runs:
-        for match in _SSN.finditer(facts.text, max(0, run_start - 1), min(len(facts.text), run_end + 1)):
-            yield match.span()
+        if facts.text.find("-", run_start, run_end) != -1:
+            for match in _SSN.finditer(facts.text, max(0, run_start - 1), min(len(facts.text), run_end + 1)):
+                yield match.span()
     probe = facts.lowered if facts.lowered is not facts.text else facts.text.lower()  # only a probe: no indices
     if "ssn" in probe or "social security" in probe:
         for match in _SSN_LABELLED.finditer(facts.text):
@@ -398,9 +399,9 @@ _KEYWORDS = (r"passwords?|passwd|pwd|passphrase|(?:db|database|smtp|mysql|redis)
              r"|_?authtoken|token|refresh[_-]?token|private[_-]?key|signing[_-]?key|encryption[_-]?key"
              r"|credentials?")
 _VALUE = r"([^\s\"'`,;<>]{6,})"
-# Assignments are found from their separator (":", "=", ">": rare in prose) back to the keyword, so a text full
-# of the words "token" and "key" costs no regex run per word.
-_SEPARATOR = re.compile(r"[:=>]")
+# Assignments are found from a keyword's last letters and the separator after them (":", "=", ">"), then the
+# whole keyword is checked before it: one fast scan of the text, and a regex run only where a key ends.
+_SEPARATOR = re.compile(r"(?:words?|wd|phrase|pass|secret|key|token|credentials?)[\"']?[ \t]*([:=>])")  # a key's end
 _KEYWORD_BEFORE = re.compile(rf"(?<![a-z0-9])(?P<kw>{_KEYWORDS})[\"']?[ \t]*\Z")  # key = v, "key": "v", <key>v
 _VALUE_AFTER = re.compile(rf"[=>]?[ \t]*[\"']?{_VALUE}")  # after the separator (also := and =>)
 _FLAG = re.compile(rf"--(?P<kw>{_KEYWORDS})[ =]{_VALUE}")  # --password v
@@ -435,7 +436,8 @@ def _keyword_value_ok(keyword: str, value: str, prose: bool = False) -> bool:
     return not (low.isdigit() and ("token" in keyword or "key" in keyword))
 
 
-_ANY_CASE = {p: re.compile(p.pattern, re.IGNORECASE) for p in (_KEYWORD_BEFORE, _VALUE_AFTER, _FLAG, _PROSE)}
+_ANY_CASE = {p: re.compile(p.pattern, re.IGNORECASE) for p in (_SEPARATOR, _KEYWORD_BEFORE, _VALUE_AFTER, _FLAG,
+                                                                 _PROSE)}
 
 
 def _keyword_spans(facts: Facts) -> Iterator[tuple[int, int]]:
@@ -443,8 +445,8 @@ def _keyword_spans(facts: Facts) -> Iterator[tuple[int, int]]:
     text, lowered = facts.text, facts.lowered
     any_case = (lambda p: _ANY_CASE[p]) if lowered is text else (lambda p: p)  # lowering moved indices
     keyword_before, value_after = any_case(_KEYWORD_BEFORE), any_case(_VALUE_AFTER)
-    for separator in _SEPARATOR.finditer(lowered):
-        at = separator.start()
+    for separator in any_case(_SEPARATOR).finditer(lowered):
+        at = separator.start(1)
         if lowered.startswith("==", at):  # a comparison (password == confirm), not an assignment
             continue
         keyword = keyword_before.search(lowered, max(0, at - 40), at)
