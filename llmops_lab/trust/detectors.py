@@ -507,9 +507,10 @@ register_detector("webhook_url", r"https://(?:(?:ptb\.|canary\.)?discord(?:app)?
                   r"|[\w\-]+\.webhook\.office\.com/webhook\w*/[^\s\"'<>]+)", category="secret", label="WEBHOOK_URL",
                   hints=("discord", "webhook.office.com"), precheck=lambda f: f.longest >= 40)
 register_detector("stripe_key", r"(?:[rs]k_(?:live|test)|whsec)_[A-Za-z0-9]{20,}", category="secret",
-                  label="STRIPE_KEY", word_start=True, precheck=lambda f: f.longest >= 26)
+                  label="STRIPE_KEY", word_start=True, hints=("k_live_", "k_test_", "whsec_"),
+                  precheck=lambda f: f.longest >= 26)
 register_detector("huggingface_token", r"(?:hf|api_org)_[A-Za-z0-9]{30,}\b", category="secret",
-                  label="HF_TOKEN", word_start=True, precheck=lambda f: f.longest >= 33)
+                  label="HF_TOKEN", word_start=True, hints=("hf_", "api_org_"), precheck=lambda f: f.longest >= 33)
 register_detector("sendgrid_key", r"SG\.[\w\-]{22}\.[\w\-]{43}", category="secret", label="SENDGRID_KEY",
                   word_start=True, precheck=lambda f: f.longest >= 69)
 register_detector("twilio_key", r"SK[0-9a-f]{32}(?![0-9A-Za-z])", category="secret", label="TWILIO_KEY",
@@ -519,7 +520,7 @@ register_detector("npm_token", r"npm_[A-Za-z0-9]{36}(?![0-9A-Za-z])", category="
 register_detector("pypi_token", r"pypi-AgE[A-Za-z0-9_\-]{50,}", category="secret", label="PYPI_TOKEN",
                   word_start=True, precheck=lambda f: f.longest >= 58)
 register_detector("telegram_bot_token", r"(?<!\d)\d{8,10}:AA[\w\-]{33}(?![\w\-])", category="secret",
-                  label="TELEGRAM_TOKEN", precheck=lambda f: f.longest >= 44)
+                  label="TELEGRAM_TOKEN", hints=(":aa",), precheck=lambda f: f.longest >= 44)
 register_detector("google_api_key", r"AIza[0-9A-Za-z_\-]{35}\b", category="secret", label="GOOGLE_API_KEY",
                   hints=("aiza",), word_start=True)
 register_detector("jwt", r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", category="secret",
