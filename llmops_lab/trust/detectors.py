@@ -31,13 +31,13 @@ class Finding:
     replacement: str
 
 
-_DIGIT_RUN = re.compile(r"\d[\d .\-()/:]{6,}")
+_DIGIT_RUN = re.compile(r"\d[\d .\-()/:]{5,}")  # 6+ characters: NINO digits (123456) are the shortest
 
 
 class Facts:
     """Cheap facts about one text, computed once and shared by the detectors' pre-checks."""
 
-    __slots__ = ("text", "_lowered", "_digits", "_longest", "_runs")
+    __slots__ = ("text", "_lowered", "_digits", "_longest", "_runs", "_short_runs")
 
     def __init__(self, text: str):
         self.text = text
@@ -45,6 +45,7 @@ class Facts:
         self._digits = -1
         self._longest = -1
         self._runs: list[tuple[int, int]] | None = None
+        self._short_runs: list[tuple[int, int]] | None = None
 
     @property
     def lowered(self) -> str:
@@ -62,10 +63,17 @@ class Facts:
 
     @property
     def digit_runs(self) -> list[tuple[int, int]]:
-        """Spans of 7+ characters of digits and separators (where cards, phones, IPs and IBAN digits live)."""
+        """Spans of 7+ characters of digits and separators (where cards, phones, IPs, SSNs and IBAN digits live)."""
         if self._runs is None:
-            self._runs = [m.span() for m in _DIGIT_RUN.finditer(self.text)]
+            self._runs = [(s, e) for s, e in self.short_digit_runs if e - s >= 7]
         return self._runs
+
+    @property
+    def short_digit_runs(self) -> list[tuple[int, int]]:
+        """The same from 6 characters (the six digits of a NINO); the 7+ runs are these, filtered by length."""
+        if self._short_runs is None:
+            self._short_runs = [m.span() for m in _DIGIT_RUN.finditer(self.text)]
+        return self._short_runs
 
     @property
     def longest(self) -> int:
@@ -97,9 +105,9 @@ class Detector:
     #                           so that a literal-first pattern gets re's fast literal search)
 
     def spans(self, facts: Facts) -> Iterator[tuple[int, int]]:
-        if self.hints and not any(h in facts.lowered for h in self.hints):
+        if self.precheck is not None and not self.precheck(facts):  # first: its facts are shared and cached
             return
-        if self.precheck is not None and not self.precheck(facts):
+        if self.hints and not any(h in facts.lowered for h in self.hints):
             return
         text = facts.text
         if self.finder is not None:
@@ -383,13 +391,26 @@ def _ssn_spans(facts: Facts) -> Iterator[tuple[int, int]]:
 
 
 # UK National Insurance number: two letters (not D, F, I, Q, U, V; no O second; not BG GB KN NK NT TN ZZ),
-# six digits (pairs may be spaced) and A-D. The regex starts with a character set, which re scans fast; the
-# word start and the excluded prefixes are checked in Python.
+# six digits (pairs may be spaced) and A-D.
 _NINO = re.compile(r"[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d\d ?\d\d ?\d\d ?[A-D](?![A-Za-z0-9])")
 
 
-def _nino_ok(value: str) -> bool:
-    return value[:2] not in ("BG", "GB", "KN", "NK", "NT", "TN", "ZZ")
+_NINO_NEVER = ("BG", "GB", "KN", "NK", "NT", "TN", "ZZ")  # prefixes never issued
+
+
+def _nino_spans(facts: Facts) -> Iterator[tuple[int, int]]:
+    """NINOs around runs of digits: the letters are at most 3 characters before the run."""
+    text = facts.text
+    for run_start, run_end in facts.short_digit_runs:
+        letter = run_start - 2 if text[run_start - 1:run_start] == " " else run_start - 1
+        if letter < 1 or not text[letter].isupper():  # cheap: most runs (ids, times, prices) follow no letter
+            continue
+        for match in _NINO.finditer(text, max(0, run_start - 3), min(len(text), run_end + 2)):
+            start, end = match.span()
+            if (start and (text[start - 1].isalnum() or text[start - 1] == "_")) or \
+                    (end < len(text) and text[end].isalnum()) or text[start:start + 2] in _NINO_NEVER:
+                continue  # inside a word (the window's edges hide it from the regex), or never issued
+            yield start, end
 
 
 # Keyword assignments as config files, code, JSON, XML, CLI flags and prose write them. The keyword may end a
@@ -537,8 +558,7 @@ register_detector("high_entropy", finder=_high_entropy_spans, category="secret",
                   precheck=lambda f: f.longest >= 24)
 register_detector("email", finder=_email_spans, label="EMAIL", hints=("@",))
 register_detector("ssn", finder=_ssn_spans, label="SSN", precheck=lambda f: f.digits >= 9)
-register_detector("uk_nino", _NINO, label="NINO", validate=_nino_ok, word_start=True,
-                  precheck=lambda f: f.digits >= 6)
+register_detector("uk_nino", finder=_nino_spans, label="NINO", precheck=lambda f: f.digits >= 6)
 register_detector("credit_card", finder=_card_spans, label="CREDIT_CARD", precheck=lambda f: f.digits >= 13)
 register_detector("iban", finder=_iban_spans, label="IBAN", precheck=lambda f: f.digits >= 10)
 register_detector("phone", finder=_phone_spans, label="PHONE", precheck=lambda f: f.digits >= 7)
