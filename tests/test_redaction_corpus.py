@@ -187,3 +187,69 @@ def test_no_form_of_the_key_is_stored_after_an_echoing_run(fake, project):
 def test_the_leak_scan_sees_a_key_in_another_form(tmp_path):
     (tmp_path / "a.txt").write_text(f"x {_spaced(AZURE_KEY.upper())} y")
     assert _leaks(tmp_path, AZURE_KEY) == ["a.txt"]
+
+
+# -- hand-written, not from the generator: written after the detectors were tuned on the corpus, as a check on
+# text they had not seen. First score: 25 of 27 masked, 0 of 20 flagged (misses: "key1 <hex>" and "Passwort:",
+# since fixed; docs/security.md).
+
+HANDWRITTEN = [
+    ("Hey, can you debug this? OPENAI_KEY: sk-proj-7hQ2mZpL9xR4vN8kT3wY6bJ1cF5dG0aE", "sk-proj-7hQ2mZpL9xR4vN8kT3wY6bJ1cF5dG0aE"),
+    ("conn = psycopg2.connect(host='db', user='etl', password='Spr1ng!2024')", "Spr1ng!2024"),
+    ("DATABASE_PASSWORD: 'w8$kLp2#Qz'", "w8$kLp2#Qz"),
+    ("az cognitiveservices account keys list returned key1 9b1c7e3f2a6d4e8f0a1b2c3d4e5f6a7b",
+     "9b1c7e3f2a6d4e8f0a1b2c3d4e5f6a7b"),
+    ("headers = {'Authorization': 'Bearer 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'}", "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"),
+    ("My social is 078-05-1120, please update", "078-05-1120"),
+    ("Contact: +49 151 23456789 (mobile)", "+49 151 23456789"),
+    ("Ruf mich an: 0151 23456789", "0151 23456789"),
+    ("Mon numéro : 06 12 34 56 78", "06 12 34 56 78"),
+    ("wire to GB33BUKB20201555555555 today", "GB33BUKB20201555555555"),
+    ("her email is jane_doe-99@sub.example.io.", "jane_doe-99@sub.example.io"),
+    ("card: 4012 8888 8888 1881", "4012 8888 8888 1881"),
+    ("server at 2001:0db8:85a3:0000:0000:8a2e:0370:7334 is down", "2001:0db8:85a3:0000:0000:8a2e:0370:7334"),
+    ("AWS creds: AKIAQWERTYUIOP234567 / aws secret = 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", "AKIAQWERTYUIOP234567"),
+    ("npmrc: //registry.npmjs.org/:_authToken=npm_Ab12Cd34Ef56Gh78Ij90Kl12Mn34Op56Qr78",
+     "npm_Ab12Cd34Ef56Gh78Ij90Kl12Mn34Op56Qr78"),
+    ("slack: xoxp-123456789012-123456789012-123456789012-abcdef0123456789abcdef0123456789",
+     "xoxp-123456789012-123456789012-123456789012-abcdef0123456789abcdef0123456789"),
+    ('export ANTHROPIC_API_KEY="sk-ant-api03-aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789-_aBcDeFgHiJkLmNoPqRsTuVwXyZAA"',
+     "sk-ant-api03-aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789"),
+    ("mongodb://root:example@mongo:27017/", "example"),
+    ("SMTP_PASS=mailpass123", "mailpass123"),
+    ("The wifi passphrase: orange-tiger-42", "orange-tiger-42"),
+    ("ni no. JG 10 37 54 A", "JG 10 37 54 A"),
+    ("phone (415) 555-2671 x12", "555-2671"),
+    (("pk: -----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oDQUsu4qVG1eoAoGCCqGSM49\n"
+      "-----END EC PRIVATE KEY-----"), "MHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oDQUsu4qVG1eoAoGCCqGSM49"),
+    ("sendgrid: 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",
+     "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"),
+    ("use token ghp_16C7e42F292c6912E7710c838347Ae178B4a in CI", "ghp_16C7e42F292c6912E7710c838347Ae178B4a"),
+    ("Passwort: Sommer2024!", "Sommer2024!"),
+    ("api_secret=9f8e7d6c5b4a39281706f5e4d3c2b1a0", "9f8e7d6c5b4a39281706f5e4d3c2b1a0"),
+]
+HANDWRITTEN_NEGATIVES = [
+    "Meeting moved to 14:30 on 2025-03-04; bring the Q3 report (v2.1.0).",
+    "The secret sauce is good data; the key insight: 3 of 5 runs improved.",
+    "Use `api_key=os.getenv('OPENAI_API_KEY')` rather than hardcoding it.",
+    "hash: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    "commit 4b825dc642cb6eb9a060e54bf8d69288fbee4904 (HEAD -> main)",
+    "Price: $1,299.00 (was $1,499.00), SKU 8842-1193-77",
+    "See RFC 7519 section 4.1.3 and ISO 8601 timestamps like 2024-06-01T12:00:00Z.",
+    "password_reset_token_ttl = 3600", "Enter your password: ", "token limit reached: 4096/4096",
+    "id: 5f9c3b2a-8e7d-4c1b-9a6f-0e2d3c4b5a69", "Total: 1 234 567 rows processed in 12.5 s",
+    "Call me maybe, at noon!", "key=value pairs separated by &",
+    "the model printed 0.7314 0.2201 0.0485 as probabilities", "Build 20240601.3 deployed to eu-west-1",
+    "route 66, exit 42, mile 101", "user@localhost is not a valid address here", "secret: true",
+    "#ff5733 and rgb(255, 87, 51)",
+]
+
+
+@pytest.mark.parametrize("text,value", HANDWRITTEN, ids=[v[:16] for _, v in HANDWRITTEN])
+def test_handwritten_positives_are_masked(text, value):
+    assert value not in redact(text)[0]
+
+
+@pytest.mark.parametrize("text", HANDWRITTEN_NEGATIVES)
+def test_handwritten_negatives_are_kept(text):
+    assert redact(text) == (text, [])

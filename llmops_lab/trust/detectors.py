@@ -415,14 +415,14 @@ def _nino_spans(facts: Facts) -> Iterator[tuple[int, int]]:
 
 # Keyword assignments as config files, code, JSON, XML, CLI flags and prose write them. The keyword may end a
 # longer name (DB_PASSWORD, AZURE_OPENAI_API_KEY); the value must not be a reference to one (see _keyword_value_ok).
-_KEYWORDS = (r"passwords?|passwd|pwd|passphrase|(?:db|database|smtp|mysql|redis)[_-]?pass|secret(?:[_-]?key)?"
+_KEYWORDS = (r"passwords?|passwd|pwd|passphrase|passwort|kennwort|contrase[ñn]a|mot de passe|(?:db|database|smtp|mysql|redis)[_-]?pass|secret(?:[_-]?key)?"
              r"|client[_-]?secret|api[_ -]?key|apikey|x-api-key|access[_-]?(?:key|token)|auth[_-]?(?:token|key)"
              r"|_?authtoken|token|refresh[_-]?token|private[_-]?key|signing[_-]?key|encryption[_-]?key"
              r"|credentials?")
 _VALUE = r"([^\s\"'`,;<>]{6,})"
 # Assignments are found from a keyword's last letters and the separator after them (":", "=", ">"), then the
 # whole keyword is checked before it: one fast scan of the text, and a regex run only where a key ends.
-_SEPARATOR = re.compile(r"(?:words?|wd|phrase|pass|secret|key|token|credentials?)[\"']?[ \t]*([:=>])")  # a key's end
+_SEPARATOR = re.compile(r"(?:words?|wd|phrase|pass|passe|wort|contrase[ñn]a|secret|key|token|credentials?)[\"']?[ \t]*([:=>])")  # a key's end
 _KEYWORD_BEFORE = re.compile(rf"(?<![a-z0-9])(?P<kw>{_KEYWORDS})[\"']?[ \t]*\Z")  # key = v, "key": "v", <key>v
 _VALUE_AFTER = re.compile(rf"[=>]?[ \t]*[\"']?{_VALUE}")  # after the separator (also := and =>)
 _FLAG = re.compile(rf"--(?P<kw>{_KEYWORDS})[ =]{_VALUE}")  # --password v
@@ -485,7 +485,7 @@ def _keyword_spans(facts: Facts) -> Iterator[tuple[int, int]]:
                     yield start, end
 
 
-_HEX_KEY = re.compile(r"(?:key|token|secret)[\"'\s:=]{0,5}([0-9a-f]{64}|[0-9a-f]{32})(?![0-9a-z])")
+_HEX_KEY = re.compile(r"(?:key\d?|token|secret)[\"'\s:=]{0,5}([0-9a-f]{64}|[0-9a-f]{32})(?![0-9a-z])")
 _HEX_KEY_ANY_CASE = re.compile(_HEX_KEY.pattern, re.IGNORECASE)
 _KEY_QUALIFIERS = ("api", "subscription", "azure", "openai", "access", "secret", "account", "auth", "service",
                    "primary", "secondary", "client", "master", "admin", "x-")
@@ -499,7 +499,7 @@ def _hex_key_spans(facts: Facts) -> Iterator[tuple[int, int]]:
     pattern = _HEX_KEY_ANY_CASE if lowered is facts.text else _HEX_KEY  # lowering moved indices
     for match in pattern.finditer(lowered):
         if lowered[match.start():match.start() + 3].lower() == "key":
-            before = lowered[max(0, match.start() - 25):match.start()].lower()
+            before = lowered[max(0, match.start() - 40):match.start()].lower()
             if not any(q in before for q in _KEY_QUALIFIERS):
                 continue
         yield match.span(1)
@@ -553,7 +553,7 @@ register_detector("url_password", r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:([^\s/@
 register_detector("hex_key", finder=_hex_key_spans, category="secret", label="API_KEY",
                   hints=("key", "token", "secret"), precheck=lambda f: f.longest >= 32)
 register_detector("secret_assignment", finder=_keyword_spans, category="secret", label="SECRET",
-                  hints=("pass", "pwd", "secret", "key", "token", "credential"))
+                  hints=("pass", "pwd", "secret", "key", "token", "credential", "wort", "contrase"))
 register_detector("high_entropy", finder=_high_entropy_spans, category="secret", label="SECRET",
                   precheck=lambda f: f.longest >= 24)
 register_detector("email", finder=_email_spans, label="EMAIL", hints=("@",))
