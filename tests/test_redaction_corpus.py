@@ -253,3 +253,12 @@ def test_handwritten_positives_are_masked(text, value):
 @pytest.mark.parametrize("text", HANDWRITTEN_NEGATIVES)
 def test_handwritten_negatives_are_kept(text):
     assert redact(text) == (text, [])
+
+
+def test_a_cell_never_displays_the_prompt_key_repeated_in_another_form(shell, fake, capsys):
+    fake.responder = lambda req: f"Noted: {_spaced(AZURE_KEY.upper())}."
+    shell.user_ns["k"] = AZURE_KEY
+    assert shell.run_cell("%%llm --format text --out r\nRemember api key: {{ k }}").success
+    shown = capsys.readouterr().out
+    assert "Noted: [API_KEY]." in shown and AZURE_KEY not in "".join(shown.lower().split())
+    assert shell.user_ns["r"].text == f"Noted: {_spaced(AZURE_KEY.upper())}."  # the variable keeps the real answer
