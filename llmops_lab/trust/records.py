@@ -96,9 +96,12 @@ def redact_record(record: dict[str, Any], settings: Any = None) -> dict[str, Any
             # "name: value", so the keyword detectors see the name a bare value lacks.
             prefix = f"{name}: " if name and secret_name(name) else ""
             masked, findings = redactor.redact(prefix + text)
+            if not masked.startswith(prefix):  # the name itself was masked: the value alone, then
+                prefix = ""
+                masked, findings = redactor.redact(text)
             counts.update(f.detector for f in findings)
             known.update(known_secrets(prefix + text, findings))
-            return masked.removeprefix(prefix)
+            return masked[len(prefix):]
 
         def mask_altered(text: str, _name: str | None) -> str:
             masked, count = mask_known(text, known)

@@ -1,6 +1,7 @@
-"""The redactor: applies one :class:`~llmops_lab.trust.policy.Policy` (compiled once, results cached); finds known
-secrets again in another form (:func:`mask_known`: re-cased, spaced, quoted); and the secrets-only redactors every front end uses for error messages (:func:`mask_secrets`) and for refusing keys
-typed into options (:func:`find_secrets`).
+"""The redactor: applies one :class:`~llmops_lab.trust.policy.Policy` (compiled once, results cached); finds
+known secrets again in another form (:func:`mask_known`: re-cased, spaced, quoted); and the secrets-only
+redactors every front end uses for error messages (:func:`mask_secrets`) and for refusing keys typed into
+options (:func:`find_secrets`).
 
 Pure: reads no settings; the settings' redactor is :func:`llmops_lab.trust.active.redactor_for`.
 """
