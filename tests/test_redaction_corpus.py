@@ -95,9 +95,10 @@ def test_uk_nino_and_its_excluded_prefixes():
 
 
 def test_a_bare_key_under_a_secret_name_is_masked():
-    out = redact_record({"id": "b", "kind": "batch_rows", "rows": [{"api_key": AZURE_KEY, "max_tokens": "512000",
-                                                                     "output": "done"}]})
-    assert out["rows"][0] == {"api_key": "[API_KEY]", "max_tokens": "512000", "output": "done"}
+    row = {"api_key": AZURE_KEY, "DB_PASSWORD": "hunter22", "max_tokens": "512000", "token": "running", "output": "done"}
+    out = redact_record({"id": "b", "kind": "batch_rows", "rows": [row]})
+    assert out["rows"][0] == {"api_key": "[API_KEY]", "DB_PASSWORD": "[SECRET]", "max_tokens": "512000",
+                              "token": "running", "output": "done"}  # a column of words named token is kept
 
 
 # -- answers scanned as strictly as prompts -----------------------------------------------------------------

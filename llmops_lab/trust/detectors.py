@@ -432,8 +432,10 @@ _SECRET_NAME = re.compile(rf"(?<![a-z0-9])(?:{_KEYWORDS})\Z")
 
 @lru_cache(maxsize=4096)  # field and column names repeat on every record
 def secret_name(name: str) -> bool:
-    """Whether a field or column name says its value is a secret (``api_key``, ``DB_PASSWORD``, ``token``)."""
-    return len(name) < 64 and _SECRET_NAME.search(name.lower()) is not None
+    """Whether a field or column name says its value is a secret (``api_key``, ``DB_PASSWORD``,
+    ``access_token``). A bare ``token`` is not: a dataset's column of words is as likely as a credential."""
+    low = name.lower()
+    return len(name) < 64 and low != "token" and _SECRET_NAME.search(low) is not None
 
 
 _REFERENCE_PREFIXES = ("os.", "env.", "process.env", "settings.", "config.", "self.", "request.", "secrets.",
