@@ -243,6 +243,7 @@ HANDWRITTEN_NEGATIVES = [
     "the model printed 0.7314 0.2201 0.0485 as probabilities", "Build 20240601.3 deployed to eu-west-1",
     "route 66, exit 42, mile 101", "user@localhost is not a valid address here", "secret: true",
     "#ff5733 and rgb(255, 87, 51)",
+    "token: running, lemma: run, pos: VERB",  # added with the rule for one-case words after token:
 ]
 
 

@@ -454,8 +454,8 @@ def _keyword_value_ok(keyword: str, value: str, prose: bool = False) -> bool:
         return False
     if low in _PLACEHOLDERS or len(set(low)) <= 2 or ('_' in low and _NAME_WORDS.fullmatch(low)):
         return False
-    if prose and low.isalpha():
-        return False
+    if (prose or keyword == "token") and value.isalpha() and (value.islower() or value.isupper() or prose):
+        return False  # "the password is incorrect", "token: running" (a word, in NLP data)
     return not (low.isdigit() and ("token" in keyword or "key" in keyword))
 
 
