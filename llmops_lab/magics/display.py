@@ -116,7 +116,8 @@ def _show_answer(result: Any, fmt: str, shell: Any) -> None:
     from llmops_lab.core.results import strip_fences
     from llmops_lab.trust.display import for_display  # on first display: %load_ext stays light
 
-    text = for_display(result.text)
+    asked = [m["content"] for m in result.messages or () if isinstance(m.get("content"), str)]
+    text = for_display(result.text, asked)  # also the prompt's secrets the answer repeats in another form
     shaded = result.logprobs_requested
     if shaded:  # the answer shaded by token probability replaces the markdown/text view
         from IPython.display import HTML

@@ -12,10 +12,10 @@ only up to a point no secret can still straddle, so a key split across pieces ne
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Iterable
 
 from llmops_lab.trust.active import redactor_for
-from llmops_lab.trust.redactor import FAILED_MARK, Redactor, _secret_redactor
+from llmops_lab.trust.redactor import FAILED_MARK, Redactor, _secret_redactor, known_secrets, mask_known
 
 __all__ = ["display_redactor", "mask_for_display", "for_display", "frame_for_display", "streaming_view"]
 
@@ -30,18 +30,22 @@ def display_redactor() -> Redactor:
     return redactor_for() if os.environ.get("LLMOPS_JOB") else _secret_redactor()
 
 
-def mask_for_display(text: str) -> str:
-    """``text`` masked with :func:`display_redactor`; never raises (fail closed)."""
+def mask_for_display(text: str, asked: Iterable[str] = ()) -> str:
+    """``text`` masked with :func:`display_redactor`, and the secrets of ``asked`` (the prompt it answers) where
+    it repeats them re-cased, spaced or quoted; never raises (fail closed)."""
     try:
-        return display_redactor().mask(text)
+        redactor = display_redactor()
+        known: dict[str, str] = {}
+        for question in asked:
+            known.update(known_secrets(question, redactor.redact(question)[1]))
+        return mask_known(redactor.mask(text), known)[0]
     except Exception:  # noqa: BLE001 - fail closed: never show raw
         return FAILED_MARK
 
 
-
-def for_display(value: Any) -> Any:
+def for_display(value: Any, asked: Iterable[str] = ()) -> Any:
     """``value`` as a notebook may keep it: a text masked with :func:`mask_for_display`, anything else as is."""
-    return mask_for_display(value) if isinstance(value, str) else value
+    return mask_for_display(value, asked) if isinstance(value, str) else value
 
 
 def streaming_view(text: str) -> str:
