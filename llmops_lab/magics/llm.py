@@ -205,9 +205,10 @@ class LlmMagics(Magics):
     def _chat(self, rest: str) -> Any:
         """``%llm chat``: the kernel's conversations; ``NAME``: its transcript; ``--reset``, ``--fork NEW``,
         ``--resume`` (rebuilt from MLflow)."""
-        from IPython.display import Markdown, display
+        from IPython.display import display
 
         from llmops_lab.core import conversation as chats
+        from llmops_lab.magics.display import MarkdownText
         from llmops_lab.trust.display import for_display
 
         args, unknown = chat_parser().parse_known_args(shlex.split(rest))
@@ -230,7 +231,7 @@ class LlmMagics(Magics):
         if args.fork:
             conversation = conversation.fork(chats.check_conversation_name(args.fork))
             print(f"{args.fork}: a copy of {args.name} ({len(conversation)} turn(s)); the two continue apart")
-        display(Markdown(for_display(conversation.transcript())))  # the saved notebook keeps secrets masked
+        display(MarkdownText(for_display(conversation.transcript())))  # the saved notebook keeps secrets masked
         return None
 
     def _prompts(self, rest: str) -> Any:
