@@ -163,7 +163,13 @@ class Conversation:
 
 def fit_context(messages: list[Message], history_len: int, limit: int) -> int:
     """Drop the oldest history turns from ``messages`` (in place) until the request is at most ``limit``
-    characters; returns how many turns were dropped. The system message and the new message always stay."""
+    characters; returns how many turns were dropped. The system message and the new message always stay.
+
+    >>> sent = [{"role": "user", "content": "old question"}, {"role": "assistant", "content": "old answer"},
+    ...         {"role": "user", "content": "new"}]
+    >>> fit_context(sent, 2, 20), [m["content"] for m in sent]
+    (1, ['new'])
+    """
     start = 1 if messages and messages[0]["role"] == "system" else 0
     dropped = 0
     total = sum(len(m["content"]) for m in messages)
