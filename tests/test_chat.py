@@ -187,3 +187,34 @@ def test_python_conversation_send(project, fake):
     assert chats.get("py") is chat and len(chat) == 2
     with pytest.raises(llmops_lab.ConfigError, match="send\\(\\) makes one call"):
         chat.send("x", scorers=["exact:a"])
+
+
+def test_a_failed_or_interrupted_turn_adds_nothing(shell, fake, capsys):
+    from test_stream import interrupt_mid_stream, story
+
+    cell(shell, "%%llm --chat f --no-stream\nfirst")
+    fake.fail_next("500", 3, retry_after=0)  # max_retries=2: the turn fails
+    assert "HTTP 500" in failed_cell(shell, "%%llm --chat f --no-stream\nlost", capsys)
+    fake.responder, fake.chunk_delay_ms = story, 50
+    with interrupt_mid_stream(fake):
+        assert not shell.run_cell("%%llm --chat f --stream\nstopped").success
+    fake.responder, fake.chunk_delay_ms = None, 0
+    assert [t.user for t in chats.get("f").turns] == ["first"]
+    cell(shell, "%%llm --chat f --no-stream\nsecond")
+    assert [m["content"] for m in fake.requests[-1]["messages"]] == ["first", "echo: first", "second"]
+    assert llmops_lab.flush() == 0
+    statuses = [(r.data.tags["llmops.turn"], r.info.status) for r in chat_runs("f")]
+    assert sorted(statuses) == [("1", "FINISHED"), ("2", "FAILED"), ("2", "FINISHED"), ("2", "KILLED")]
+    chats._KERNEL.clear()
+    assert [t.user for t in chats.resume("f").turns] == ["first", "second"]  # only answered turns come back
+
+
+def test_a_python_conversation_continues_in_a_cell_and_fork_never_overwrites(shell, fake, capsys):
+    chat = llmops_lab.Conversation("mixed", system="Be brief.")
+    chat.send("from python")
+    cell(shell, "%%llm --chat mixed --no-stream\nfrom a cell")
+    assert [m["content"] for m in fake.requests[-1]["messages"]] == [
+        "Be brief.", "from python", "echo: from python", "from a cell"]
+    assert len(chat) == 2
+    llmops_lab.Conversation("taken")
+    assert "a conversation 'taken' exists" in failed_cell(shell, "%llm chat mixed --fork taken", capsys)

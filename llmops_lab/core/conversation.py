@@ -141,6 +141,9 @@ class Conversation:
 
     def fork(self, new_name: str) -> "Conversation":
         """A copy under ``new_name`` with this conversation's turns; the two continue apart."""
+        if check_conversation_name(new_name) in _KERNEL:
+            raise ConfigError(f"a conversation {new_name!r} exists in this kernel: fork to another name, or "
+                              f"clear it first (%llm chat {new_name} --reset)")
         copy = Conversation(new_name, model=self.model, system=self.system, max_chars=self.max_chars)
         copy.turns = [Turn(t.number, t.user, t.assistant) for t in self.turns]
         copy.parent = {"id": self.id, "turns": len(self.turns)}

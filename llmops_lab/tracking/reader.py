@@ -171,18 +171,16 @@ def conversation_turns(*, name: str | None = None, conversation_id: str | None =
         return None
     newest_id = runs[-1].data.tags[T.CONVERSATION]
     by_turn = {int(r.data.tags[T.TURN]): r for r in runs if r.data.tags[T.CONVERSATION] == newest_id}
-    turns = []
+    turns, sent = [], []
     for number in sorted(by_turn):
         run = by_turn[number]
-        messages = json.loads(artifact_text(client, run, T.MESSAGES_ARTIFACT) or "[]")
-        turns.append({"turn": number, "user": messages[-1]["content"] if messages else "",
+        sent = json.loads(artifact_text(client, run, T.MESSAGES_ARTIFACT) or "[]")
+        turns.append({"turn": number, "user": sent[-1]["content"] if sent else "",
                       "assistant": artifact_text(client, run, T.OUTPUT_ARTIFACT) or "", "run_id": run.info.run_id})
-    last = by_turn[max(by_turn)]
-    first_messages = json.loads(artifact_text(client, last, T.MESSAGES_ARTIFACT) or "[]")
+    last = by_turn[max(by_turn)]  # its messages (sent) hold the conversation's current system message
     parent_id, _, copied = (last.data.tags.get(T.CONVERSATION_PARENT) or "").partition(":")
     return {"id": newest_id, "name": last.data.tags.get(T.CONVERSATION_NAME), "model": last.data.tags.get(T.MODEL),
-            "system": first_messages[0]["content"] if first_messages and first_messages[0]["role"] == "system"
-            else None,
+            "system": sent[0]["content"] if sent and sent[0]["role"] == "system" else None,
             "parent": {"id": parent_id, "turns": int(copied)} if parent_id else None, "turns": turns}
 
 
