@@ -1,6 +1,7 @@
 """One call, end to end: ``run`` (``llmops_lab.run``, ``%%llm``) = plan -> render -> budget -> provider ->
 record -> spool. The steps themselves live in one place each (``core/steps.py`` lists them), shared with
-batch rows, comparison variants and judge calls; single calls never use the response cache.
+batch rows, comparison variants and judge calls; single calls never use the response cache. A conversation's
+turn (``core/conversation.py``) is prepared with its history, then takes the same ``complete``.
 
 Streaming (``run(..., stream=True)``): the provider hands the answer over piece by piece (``Provider.stream``),
 the record gets ``ttft_ms``; a kernel interrupt mid-stream keeps the partial answer, logs it as an
@@ -104,9 +105,9 @@ def run(template: str, variables: Mapping[str, Any] | None = None, *, model: str
                     started=started)
 
 
-def check_streaming(logprobs: bool, stream: bool, on_text: OnText | None) -> None:
+def check_streaming(logprobs: bool, stream: bool, on_text: OnText | None, where: str = "run") -> None:
     if logprobs and (stream or on_text is not None):
-        raise ConfigError("run(): logprobs=True does not stream (the shaded answer needs every token): "
+        raise ConfigError(f"{where}(): logprobs=True does not stream (the shaded answer needs every token): "
                           "drop stream= or logprobs=")
 
 

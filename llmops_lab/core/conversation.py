@@ -104,7 +104,7 @@ class Conversation:
         from llmops_lab.core.options import refuse_options
 
         refuse_options("send", params)
-        check_streaming(logprobs, stream, on_text)
+        check_streaming(logprobs, stream, on_text, where="send")
         started = time.perf_counter()
         settings = get_settings()
         history = self.history()
