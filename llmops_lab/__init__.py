@@ -37,6 +37,8 @@ if TYPE_CHECKING:  # what the lazy attributes below are, for IDEs and type check
     from llmops_lab.tracking import registry as registry
     from llmops_lab.core.prompts import load_prompt as load_prompt
     from llmops_lab.core.conversation import Conversation as Conversation
+    from llmops_lab.jobs.erasure import forget as forget
+    from llmops_lab.jobs.retention import gc as gc
     from llmops_lab.trust import redaction as redact
     from llmops_lab.trust import redaction as redaction
 
@@ -57,12 +59,15 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "redact": ("llmops_lab.trust.redaction", None),  # llmops_lab.redact.preview(text)
     "redaction": ("llmops_lab.trust.redaction", None),
     "errors": ("llmops_lab.exceptions", None),  # llmops_lab.errors.ConfigError, as the README has long said
+    "forget": ("llmops_lab.jobs.erasure", "forget"),  # llmops_lab.forget(contains="Ada", dry_run=True)
+    "gc": ("llmops_lab.jobs.retention", "gc"),  # applies [tool.llmops-lab.retention]
 }
 
 __all__ = ["run", "Conversation", "batch", "batch_run_id", "compare", "record", "load_prompt", "stats", "data", "scoring",
            "monitoring", "audit", "registry", "redact", "configure", "get_settings", "flush", "recent_runs",
            "LLMResult", "LlmopsError", "ConfigError", "TemplateError", "ProviderError", "MissingApiKeyError",
-           "BudgetError", "RedactionError", "JobError", "StreamInterrupted", "errors", "load_ipython_extension"]
+           "BudgetError", "RedactionError", "JobError", "StreamInterrupted", "errors", "forget", "gc",
+           "load_ipython_extension"]
 
 
 def __getattr__(name: str) -> Any:

@@ -53,7 +53,7 @@ class Settings:
     # Credentials (MLflow, provider keys) over plain http:// to a non-loopback host are refused unless this is
     # set (trust/transport.py).
     allow_insecure_transport: bool = False
-    retention: dict[str, str] = field(default_factory=dict)  # [tool.llmops-lab.retention]: see trust/retention.py
+    retention: dict[str, str] = field(default_factory=dict)  # [tool.llmops-lab.retention]: see core/retention.py
     project_root: Path = field(default_factory=Path.cwd)
 
     @property
@@ -189,6 +189,10 @@ def load_settings(start: Path | None = None, environ: dict[str, str] | None = No
     settings.prices = {name: dict(p) for name, p in table.pop("prices", {}).items()}
     settings.redaction = dict(table.pop("redaction", {}))
     settings.retention = dict(table.pop("retention", {}))
+    if settings.retention:
+        from llmops_lab.core.retention import parse_retention  # pure, like parse_policy
+
+        parse_retention(settings.retention)  # a bad table fails at load, in one line
     if settings.redaction:
         from llmops_lab.trust.policy import parse_policy  # pure: the import goes one way, config -> trust
 

@@ -11,6 +11,7 @@ SINGLE = "single"  # one run() / %%llm call
 BATCH = "batch"  # one batch() (or one compare variant)
 COMPARE = "compare"  # a comparison's parent run
 JOB = "job"  # one job execution
+ERASURE = "erasure"  # the audit run of a forget or gc (tracking/erasure.py)
 
 # -- llmops tags on runs --------------------------------------------------------------------------------
 KIND = "llmops.kind"
@@ -75,6 +76,7 @@ PROMOTED_FROM = "llmops.promoted_from"
 ROW = "llmops.row"  # span attribute of a batch row's trace; feedback metadata
 CACHED = "llmops.cached"  # span attribute of a batch row's trace
 VARIANT = "llmops.variant"  # feedback metadata: the compare variant's label
+SOURCE_RUN = "mlflow.sourceRun"  # trace metadata (MLflow's): the run a trace was logged in
 
 # -- params and metrics read back ----------------------------------------------------------------------
 DATASET_DIGEST = "dataset_digest"  # batch run param
