@@ -147,7 +147,7 @@ def test_resume_a_fork_brings_back_the_copied_turns(shell, fake):
     cell(shell, "%%llm --chat base --no-stream\nbase only")  # after the fork: not the branch's
     cell(shell, "%%llm --chat branch --no-stream\nfrom branch")
     chats._KERNEL.clear()
-    resumed = chats.resume("branch")
+    resumed = llmops_lab.Conversation.resume("branch")
     assert [t.user for t in resumed.turns] == ["from base", "from branch"]
 
 

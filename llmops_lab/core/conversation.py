@@ -82,6 +82,14 @@ class Conversation:
         self.resumed = False  # rebuilt from MLflow: its text is the masked text that was stored
         _KERNEL[self.name] = self
 
+    @classmethod
+    def resume(cls, name: str, experiment: str | None = None) -> "Conversation":
+        """Conversation ``name`` rebuilt from MLflow after a restart (masked text; :func:`resume`).
+
+        >>> chat = llmops_lab.Conversation.resume("support")                                  # doctest: +SKIP
+        """
+        return resume(name, experiment)
+
     def __len__(self) -> int:
         return len(self.turns)
 
