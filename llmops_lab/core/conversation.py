@@ -235,7 +235,7 @@ def resume(name: str, experiment: str | None = None) -> Conversation:
     found = conversation_turns(name=name, experiment=experiment)
     if found is None:
         raise ConfigError(f"no logged turns of conversation {name!r} in MLflow (experiment "
-                          f"{found_experiment(experiment)}): nothing to resume")
+                          f"{_experiment_label(experiment)}): nothing to resume")
     conversation = Conversation(name, model=found["model"], system=found["system"])
     conversation.id = found["id"]
     conversation.parent = found["parent"]
@@ -259,7 +259,7 @@ def _inherited_turns(parent: dict[str, Any] | None, experiment: str | None) -> l
     return turns[:int(parent["turns"])]
 
 
-def found_experiment(experiment: str | None) -> str:
+def _experiment_label(experiment: str | None) -> str:
     from llmops_lab.tracking import context
 
     return experiment or context.experiment_name(get_settings(), context.notebook_path())
