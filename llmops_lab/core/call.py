@@ -1,6 +1,7 @@
 """One call, end to end: ``run`` (``llmops_lab.run``, ``%%llm``) = plan -> render -> budget -> provider ->
 record -> spool. The steps themselves live in one place each (``core/steps.py`` lists them), shared with
-batch rows, comparison variants and judge calls; single calls never use the response cache.
+batch rows, comparison variants and judge calls; single calls never use the response cache. A conversation's
+turn (``core/conversation.py``) is prepared with its history, then takes the same ``complete``.
 
 Streaming (``run(..., stream=True)``): the provider hands the answer over piece by piece (``Provider.stream``),
 the record gets ``ttft_ms``; a kernel interrupt mid-stream keeps the partial answer, logs it as an
@@ -34,7 +35,8 @@ def build_record(call: PromptCall, settings: Settings, *, kind: str, start_ns: i
 
     return records.single(call.plan, call.messages, call.variables_logged, settings, kind=kind, start_ns=start_ns,
                           end_ns=end_ns, completion=completion, error=error,
-                          cost_usd=steps.cost(call.plan, completion.usage, settings) if completion else None)
+                          cost_usd=steps.cost(call.plan, completion.usage, settings) if completion else None,
+                          conversation=call.conversation)
 
 
 def execute(call: PromptCall, settings: Settings, *, kind: str = "single",
@@ -91,20 +93,36 @@ def run(template: str, variables: Mapping[str, Any] | None = None, *, model: str
     >>> r = llmops_lab.run("Tell me a story about {{ x }}", {"x": "a cat"}, stream=True)  # doctest: +SKIP
     >>> r.ttft_ms, r.latency_ms                                                              # doctest: +SKIP
     """
-    from llmops_lab.core import budget, debug
     from llmops_lab.core.options import refuse_options
-    from llmops_lab.tracking import submit
 
     refuse_options("run", params)  # batch/compare keywords: a one-line error that names the right function
-    if logprobs and (stream or on_text is not None):
-        raise ConfigError("run(): logprobs=True does not stream (the shaded answer needs every token): "
-                          "drop stream= or logprobs=")
-    if stream and on_text is None:
-        on_text = _StreamPrinter()
+    check_streaming(logprobs, stream, on_text)
     started = time.perf_counter()
     settings = get_settings()
     call = prepare(template, variables, model=model, name=name, system=system, params=params, settings=settings,
                    logprobs=logprobs, top_logprobs=top_logprobs)
+    return complete(call, settings, max_cost=max_cost, force=force, on_text=stream_target(stream, on_text),
+                    started=started)
+
+
+def check_streaming(logprobs: bool, stream: bool, on_text: OnText | None, where: str = "run") -> None:
+    if logprobs and (stream or on_text is not None):
+        raise ConfigError(f"{where}(): logprobs=True does not stream (the shaded answer needs every token): "
+                          "drop stream= or logprobs=")
+
+
+def stream_target(stream: bool, on_text: OnText | None) -> OnText | None:
+    """Where streamed pieces go: ``on_text``, else (``stream=True``) printed as a notebook may keep them."""
+    return _StreamPrinter() if stream and on_text is None else on_text
+
+
+def complete(call: PromptCall, settings: Settings, *, max_cost: float | None, force: bool,
+             on_text: OnText | None, started: float) -> LLMResult:
+    """A prepared call from the budget check on: send, record, spool, result. ``run`` and a conversation's
+    ``send`` both end here, so a chat turn is a call like any other."""
+    from llmops_lab.core import budget, debug
+    from llmops_lab.tracking import submit
+
     rendered = time.perf_counter()
     budget.check(call.model_id, lambda: budget.estimate(call.model_id, [call.messages], call.params, settings),
                  settings, max_cost=max_cost, force=force, what="call")

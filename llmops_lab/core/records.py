@@ -66,6 +66,7 @@ class SingleRecord(Origin, CallFields):
     error: Optional[str]
     ttft_ms: Optional[float]  # streamed calls: time to the first piece of the answer
     interrupted: bool  # a kernel interrupt stopped the stream: output is the partial answer (run KILLED)
+    conversation: Optional[dict[str, Any]]  # a chat turn: id, name, turn, dropped (+ parent of a fork); else None
 
 
 class BatchRowsRecord(TypedDict):
@@ -130,7 +131,7 @@ def _redacted(record: Mapping[str, Any], settings: "Settings") -> Any:
 
 def single(plan: "CallPlan", messages: list[dict[str, str]], variables: dict[str, str], settings: "Settings", *,
            kind: str, start_ns: int, end_ns: int, completion: "Completion | None", error: str | None,
-           cost_usd: float | None) -> SingleRecord:
+           cost_usd: float | None, conversation: dict[str, Any] | None = None) -> SingleRecord:
     """The record of one call, answered (``completion``) or failed (``error``)."""
     record: SingleRecord = {
         "id": new_id(), "v": VERSION, "kind": kind, **origin(settings), **call_fields(plan),
@@ -144,6 +145,7 @@ def single(plan: "CallPlan", messages: list[dict[str, str]], variables: dict[str
         "error": error,
         "ttft_ms": completion.ttft_ms if completion else None,
         "interrupted": bool(completion and completion.interrupted),
+        "conversation": conversation,
     }
     return _redacted(record, settings)
 

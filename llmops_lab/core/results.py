@@ -44,6 +44,7 @@ class LLMResult:
     tokens: list[Any] | None = field(default=None, repr=False)  # TokenLogprob list when logprobs were asked for
     ttft_ms: float | None = None  # streamed calls: time to the first piece of the answer
     interrupted: bool = False  # a kernel interrupt stopped the stream: ``text`` is the partial answer
+    note: str | None = None  # a conversation turn whose oldest turns were left out of the request (context guard)
 
     @property
     def logprobs_requested(self) -> bool:

@@ -21,6 +21,13 @@ class PlainText:
         return self.text
 
 
+class MarkdownText(PlainText):
+    """A Markdown text (a conversation's transcript): rendered in a notebook, as is in a terminal."""
+
+    def _repr_markdown_(self) -> str:
+        return self.text
+
+
 class LiveAnswer:
     """A streamed answer in one display, updated as pieces arrive (throttled), masked for display with the
     unfinished tail held back (:func:`~llmops_lab.trust.display.streaming_view`). ``add`` is the stream's

@@ -19,7 +19,8 @@ __all__ = ["SAFE_FIELDS", "redact", "mask_text", "mask_answer", "mask_messages",
 SAFE_FIELDS = frozenset({"id", "v", "kind", "batch", "chunk", "chunks", "experiment", "notebook", "cell_id",
                          "user", "project_root", "model", "provider", "model_name", "endpoint_host", "start_ns",
                          "end_ns", "usage", "latency_ms", "cost_usd", "retries", "finish_reason", "summary",
-                         "batch_params", "dataset", "redaction", "audit"})
+                         "batch_params", "dataset", "redaction", "audit",
+                         "conversation"})  # conversation: uuid, a checked name, turn numbers
 
 
 def redact(text: str, settings: Any = None) -> tuple[str, list[Finding]]:
