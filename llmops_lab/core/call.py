@@ -50,6 +50,9 @@ def execute(call: PromptCall, settings: Settings, *, kind: str = "single",
         if on_text is None:
             completion = call.provider.complete(call.model_id.model, call.messages, call.params)
         else:
+            begin = getattr(on_text, "begin", None)
+            if callable(begin):  # a display of the stream: it masks the prompt's secrets the answer repeats
+                begin(call.messages)
             completion = call.provider.stream(call.model_id.model, call.messages, call.params, on_text)
     except ProviderError as err:
         if settings.tracking:
@@ -149,22 +152,27 @@ def complete(call: PromptCall, settings: Settings, *, max_cost: float | None, fo
 
 class _StreamPrinter:
     """``run(stream=True)`` without ``on_text``: the answer printed as it arrives, as a notebook may keep it
-    (masked for display, the unfinished tail held back until it can be judged)."""
+    (masked for display, the prompt's secrets in any form, the unfinished tail held back until it can be
+    judged)."""
 
     def __init__(self) -> None:
+        from llmops_lab.trust.display import StreamView
+
         self.pieces: list[str] = []
         self.printed = ""
+        self.view = StreamView()
+
+    def begin(self, messages: list[dict[str, Any]]) -> None:
+        from llmops_lab.trust.display import StreamView
+
+        self.view = StreamView(m.get("content") for m in messages)
 
     def __call__(self, piece: str) -> None:
-        from llmops_lab.trust.display import streaming_view
-
         self.pieces.append(piece)
-        self._print(streaming_view("".join(self.pieces)))
+        self._print(self.view("".join(self.pieces)))
 
     def finish(self, text: str) -> None:
-        from llmops_lab.trust.display import mask_for_display
-
-        shown = mask_for_display(text).lstrip()
+        shown = self.view.final(text).lstrip()
         if not shown.startswith(self.printed):  # a mask changed text already printed: print it whole, anew
             print()
             self.printed = ""

@@ -87,7 +87,7 @@ class LlmMagics(Magics):
             else:
                 result = run(cell, self.shell.user_ns, model=args.model, name=args.name, system=args.system,
                              max_cost=args.max_cost, force=args.force, logprobs=args.logprobs,
-                             top_logprobs=args.top_logprobs, on_text=live.add if live else None, **params)
+                             top_logprobs=args.top_logprobs, on_text=live, **params)
         except StreamInterrupted as err:  # logged as interrupted: show what arrived, then stop the cell
             result, stopped = err.result, err
         if args.out:
@@ -106,7 +106,7 @@ class LlmMagics(Magics):
         conversation = continue_or_start(args.chat, model=args.model, system=args.system)
         return conversation.send(cell, self.shell.user_ns, name=args.name, max_cost=args.max_cost, force=args.force,
                                  logprobs=args.logprobs, top_logprobs=args.top_logprobs,
-                                 on_text=live.add if live else None, **params)
+                                 on_text=live, **params)
 
     def _batch(self, args: argparse.Namespace, cell: str, params: dict[str, Any]) -> None:
         from llmops_lab.evaluation.batch import batch

@@ -127,13 +127,11 @@ def known_secrets(text: str, findings: list[Finding]) -> dict[str, str]:
     return known
 
 
-def mask_known(text: str, known: dict[str, str]) -> tuple[str, int]:
-    """``text`` with every occurrence of a known secret masked even when re-cased, split by whitespace or
-    zero-width characters, or wrapped in quotes or backticks; and how many were masked. Case is ignored for
-    every secret (hex keys work in any case; masking a re-cased base64 key costs nothing). The whole original
-    span, from the secret's first character to its last, is replaced."""
+def known_spans(text: str, known: dict[str, str]) -> list[tuple[int, int, str]]:
+    """Where ``text`` repeats a known secret in another form: ``(start, end, replacement)`` in ``text``'s
+    indices, in text order, without overlaps (one secret inside another: the first, longest one is kept)."""
     if not known:
-        return text, 0
+        return []
     folded, where = _folded(text)
     spans = []
     for value, token in known.items():
@@ -141,16 +139,44 @@ def mask_known(text: str, known: dict[str, str]) -> tuple[str, int]:
         while at != -1:
             spans.append((where(at), where(at + len(value) - 1) + 1, token))
             at = folded.find(value, at + len(value))
+    kept, last = [], 0
+    for start, end, token in sorted(spans, key=lambda s: (s[0], -s[1])):
+        if start >= last:
+            kept.append((start, end, token))
+            last = end
+    return kept
+
+
+def mask_known(text: str, known: dict[str, str]) -> tuple[str, int]:
+    """``text`` with every occurrence of a known secret masked even when re-cased, split by whitespace or
+    zero-width characters, or wrapped in quotes or backticks; and how many were masked. Case is ignored for
+    every secret (hex keys work in any case; masking a re-cased base64 key costs nothing). The whole original
+    span, from the secret's first character to its last, is replaced."""
+    spans = known_spans(text, known)
     if not spans:
         return text, 0
-    parts, last, count = [], 0, 0
-    for start, end, token in sorted(spans, key=lambda s: (s[0], -s[1])):
-        if start >= last:  # overlapping finds (one secret inside another): the first, longest one is kept
-            parts += [text[last:start], token]
-            last, count = end, count + 1
+    parts, last = [], 0
+    for start, end, token in spans:
+        parts += [text[last:start], token]
+        last = end
     parts.append(text[last:])
-    return "".join(parts), count
+    return "".join(parts), len(spans)
 
+
+def known_prefix_start(text: str, known: dict[str, str]) -> int | None:
+    """Where ``text``'s end could be the beginning of a known secret still arriving (a stream cut mid-key, in
+    any of the forms :func:`mask_known` finds); None when it cannot."""
+    if not known:
+        return None
+    folded, where = _folded(text)
+    earliest = None
+    for value in known:
+        for size in range(min(len(value) - 1, len(folded)), 0, -1):  # the longest partial match first
+            if folded.endswith(value[:size]):
+                at = where(len(folded) - size)
+                earliest = at if earliest is None else min(earliest, at)
+                break
+    return earliest
 
 
 _secrets_only: Redactor | None = None
