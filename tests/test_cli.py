@@ -53,7 +53,10 @@ def test_demo_kernel_is_encrypted_and_quiet(tmp_path):
     out = cli("demo", "--notebook", "k.ipynb", "--output", "out.ipynb", cwd=tmp_path,
               env={"LLMOPS_HOME": str(tmp_path / "h")})
     assert out.returncode == 0, out.stderr
-    assert out.stderr == "" and "browse the runs it logged:" in out.stdout
+    # jupyter_client's shutdown interrupts the kernel (SIGINT) before asking it to stop; on a loaded machine
+    # ipykernel sometimes logs that interrupt. It is the shutdown, not our noise: any other line fails.
+    noise = [line for line in out.stderr.splitlines() if line != "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel."]
+    assert noise == [] and "browse the runs it logged:" in out.stdout
     cells = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells
     assert cells[0].outputs[0]["text"] == "curve True\n"
 
