@@ -9,6 +9,7 @@ interrupted run (MLflow status KILLED) and raises :class:`~llmops_lab.exceptions
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from llmops_lab.config import Settings, get_settings
@@ -23,46 +24,86 @@ from llmops_lab.core.plan import (  # noqa: F401
     prepare,
 )
 from llmops_lab.core.results import LLMResult
-from llmops_lab.exceptions import ConfigError, ProviderError, StreamInterrupted
-from llmops_lab.providers.base import Completion, OnText
+from llmops_lab.exceptions import ConfigError, ProviderError, SchemaError, StreamInterrupted
+from llmops_lab.providers.base import Completion, OnText, Usage
 
 
 def build_record(call: PromptCall, settings: Settings, *, kind: str, start_ns: int, end_ns: int,
-                 completion: Completion | None, error: str | None) -> records.SingleRecord:
+                 completion: Completion | None, error: str | None,
+                 conformed: "Conformed | None" = None) -> records.SingleRecord:
     """The spool record of one call: everything MLflow will get, and nothing secret (redacted, fail closed)."""
     from llmops_lab.core import steps
 
+    schema = call.plan.schema
     return records.single(call.plan, call.messages, call.variables_logged, settings, kind=kind, start_ns=start_ns,
                           end_ns=end_ns, completion=completion, error=error,
-                          cost_usd=steps.cost(call.plan, completion.usage, settings) if completion else None)
+                          cost_usd=steps.cost(call.plan, completion.usage, settings) if completion else None,
+                          schema={"name": schema.name, "json_schema": schema.json_schema} if schema else None,
+                          schema_retries=conformed.retries if conformed else None)
+
+
+@dataclass
+class Conformed:
+    """A schema call's outcome: the validated object, or the one-line mismatch after the retry."""
+
+    data: Any = None
+    error: str | None = None
+    retries: int = 0  # 1 when the first answer did not validate and the model was asked again
 
 
 def execute(call: PromptCall, settings: Settings, *, kind: str = "single",
-            on_text: OnText | None = None) -> tuple[Completion, dict[str, Any]]:
+            on_text: OnText | None = None) -> tuple[Completion, dict[str, Any], Conformed | None]:
     """Send the call (streamed to ``on_text`` when given); a provider failure is logged as a failed run, then
-    raised. An interrupted stream returns normally: ``completion.interrupted`` says so."""
+    raised. An interrupted stream returns normally: ``completion.interrupted`` says so. A call with a schema
+    is validated, and asked once more if it does not match (:func:`conform`); the completion returned then
+    covers both requests."""
     from llmops_lab.tracking import submit
 
     start_ns = time.time_ns()
+    conformed = None
     try:
         if on_text is None:
             completion = call.provider.complete(call.model_id.model, call.messages, call.params)
         else:
             completion = call.provider.stream(call.model_id.model, call.messages, call.params, on_text)
+        if call.plan.schema is not None:
+            completion, conformed = conform(call, completion)
     except ProviderError as err:
         if settings.tracking:
             submit(build_record(call, settings, kind=kind, start_ns=start_ns, end_ns=time.time_ns(),
                                 completion=None, error=str(err)), settings)
         raise
     record = build_record(call, settings, kind=kind, start_ns=start_ns, end_ns=time.time_ns(),
-                          completion=completion, error=None)
-    return completion, record
+                          completion=completion, error=conformed.error if conformed else None, conformed=conformed)
+    return completion, record, conformed
+
+
+def conform(call: PromptCall, first: Completion) -> tuple[Completion, Conformed]:
+    """Validate the answer against the call's schema; if it does not match, ask once more through the same
+    provider, the answer and the validation error added to the conversation. Returns the last completion
+    (tokens, cost and latency of both requests summed) and the outcome."""
+    from llmops_lab.core.schema import Mismatch, correction
+
+    schema = call.plan.schema
+    try:
+        return first, Conformed(data=schema.validate(first.text))
+    except Mismatch as err:
+        retry_messages = [*call.messages, {"role": "assistant", "content": first.text},
+                          {"role": "user", "content": correction(err)}]
+    second = call.provider.complete(call.model_id.model, retry_messages, call.params)
+    both = replace(second, usage=Usage(first.usage.prompt_tokens + second.usage.prompt_tokens,
+                                       first.usage.completion_tokens + second.usage.completion_tokens),
+                   latency_ms=first.latency_ms + second.latency_ms, retries=first.retries + second.retries)
+    try:
+        return both, Conformed(data=schema.validate(second.text), retries=1)
+    except Mismatch as err:
+        return both, Conformed(error=f"{err} (after 1 retry)", retries=1)
 
 
 def run(template: str, variables: Mapping[str, Any] | None = None, *, model: str | None = None,
         name: str | None = None, system: str | None = None, max_cost: float | None = None,
         force: bool = False, logprobs: bool = False, top_logprobs: int | None = None, stream: bool = False,
-        on_text: OnText | None = None, **params: Any) -> LLMResult:
+        on_text: OnText | None = None, schema: Any = None, **params: Any) -> LLMResult:
     """Render ``template`` with ``variables``, call the model, log the call to MLflow, return the result.
 
     >>> r = llmops_lab.run("Summarize in one sentence: {{ article }}", {"article": text},  # doctest: +SKIP
@@ -90,6 +131,20 @@ def run(template: str, variables: Mapping[str, Any] | None = None, *, model: str
 
     >>> r = llmops_lab.run("Tell me a story about {{ x }}", {"x": "a cat"}, stream=True)  # doctest: +SKIP
     >>> r.ttft_ms, r.latency_ms                                                              # doctest: +SKIP
+
+    ``schema`` (a pydantic model class, a JSON-schema dict or a path to a ``.json`` schema file) asks for
+    structured output natively (``response_format``; a JSON-schema grammar on the embedded model) and validates
+    the answer: ``r.data`` is the model instance (a dict for a dict schema). An answer that does not validate is
+    asked for once more, the validation error shown to the model (``r.schema_retries`` 1; tokens and cost of
+    both requests counted). If it still does not, the run is logged FAILED with the raw answer kept and
+    :class:`~llmops_lab.exceptions.SchemaError` names the failing field (``err.raw``: the answer). A schema call
+    does not stream: the answer is judged whole.
+
+    >>> class Person(pydantic.BaseModel):                                           # doctest: +SKIP
+    ...     name: str
+    ...     age: int
+    >>> llmops_lab.run("Invent a person.", schema=Person, temperature=0).data     # doctest: +SKIP
+    Person(name='Ada', age=36)
     """
     from llmops_lab.core import budget, debug
     from llmops_lab.core.options import refuse_options
@@ -99,17 +154,20 @@ def run(template: str, variables: Mapping[str, Any] | None = None, *, model: str
     if logprobs and (stream or on_text is not None):
         raise ConfigError("run(): logprobs=True does not stream (the shaded answer needs every token): "
                           "drop stream= or logprobs=")
+    if schema is not None and (stream or on_text is not None):
+        raise ConfigError("run(): a schema answer is validated whole, so it does not stream: drop stream= or "
+                          "schema=")
     if stream and on_text is None:
         on_text = _StreamPrinter()
     started = time.perf_counter()
     settings = get_settings()
     call = prepare(template, variables, model=model, name=name, system=system, params=params, settings=settings,
-                   logprobs=logprobs, top_logprobs=top_logprobs)
+                   logprobs=logprobs, top_logprobs=top_logprobs, schema=schema)
     rendered = time.perf_counter()
     budget.check(call.model_id, lambda: budget.estimate(call.model_id, [call.messages], call.params, settings),
                  settings, max_cost=max_cost, force=force, what="call")
     checked = time.perf_counter()
-    completion, record = execute(call, settings, on_text=on_text)
+    completion, record, conformed = execute(call, settings, on_text=on_text)
     answered = time.perf_counter()
     ticket = submit(record, settings) if settings.tracking else None
     spooled = time.perf_counter()
@@ -122,6 +180,11 @@ def run(template: str, variables: Mapping[str, Any] | None = None, *, model: str
         cost_usd=record["cost_usd"], prompt_name=call.name, messages=call.messages, params=call.params,
         record_id=record["id"], finish_reason=completion.finish_reason, retries=completion.retries,
         _ticket=ticket, tokens=completion.tokens, ttft_ms=completion.ttft_ms, interrupted=completion.interrupted)
+    if conformed is not None:
+        result.schema_name, result.schema_retries, result._validated = call.plan.schema.name, conformed.retries, \
+            conformed.data
+        if conformed.error is not None:
+            raise SchemaError(conformed.error, raw=completion.text, result=result)
     if isinstance(on_text, _StreamPrinter):
         on_text.finish(result.text)
     if completion.interrupted:

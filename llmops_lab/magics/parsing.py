@@ -37,6 +37,7 @@ def _cell_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top-logprobs", dest="top_logprobs", type=_whole_number)
     parser.add_argument("--stream", dest="stream", action="store_true", default=None)
     parser.add_argument("--no-stream", dest="stream", action="store_false")
+    parser.add_argument("--schema")  # structured output: a notebook variable (model class, dict) or a .json path
     # batch evaluation
     parser.add_argument("--dataset", "-d")
     parser.add_argument("--scorer", "-s", action="append", default=[])
@@ -82,8 +83,10 @@ def parse_cell_line(line: str) -> argparse.Namespace:
         raise ConfigError(f"--out {args.out!r} is not a Python variable name")
     if args.dataset is None and (args.scorer or args.refresh or args.judge_model):
         raise ConfigError("--scorer, --refresh and --judge-model go with --dataset (a batch over rows)")
-    if args.stream and (args.format not in STREAMED_FORMATS or args.logprobs or args.dataset is not None):
+    if args.stream and (args.format not in STREAMED_FORMATS or args.logprobs or args.dataset is not None
+                        or args.schema is not None):
         what = ("a batch (--dataset)" if args.dataset is not None else "--logprobs" if args.logprobs
+                else "--schema (the answer is validated whole)" if args.schema is not None
                 else f"--format {args.format}")
         raise ConfigError(f"--stream: {what} does not stream (only one call's text or markdown answer does)")
     if args.model is not None and ":" not in args.model:
@@ -100,7 +103,20 @@ def streams(args: argparse.Namespace, default: bool) -> bool:
     if args.stream is not None:
         return args.stream
     return (default and args.format in STREAMED_FORMATS and not args.logprobs and args.dataset is None
-            and not os.environ.get("LLMOPS_NOTEBOOK"))
+            and args.schema is None and not os.environ.get("LLMOPS_NOTEBOOK"))
+
+
+def schema_value(spec: str, user_ns: Any) -> Any:
+    """``--schema NAME``: the notebook variable ``NAME`` (a pydantic model class or a JSON-schema dict), else a
+    path to a ``.json`` schema file; a name that is neither is a one-line error."""
+    import os
+
+    if spec in user_ns:
+        return user_ns[spec]
+    if spec.isidentifier() and not os.path.exists(spec):
+        raise ConfigError(f"--schema {spec}: no variable {spec!r} in the notebook and no file of that name (define a "
+                          "pydantic model class or a JSON-schema dict, or give a path to a .json schema file)")
+    return spec
 
 
 def refuse_secrets(text: str, where: str) -> None:
