@@ -1,0 +1,207 @@
+"""Structured output (issue #18 item 3): ``%%llm --schema``, ``run(schema=)``, ``batch(schema=)``, ``field:`` scorers.
+
+Through a real IPython shell, the fake OpenAI server (which records each request) and a real sqlite store.
+"""
+import json
+
+import pydantic
+import pytest
+
+import llmops_lab
+from conftest import mlflow_client
+
+
+class Person(pydantic.BaseModel):
+    name: str
+    age: int
+
+
+PERSON_DICT = {"title": "Person", "type": "object", "required": ["name", "age"],
+               "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}}
+
+
+def answers(*texts):
+    """A responder that gives these answers in turn (the last one again after that)."""
+    queue = list(texts)
+    return lambda req: queue.pop(0) if len(queue) > 1 else queue[0]
+
+
+def artifact_text(run_id, name):
+    import mlflow
+
+    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name,
+                                               tracking_uri=llmops_lab.get_settings().resolved_tracking_uri())
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def test_cell_sends_schema_as_response_format_and_data_is_a_model_instance(shell, fake):
+    shell.user_ns["Person"] = Person
+    fake.responder = answers('{"name": "Ada", "age": 36}')
+    res = shell.run_cell("%%llm --schema Person --out p --name person\nInvent a person.")
+    assert res.success, res.error_in_exec
+    sent = fake.requests[-1]["response_format"]
+    assert sent["type"] == "json_schema"
+    assert sent["json_schema"]["name"] == "Person"
+    assert sent["json_schema"]["schema"] == Person.model_json_schema()
+    assert "stream" not in fake.requests[-1]  # a schema answer is judged whole: never streamed
+    p = shell.user_ns["p"]
+    assert isinstance(p.data, Person) and p.data == Person(name="Ada", age=36)
+    assert p.schema_retries == 0 and fake.request_count == 1
+    run = mlflow_client().get_run(p.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["schema"] == "Person" and "response_format" not in run.data.params
+    assert json.loads(artifact_text(p.run_id, "schema.json")) == Person.model_json_schema()
+    version = mlflow_client().get_prompt_version("person", 1)
+    assert version.model_config["extra_params"]["response_format"]["json_schema"]["schema"] == \
+        Person.model_json_schema()
+
+
+def test_invalid_answer_is_retried_once_with_the_error_shown(shell, fake):
+    shell.user_ns["Person"] = Person
+    fake.responder = answers('{"name": "Ada", "age": "old"}', '{"name": "Ada", "age": 36}')
+    res = shell.run_cell("%%llm --schema Person --out p\nInvent a person.")
+    assert res.success, res.error_in_exec
+    assert fake.request_count == 2
+    retry = fake.requests[-1]["messages"]
+    assert retry[-2] == {"role": "assistant", "content": '{"name": "Ada", "age": "old"}'}
+    assert retry[-1]["role"] == "user" and "field 'age'" in retry[-1]["content"]
+    assert fake.requests[-1]["response_format"] == fake.requests[0]["response_format"]
+    p = shell.user_ns["p"]
+    assert p.data == Person(name="Ada", age=36) and p.schema_retries == 1
+    assert p.usage["completion_tokens"] == 4 + 4  # both answers are paid for, so both are counted
+    assert "schema Person (retried once)" in p.footer()
+    metrics = mlflow_client().get_run(p.run_id).data.metrics
+    assert metrics["schema_retries"] == 1 and metrics["total_tokens"] == p.usage["total_tokens"]
+
+
+def test_answer_still_invalid_after_retry_is_one_line_and_a_failed_run(shell, fake, capsys):
+    shell.user_ns["Person"] = Person
+    shell.user_ns.pop("p", None)  # the shell is shared between tests
+    fake.responder = answers('{"name": "Ada"}')
+    res = shell.run_cell("%%llm --schema Person --out p\nInvent a person.")
+    assert not res.success
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert "Traceback" not in text
+    error_lines = [line for line in text.splitlines() if "UsageError" in line]
+    assert len(error_lines) == 1 and "field 'age'" in error_lines[0] and "Person" in error_lines[0]
+    assert fake.request_count == 2 and "p" not in shell.user_ns
+    failed = shell.user_ns["_"]
+    assert failed.data is None and failed.text == '{"name": "Ada"}'
+    assert llmops_lab.flush() == 0
+    run = mlflow_client().get_run(failed.run_id)
+    assert run.info.status == "FAILED" and "field 'age'" in run.data.tags["llmops.error"]
+    assert artifact_text(failed.run_id, "output.md") == '{"name": "Ada"}'
+
+
+def test_python_api_raises_schema_error_with_raw_text(fake):
+    fake.responder = answers("not json at all")
+    with pytest.raises(llmops_lab.SchemaError) as caught:
+        llmops_lab.run("Invent a person.", schema=Person)
+    err = caught.value
+    assert err.raw == "not json at all" and "not JSON" in str(err) and "\n" not in str(err)
+    assert err._render_traceback_() == [f"SchemaError: {err}"]
+
+
+def test_run_with_a_schema_does_not_stream(fake):
+    with pytest.raises(llmops_lab.ConfigError, match="does not stream"):
+        llmops_lab.run("Invent a person.", schema=Person, stream=True)
+    assert fake.request_count == 0
+
+
+def test_loaded_prompt_keeps_its_schema(fake):
+    fake.responder = answers('{"name": "Ada", "age": 36}')
+    llmops_lab.run("Invent a person.", schema=PERSON_DICT, name="inventor")
+    assert llmops_lab.flush() == 0
+    loaded = llmops_lab.load_prompt("inventor@1")
+    assert loaded.schema == PERSON_DICT and "response_format" not in loaded.params
+    assert loaded().data == {"name": "Ada", "age": 36}
+    assert fake.requests[-1]["response_format"]["json_schema"]["schema"] == PERSON_DICT
+
+
+def test_dict_schema_gives_a_dict(fake):
+    fake.responder = answers('```json\n{"name": "Ada", "age": 36}\n```')
+    r = llmops_lab.run("Invent a person.", schema=PERSON_DICT)
+    assert r.data == {"name": "Ada", "age": 36}
+    assert fake.requests[-1]["response_format"]["json_schema"] == {"name": "Person", "schema": PERSON_DICT}
+
+
+def test_dict_schema_names_the_missing_field(fake):
+    fake.responder = answers('{"name": "Ada"}')
+    with pytest.raises(llmops_lab.SchemaError, match=r"schema Person: field 'age': 'age' is a required property"):
+        llmops_lab.run("Invent a person.", schema=PERSON_DICT)
+
+
+def test_path_schema_in_a_cell(shell, fake, project):
+    (project / "person.schema.json").write_text(json.dumps(PERSON_DICT))
+    fake.responder = answers('{"name": "Ada", "age": 36}')
+    res = shell.run_cell(f"%%llm --schema {project / 'person.schema.json'} --out p\nInvent a person.")
+    assert res.success, res.error_in_exec
+    assert shell.user_ns["p"].data == {"name": "Ada", "age": 36}
+
+
+@pytest.mark.parametrize("line,message", [
+    ("--schema Nobody", "no variable 'Nobody'"),
+    ("--schema Person --stream", "--schema (the answer is validated whole)"),
+    ("--schema bad", "not a valid JSON schema"),
+])
+def test_schema_user_errors_are_one_line_before_any_call(shell, fake, capsys, line, message):
+    shell.user_ns["Person"] = Person
+    shell.user_ns["bad"] = {"type": "no-such-type"}
+    res = shell.run_cell(f"%%llm {line}\nInvent a person.")
+    assert not res.success
+    text = "".join(capsys.readouterr())
+    assert "UsageError" in text and message in text and "Traceback" not in text
+    assert fake.request_count == 0
+
+
+def test_batch_with_schema_adds_schema_valid_and_field_scores(fake):
+    import pandas as pd
+
+    def responder(req):
+        name = req["messages"][-1]["content"].split()[-1]
+        return {"Ada": '{"name": "Ada", "age": 36}', "Bob": '{"name": "Bob", "age": 41}',
+                "Cy": '{"name": "Cy", "age": "n/a"}'}[name]
+
+    fake.responder = responder
+    df = pd.DataFrame({"who": ["Ada", "Bob", "Cy"], "age": [36, 40, 20], "name": ["Ada", "Bob", "Cy"]})
+    results = llmops_lab.batch("Describe {{ who }}", df, schema=Person, scorers=["field:age", "field:name"],
+                               progress=False)
+    assert fake.requests[-1]["response_format"]["json_schema"]["name"] == "Person"
+    assert list(results["schema_valid"]) == [True, True, False]
+    assert results["data"][0] == {"name": "Ada", "age": 36} and results["data"][2] is None
+    assert "field 'age'" in results["schema_error"][2]
+    assert list(results["field_age"]) == [1.0, 0.0, 0.0]
+    assert list(results["field_name"]) == [1.0, 1.0, 0.0]
+    summary = results.attrs["llmops"]["summary"]
+    assert summary["schema_valid_rate"] == pytest.approx(2 / 3)
+    assert fake.request_count == 3  # no retry in a batch: the rate measures the prompt
+    run_id = llmops_lab.batch_run_id(results) if hasattr(llmops_lab, "batch_run_id") else None
+    if run_id is None:
+        from llmops_lab.evaluation.batch import batch_run_id
+
+        run_id = batch_run_id(results)
+    metrics = mlflow_client().get_run(run_id).data.metrics
+    assert metrics["schema_valid_rate"] == pytest.approx(2 / 3)
+    assert json.loads(artifact_text(run_id, "schema.json")) == Person.model_json_schema()
+
+
+def test_field_scorer_without_schema_reads_json_and_compares_numbers_with_tolerance():
+    from llmops_lab.evaluation.scoring import parse_scorers
+
+    scorer, = parse_scorers(["field:age=expected:0.5"])
+    assert scorer.name == "field_age" and scorer.needs == frozenset({"expected"})
+    assert scorer.score('{"age": 36.4}', {"expected": 36}, {}).passed is True
+    assert scorer.score('{"age": 37}', {"expected": 36}, {}).passed is False
+    assert scorer.score('{"name": "x"}', {"expected": 36}, {}).rationale == "no field 'age' in the answer"
+
+
+@pytest.mark.slow
+def test_embedded_model_gives_a_valid_person_at_temperature_zero(shell, project):
+    shell.user_ns["Person"] = Person
+    res = shell.run_cell("%%llm local:smollm2-135m --schema Person --temperature 0 --max-tokens 64 --out p\n"
+                         "Invent a person with a name and an age.")
+    assert res.success, res.error_in_exec
+    p = shell.user_ns["p"]
+    assert isinstance(p.data, Person), p.text
