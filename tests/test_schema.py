@@ -170,7 +170,7 @@ def test_batch_with_schema_adds_schema_valid_and_field_scores(fake):
                                progress=False)
     assert fake.requests[-1]["response_format"]["json_schema"]["name"] == "Person"
     assert list(results["schema_valid"]) == [True, True, False]
-    assert results["data"][0] == {"name": "Ada", "age": 36} and results["data"][2] is None
+    assert results["schema_data"][0] == {"name": "Ada", "age": 36} and results["schema_data"][2] is None
     assert "field 'age'" in results["schema_error"][2]
     assert list(results["field_age"]) == [1.0, 0.0, 0.0]
     assert list(results["field_name"]) == [1.0, 1.0, 0.0]
@@ -205,3 +205,21 @@ def test_embedded_model_gives_a_valid_person_at_temperature_zero(shell, project)
     assert res.success, res.error_in_exec
     p = shell.user_ns["p"]
     assert isinstance(p.data, Person), p.text
+    assert p.schema_retries == 0  # the grammar built from the schema makes the first answer valid
+
+
+def test_cell_batch_with_schema_and_the_schema_is_part_of_the_cache_key(shell, fake):
+    import pandas as pd
+
+    shell.user_ns["Person"] = Person
+    shell.user_ns["people"] = pd.DataFrame({"who": ["Ada"], "age": [36]})
+    fake.responder = answers('{"name": "Ada", "age": 36}')
+    res = shell.run_cell("%%llm --dataset people --schema Person --scorer field:age --out r\nDescribe {{ who }}")
+    assert res.success, res.error_in_exec
+    r = shell.user_ns["r"]
+    assert list(r["schema_valid"]) == [True] and list(r["field_age"]) == [1.0]
+    assert fake.requests[-1]["response_format"]["json_schema"]["name"] == "Person"
+    res = shell.run_cell("%%llm --dataset people --out r\nDescribe {{ who }}")  # same prompt, no schema
+    assert res.success, res.error_in_exec
+    assert fake.request_count == 2 and "response_format" not in fake.requests[-1]
+    assert "schema_valid" not in shell.user_ns["r"].columns

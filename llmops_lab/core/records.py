@@ -24,7 +24,7 @@ TOKENS_COLUMN = "token_logprobs"  # only with logprobs=True; in memory only, nev
 # A batch's results-table columns that are the call's bookkeeping, not its inputs (judge_*: with judge scorers).
 # The results frame, compare's inputs view and the sidebar's batch rows all split a table by this list.
 RESULT_COLUMNS = ("output", "latency_ms", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd",
-                  "cached", "retries", "error", TOKENS_COLUMN, "schema_valid", "schema_error", "data",
+                  "cached", "retries", "error", TOKENS_COLUMN, "schema_valid", "schema_error", "schema_data",
                   "judge_prompt_tokens", "judge_completion_tokens", "judge_cost_usd")
 
 

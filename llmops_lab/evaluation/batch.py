@@ -56,7 +56,7 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
 
     ``schema`` (as in :func:`llmops_lab.run`: a pydantic model class, a JSON-schema dict or a ``.json`` path) is
     sent with every row (``response_format``, part of the cache key). Each answer is validated: columns
-    ``schema_valid`` (bool; None for a failed call), ``data`` (the validated object as a dict) and
+    ``schema_valid`` (bool; None for a failed call), ``schema_data`` (the validated object as a dict) and
     ``schema_error`` (one line naming the field), the ``schema_valid_rate`` metric (over answered rows), and
     scorers like ``field:age`` compare the parsed answer's field with a column. Rows are not retried on a
     mismatch: the rate measures how well the prompt and model keep to the schema.
@@ -266,7 +266,7 @@ class _Collector:
         return results
 
     def validate(self, schema: Any, results: Any) -> None:
-        """The schema columns: ``schema_valid``, ``schema_error`` and ``data`` (None where the call failed)."""
+        """The schema columns: ``schema_valid``, ``schema_error`` and ``schema_data`` (None where the call failed)."""
         from llmops_lab.core.schema import Mismatch
 
         valid: list[bool | None] = [None] * self.n
@@ -282,7 +282,7 @@ class _Collector:
                 valid[i], problems[i] = False, str(err)
         results["schema_valid"] = valid
         results["schema_error"] = problems
-        results["data"] = self.data
+        results["schema_data"] = self.data  # prefixed: a dataset may well have a column "data"
 
 
 class _FinalBar:
