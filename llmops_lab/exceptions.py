@@ -72,7 +72,7 @@ class StreamInterrupted(KeyboardInterrupt):
                  "interrupted run)")]
 
 
-class SchemaError(ProviderError):
+class SchemaError(LlmopsError):
     """The answer did not match the call's schema, even after one retry that showed the model the error.
 
     ``str(err)`` names the failing field; ``err.raw`` is the last answer's text and ``err.result`` the whole

@@ -73,6 +73,17 @@ def test_invalid_answer_is_retried_once_with_the_error_shown(shell, fake):
     assert "schema Person (retried once)" in p.footer()
     metrics = mlflow_client().get_run(p.run_id).data.metrics
     assert metrics["schema_retries"] == 1 and metrics["total_tokens"] == p.usage["total_tokens"]
+    rejected = json.loads(artifact_text(p.run_id, "schema_rejected.json"))
+    assert rejected["output"] == '{"name": "Ada", "age": "old"}' and "field 'age'" in rejected["error"]
+
+
+def test_budget_bounds_a_schema_call_as_two_requests(fake):
+    llmops_lab.get_settings().prices["fake:test-model"] = {"input": 1000.0, "output": 2000.0}  # $ per 1M tokens
+    fake.responder = answers('{"name": "Ada", "age": 36}')
+    llmops_lab.run("hi", max_tokens=100, max_cost=0.5)  # one request: about $0.21
+    with pytest.raises(llmops_lab.BudgetError, match="over max_cost"):
+        llmops_lab.run("hi", max_tokens=100, max_cost=0.5, schema=Person)  # with its retry: about $0.71
+    assert fake.request_count == 1
 
 
 def test_answer_still_invalid_after_retry_is_one_line_and_a_failed_run(shell, fake, capsys):

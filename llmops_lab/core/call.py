@@ -39,7 +39,8 @@ def build_record(call: PromptCall, settings: Settings, *, kind: str, start_ns: i
                           end_ns=end_ns, completion=completion, error=error,
                           cost_usd=steps.cost(call.plan, completion.usage, settings) if completion else None,
                           schema={"name": schema.name, "json_schema": schema.json_schema} if schema else None,
-                          schema_retries=conformed.retries if conformed else None)
+                          schema_retries=conformed.retries if conformed else None,
+                          schema_rejected=conformed.rejected if conformed else None)
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Conformed:
     data: Any = None
     error: str | None = None
     retries: int = 0  # 1 when the first answer did not validate and the model was asked again
+    rejected: dict[str, str] | None = None  # the first answer and why it did not validate (logged, redacted)
 
 
 def execute(call: PromptCall, settings: Settings, *, kind: str = "single",
@@ -88,6 +90,7 @@ def conform(call: PromptCall, first: Completion) -> tuple[Completion, Conformed]
     try:
         return first, Conformed(data=schema.validate(first.text))
     except Mismatch as err:
+        rejected = {"output": first.text, "error": str(err)}
         retry_messages = [*call.messages, {"role": "assistant", "content": first.text},
                           {"role": "user", "content": correction(err)}]
     second = call.provider.complete(call.model_id.model, retry_messages, call.params)
@@ -95,9 +98,9 @@ def conform(call: PromptCall, first: Completion) -> tuple[Completion, Conformed]
                                        first.usage.completion_tokens + second.usage.completion_tokens),
                    latency_ms=first.latency_ms + second.latency_ms, retries=first.retries + second.retries)
     try:
-        return both, Conformed(data=schema.validate(second.text), retries=1)
+        return both, Conformed(data=schema.validate(second.text), retries=1, rejected=rejected)
     except Mismatch as err:
-        return both, Conformed(error=f"{err} (after 1 retry)", retries=1)
+        return both, Conformed(error=f"{err} (after 1 retry)", retries=1, rejected=rejected)
 
 
 def run(template: str, variables: Mapping[str, Any] | None = None, *, model: str | None = None,
@@ -164,8 +167,8 @@ def run(template: str, variables: Mapping[str, Any] | None = None, *, model: str
     call = prepare(template, variables, model=model, name=name, system=system, params=params, settings=settings,
                    logprobs=logprobs, top_logprobs=top_logprobs, schema=schema)
     rendered = time.perf_counter()
-    budget.check(call.model_id, lambda: budget.estimate(call.model_id, [call.messages], call.params, settings),
-                 settings, max_cost=max_cost, force=force, what="call")
+    budget.check(call.model_id, lambda: _estimate(call, settings), settings, max_cost=max_cost, force=force,
+                 what="call")
     checked = time.perf_counter()
     completion, record, conformed = execute(call, settings, on_text=on_text)
     answered = time.perf_counter()
@@ -190,6 +193,21 @@ def run(template: str, variables: Mapping[str, Any] | None = None, *, model: str
     if completion.interrupted:
         raise StreamInterrupted(result)
     return result
+
+
+def _estimate(call: PromptCall, settings: Settings) -> Any:
+    """The call's upper-bound cost; with a schema, two requests (the retry reads the first answer back)."""
+    from llmops_lab.core import budget
+
+    if call.plan.schema is None:
+        return budget.estimate(call.model_id, [call.messages], call.params, settings)
+    first = budget.estimate(call.model_id, [call.messages], call.params, settings)
+    retry = budget.estimate(call.model_id, [call.messages], call.params, settings,
+                            extra_input_tokens=budget.output_bound(call.params) + RETRY_NOTE_TOKENS)
+    return first + retry
+
+
+RETRY_NOTE_TOKENS = 200  # bounds the retry's added user message: a fixed text and a one-line error
 
 
 class _StreamPrinter:

@@ -68,6 +68,7 @@ class SingleRecord(Origin, CallFields):
     interrupted: bool  # a kernel interrupt stopped the stream: output is the partial answer (run KILLED)
     schema: Optional[dict[str, Any]]  # structured output: {"name", "json_schema"}; logged as schema.json
     schema_retries: Optional[int]  # 1: the first answer did not match and the model was asked again
+    schema_rejected: Optional[dict[str, str]]  # that first answer and its error: {"output", "error"}
 
 
 class BatchRowsRecord(TypedDict):
@@ -133,7 +134,7 @@ def _redacted(record: Mapping[str, Any], settings: "Settings") -> Any:
 def single(plan: "CallPlan", messages: list[dict[str, str]], variables: dict[str, str], settings: "Settings", *,
            kind: str, start_ns: int, end_ns: int, completion: "Completion | None", error: str | None,
            cost_usd: float | None, schema: dict[str, Any] | None = None,
-           schema_retries: int | None = None) -> SingleRecord:
+           schema_retries: int | None = None, schema_rejected: dict[str, str] | None = None) -> SingleRecord:
     """The record of one call, answered (``completion``) or failed (``error``)."""
     record: SingleRecord = {
         "id": new_id(), "v": VERSION, "kind": kind, **origin(settings), **call_fields(plan),
@@ -149,6 +150,7 @@ def single(plan: "CallPlan", messages: list[dict[str, str]], variables: dict[str
         "interrupted": bool(completion and completion.interrupted),
         "schema": schema,
         "schema_retries": schema_retries,
+        "schema_rejected": schema_rejected,
     }
     return _redacted(record, settings)
 

@@ -96,8 +96,10 @@ class MlflowSink:
                 metrics["retries"] = record["retries"]
             if record.get("schema_retries") is not None:
                 metrics["schema_retries"] = record["schema_retries"]
+            rejected = record.get("schema_rejected")  # the answer that was retried, kept for a look
             _log_texts(client, run_id, {"prompt.txt": _render_messages(record["messages"]),
-                                        "output.md": record.get("output"), "schema.json": json_schema})
+                                        "output.md": record.get("output"), "schema.json": json_schema,
+                                        "schema_rejected.json": _as_json(rejected) if rejected else None})
         from mlflow.entities import Metric, Param
 
         client.log_batch(run_id, metrics=[Metric(k, float(v), end_ms, 0) for k, v in metrics.items()
@@ -289,15 +291,19 @@ def _log_texts(client: Any, run_id: str, files: dict[str, str | None]) -> None:
         client.log_artifacts(run_id, tmp)
 
 
+def _as_json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
 def _json_schema(record: dict[str, Any]) -> str | None:
     """The JSON schema a call asked its answer to match (``response_format``, as redacted), as text; None
     without one."""
-    import json
-
     response_format = (record.get("params") or {}).get("response_format")
     if not isinstance(response_format, dict) or "json_schema" not in response_format:
         return None
-    return json.dumps(response_format["json_schema"].get("schema"), indent=2, ensure_ascii=False)
+    return _as_json(response_format["json_schema"].get("schema"))
 
 
 def _render_messages(messages: list[dict[str, str]]) -> str:
