@@ -93,6 +93,10 @@ def conform(call: PromptCall, first: Completion) -> tuple[Completion, Conformed]
         rejected = {"output": first.text, "error": str(err)}
         retry_messages = [*call.messages, {"role": "assistant", "content": first.text},
                           {"role": "user", "content": correction(err)}]
+    if call.plan.send_redactor is not None:  # redaction scope "send": what goes out is masked, this too
+        from llmops_lab.trust.redaction import mask_messages
+
+        retry_messages = mask_messages(retry_messages, redactor=call.plan.send_redactor)
     second = call.provider.complete(call.model_id.model, retry_messages, call.params)
     both = replace(second, usage=Usage(first.usage.prompt_tokens + second.usage.prompt_tokens,
                                        first.usage.completion_tokens + second.usage.completion_tokens),
@@ -182,12 +186,11 @@ def run(template: str, variables: Mapping[str, Any] | None = None, *, model: str
         text=completion.text, model=record["model"], usage=record["usage"], latency_ms=completion.latency_ms,
         cost_usd=record["cost_usd"], prompt_name=call.name, messages=call.messages, params=call.params,
         record_id=record["id"], finish_reason=completion.finish_reason, retries=completion.retries,
-        _ticket=ticket, tokens=completion.tokens, ttft_ms=completion.ttft_ms, interrupted=completion.interrupted)
-    if conformed is not None:
-        result.schema_name, result.schema_retries, result._validated = call.plan.schema.name, conformed.retries, \
-            conformed.data
-        if conformed.error is not None:
-            raise SchemaError(conformed.error, raw=completion.text, result=result)
+        _ticket=ticket, tokens=completion.tokens, ttft_ms=completion.ttft_ms, interrupted=completion.interrupted,
+        schema_name=call.plan.schema.name if conformed else None, schema_retries=conformed.retries if conformed else 0,
+        _validated=conformed.data if conformed else None)
+    if conformed is not None and conformed.error is not None:  # logged FAILED above, with the raw answer
+        raise SchemaError(conformed.error, raw=completion.text, result=result)
     if isinstance(on_text, _StreamPrinter):
         on_text.finish(result.text)
     if completion.interrupted:
