@@ -234,3 +234,15 @@ def test_cell_batch_with_schema_and_the_schema_is_part_of_the_cache_key(shell, f
     assert res.success, res.error_in_exec
     assert fake.request_count == 2 and "response_format" not in fake.requests[-1]
     assert "schema_valid" not in shell.user_ns["r"].columns
+
+
+def test_the_stored_schema_is_redacted(fake):
+    key = "sk-proj-Q3xT9vLm2PzR8kWn4YbH7cJd"
+    schema = {**PERSON_DICT, "description": f"never print {key}"}
+    fake.responder = answers('{"name": "Ada", "age": 36}')
+    r = llmops_lab.run("Invent a person.", schema=schema, name="redacted-schema")
+    assert fake.requests[-1]["response_format"]["json_schema"]["schema"] == schema  # sent as given (scope log)
+    stored = artifact_text(r.run_id, "schema.json")
+    assert key not in stored and "never print" in stored
+    config = mlflow_client().get_prompt_version("redacted-schema", 1).model_config
+    assert key not in json.dumps(config)
