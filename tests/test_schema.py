@@ -208,6 +208,27 @@ def test_field_scorer_without_schema_reads_json_and_compares_numbers_with_tolera
     assert scorer.score('{"name": "x"}', {"expected": 36}, {}).rationale == "no field 'age' in the answer"
 
 
+@pytest.mark.parametrize("spec,message", [
+    ("field:", r"needs an argument: write field:NAME\[=COL\]\[:tol\]"),
+    ("field:age:lots", "field tolerance 'lots' is not a number"),
+    ("field:age=:1", "scorer needs a column name"),
+])
+def test_field_scorer_spec_errors_are_one_line(spec, message):
+    from llmops_lab.evaluation.scoring import parse_scorers
+
+    with pytest.raises(llmops_lab.ConfigError, match=message):
+        parse_scorers([spec])
+
+
+def test_embedded_model_request_asks_for_a_grammar_from_the_schema():
+    from llmops_lab.core.schema import resolve
+    from llmops_lab.providers.local import _generation_kwargs
+
+    kwargs = _generation_kwargs({"temperature": 0, "response_format": resolve(Person).response_format()})
+    assert kwargs["response_format"] == {"type": "json_object", "schema": Person.model_json_schema()}
+    assert "response_format" not in _generation_kwargs({"temperature": 0})
+
+
 @pytest.mark.slow
 def test_embedded_model_gives_a_valid_person_at_temperature_zero(shell, project):
     shell.user_ns["Person"] = Person

@@ -247,9 +247,9 @@ def _field(arg: str) -> Scorer:
         if tolerance < 0 or math.isnan(tolerance):
             raise ConfigError(f"field tolerance {tail!r} must be >= 0: write {form}")
         spec = head
-    name, _, column = spec.partition("=")
+    name, renamed, column = spec.partition("=")
     name = _column(name, form)
-    column = _column(column, form) if column else name
+    column = _column(column, form) if renamed else name
     path = name.split(".")
 
     def field_(output: str, row: Mapping[str, Any], meta: Mapping[str, Any]) -> RawScore:
