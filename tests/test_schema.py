@@ -267,3 +267,35 @@ def test_the_stored_schema_is_redacted(fake):
     assert key not in stored and "never print" in stored
     config = mlflow_client().get_prompt_version("redacted-schema", 1).model_config
     assert key not in json.dumps(config)
+
+
+def test_compare_sends_the_schema_to_every_variant_and_promote_keeps_it(fake):
+    import pandas as pd
+
+    fake.responder = answers('{"name": "Ada", "age": 36}')
+    df = pd.DataFrame({"who": ["Ada", "Bob"], "age": [36, 41]})
+    cmp = llmops_lab.compare(["Describe {{ who }}", "Describe {{ who }} briefly"], ["fake:test-model"], data=df,
+                             schema=Person, scorers=["field:age"], name="describe", progress=False)
+    assert fake.request_count == 4
+    assert all(r["response_format"]["json_schema"]["name"] == "Person" for r in fake.requests)
+    assert all(list(res["schema_valid"]) == [True, True] for res in cmp.results)
+    assert "schema_valid" not in cmp.inputs().columns  # bookkeeping columns stay out of the inputs view
+    version = cmp.promote(1, alias="production")
+    assert version.model_config["extra_params"]["response_format"]["json_schema"]["schema"] == \
+        Person.model_json_schema()
+    loaded = llmops_lab.load_prompt("describe@production")
+    assert loaded.schema == Person.model_json_schema() and "response_format" not in loaded.params
+
+
+def test_compare_magic_takes_schema(shell, fake):
+    import pandas as pd
+
+    shell.user_ns["Person"] = Person
+    shell.user_ns["people"] = pd.DataFrame({"who": ["Ada"], "age": [36]})
+    fake.responder = answers('{"name": "Ada", "age": 36}')
+    res = shell.run_cell("cmp = %llm compare 'Describe {{ who }}' 'Who is {{ who }}?' --dataset people "
+                         "--schema Person --scorer field:age")
+    assert res.success, res.error_in_exec
+    cmp = shell.user_ns["cmp"]
+    assert cmp.schema.name == "Person" and fake.request_count == 2
+    assert all(list(r["field_age"]) == [1.0] for r in cmp.results)

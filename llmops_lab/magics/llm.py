@@ -44,6 +44,7 @@ HELP = """\
 %llm stats [--since 7d] [--by model|prompt|day|notebook] [--experiment NAME] [--plot]
                          calls, errors, latency p50/p95/p99, tokens, cost, scores, drift, from MLflow
 %llm compare P1 P2 … --dataset DF [--models a,b] [--scorer S] [--baseline 0] [--logprobs] [--system S]
+                         [--schema SPEC]
                          prompt variants (registry name@version|alias or inline) side by side: a widget
 %llm prompts [NAME] [--diff A B]   the prompt registry: versions, aliases, model config; diff two versions
 %llm last                the last call in full: messages, parameters, raw response, retries, stage timings
@@ -187,6 +188,8 @@ class LlmMagics(Magics):
                                                     ("max_tokens", args.max_tokens)) if v}
         if args.logprobs or args.top_logprobs is not None:  # validated (one-line errors) by compare()
             params.update(logprobs=args.logprobs, top_logprobs=args.top_logprobs)
+        if args.schema is not None:
+            params["schema"] = schema_value(args.schema, self.shell.user_ns)
         return compare_from_magic_args(args.prompts, models=args.models,
                                        dataset=dataset_value(args.dataset, self.shell.user_ns), scorers=args.scorer,
                                        baseline=baseline, name=args.name, concurrency=args.concurrency,

@@ -146,6 +146,7 @@ def compare_parser() -> argparse.ArgumentParser:
     parser.add_argument("--logprobs", action="store_true")
     parser.add_argument("--top-logprobs", dest="top_logprobs", type=_whole_number)
     parser.add_argument("--system")
+    parser.add_argument("--schema")
     parser.add_argument("--max-cost", type=_amount)
     parser.add_argument("--force", action="store_true")
     return parser
