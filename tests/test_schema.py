@@ -299,3 +299,13 @@ def test_compare_magic_takes_schema(shell, fake):
     cmp = shell.user_ns["cmp"]
     assert cmp.schema.name == "Person" and fake.request_count == 2
     assert all(list(r["field_age"]) == [1.0] for r in cmp.results)
+
+
+def test_one_prompt_version_per_schema_whatever_the_temperature(fake):
+    fake.responder = answers('{"name": "Ada", "age": 36}')
+    for temperature in (0, 0.5):
+        llmops_lab.run("Invent a person.", schema=Person, name="versions", temperature=temperature)
+    llmops_lab.run("Invent a person.", schema=PERSON_DICT, name="versions")
+    assert llmops_lab.flush() == 0
+    versions = mlflow_client().search_prompt_versions("versions")
+    assert sorted(int(v.version) for v in versions) == [1, 2]  # Person, then the dict schema

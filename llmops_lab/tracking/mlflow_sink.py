@@ -124,9 +124,9 @@ class MlflowSink:
         exp_id = self._experiment_id(client, uri, record["experiment"], settings)
         model_config = None
         if _json_schema(record) is not None:
-            from llmops_lab.tracking.registry import model_config_for
-
-            model_config = model_config_for(record["model"], record["params"])
+            # Only the schema: it is part of what the prompt asks for; model and temperature are not (a new
+            # version per temperature would bury the prompt's history). Promotion stores those.
+            model_config = {"extra_params": {"response_format": record["params"]["response_format"]}}
         version = self._prompt_version(client, uri, record["prompt"], model_config)
         if replay:
             found = client.search_runs([exp_id], filter_string=T.tag_filter(T.RECORD_ID, record["id"]),
