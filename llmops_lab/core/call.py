@@ -34,11 +34,9 @@ def build_record(call: PromptCall, settings: Settings, *, kind: str, start_ns: i
     """The spool record of one call: everything MLflow will get, and nothing secret (redacted, fail closed)."""
     from llmops_lab.core import steps
 
-    schema = call.plan.schema
     return records.single(call.plan, call.messages, call.variables_logged, settings, kind=kind, start_ns=start_ns,
                           end_ns=end_ns, completion=completion, error=error,
                           cost_usd=steps.cost(call.plan, completion.usage, settings) if completion else None,
-                          schema={"name": schema.name, "json_schema": schema.json_schema} if schema else None,
                           schema_retries=conformed.retries if conformed else None,
                           schema_rejected=conformed.rejected if conformed else None)
 

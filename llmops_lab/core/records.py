@@ -66,7 +66,7 @@ class SingleRecord(Origin, CallFields):
     error: Optional[str]
     ttft_ms: Optional[float]  # streamed calls: time to the first piece of the answer
     interrupted: bool  # a kernel interrupt stopped the stream: output is the partial answer (run KILLED)
-    schema: Optional[dict[str, Any]]  # structured output: {"name", "json_schema"}; logged as schema.json
+    # Structured output (the schema itself is params["response_format"], logged as schema.json):
     schema_retries: Optional[int]  # 1: the first answer did not match and the model was asked again
     schema_rejected: Optional[dict[str, str]]  # that first answer and its error: {"output", "error"}
 
@@ -133,8 +133,8 @@ def _redacted(record: Mapping[str, Any], settings: "Settings") -> Any:
 
 def single(plan: "CallPlan", messages: list[dict[str, str]], variables: dict[str, str], settings: "Settings", *,
            kind: str, start_ns: int, end_ns: int, completion: "Completion | None", error: str | None,
-           cost_usd: float | None, schema: dict[str, Any] | None = None,
-           schema_retries: int | None = None, schema_rejected: dict[str, str] | None = None) -> SingleRecord:
+           cost_usd: float | None, schema_retries: int | None = None,
+           schema_rejected: dict[str, str] | None = None) -> SingleRecord:
     """The record of one call, answered (``completion``) or failed (``error``)."""
     record: SingleRecord = {
         "id": new_id(), "v": VERSION, "kind": kind, **origin(settings), **call_fields(plan),
@@ -148,7 +148,6 @@ def single(plan: "CallPlan", messages: list[dict[str, str]], variables: dict[str
         "error": error,
         "ttft_ms": completion.ttft_ms if completion else None,
         "interrupted": bool(completion and completion.interrupted),
-        "schema": schema,
         "schema_retries": schema_retries,
         "schema_rejected": schema_rejected,
     }
