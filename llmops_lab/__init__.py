@@ -4,6 +4,7 @@
 >>> import llmops_lab
 >>> r = llmops_lab.run("Summarize: {{ text }}", {"text": article}, name="summarize", temperature=0)
 >>> r.text, r.run_id                                                                  # doctest: +SKIP
+>>> chat = llmops_lab.Conversation("support", system="Be brief."); chat.send("Hi").text  # doctest: +SKIP
 >>> results = llmops_lab.batch("Classify: {{ text }}", reviews_df, scorers=["exact:label"])  # doctest: +SKIP
 """
 from __future__ import annotations
@@ -35,6 +36,9 @@ if TYPE_CHECKING:  # what the lazy attributes below are, for IDEs and type check
     from llmops_lab import exceptions as errors
     from llmops_lab.tracking import registry as registry
     from llmops_lab.core.prompts import load_prompt as load_prompt
+    from llmops_lab.core.conversation import Conversation as Conversation
+    from llmops_lab.jobs.erasure import forget as forget
+    from llmops_lab.jobs.retention import gc as gc
     from llmops_lab.trust import redaction as redact
     from llmops_lab.trust import redaction as redaction
 
@@ -45,6 +49,7 @@ __version__ = "0.1.0"
 _LAZY: dict[str, tuple[str, str | None]] = {
     "stats": ("llmops_lab.analysis.monitoring", "stats"),
     "load_prompt": ("llmops_lab.core.prompts", "load_prompt"),
+    "Conversation": ("llmops_lab.core.conversation", "Conversation"),  # a chat across calls: .send(text)
     "compare": ("llmops_lab.evaluation.compare", None),  # a callable module: llmops_lab.compare(...)
     "data": ("llmops_lab.evaluation.datasets", None),  # llmops_lab.data.prepare(df), .fingerprint, .diff
     "scoring": ("llmops_lab.evaluation.scoring", None),  # llmops_lab.scoring.to_mlflow_scorer(s)
@@ -54,13 +59,15 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "redact": ("llmops_lab.trust.redaction", None),  # llmops_lab.redact.preview(text)
     "redaction": ("llmops_lab.trust.redaction", None),
     "errors": ("llmops_lab.exceptions", None),  # llmops_lab.errors.ConfigError, as the README has long said
+    "forget": ("llmops_lab.jobs.erasure", "forget"),  # llmops_lab.forget(contains="Ada", dry_run=True)
+    "gc": ("llmops_lab.jobs.retention", "gc"),  # applies [tool.llmops-lab.retention]
 }
 
-__all__ = ["run", "batch", "batch_run_id", "compare", "record", "load_prompt", "stats", "data", "scoring",
+__all__ = ["run", "Conversation", "batch", "batch_run_id", "compare", "record", "load_prompt", "stats", "data", "scoring",
            "monitoring", "audit", "registry", "redact", "configure", "get_settings", "flush", "recent_runs",
            "LLMResult", "LlmopsError", "ConfigError", "TemplateError", "ProviderError", "MissingApiKeyError",
-           "BudgetError", "RedactionError", "JobError", "StreamInterrupted", "SchemaError", "errors",
-           "load_ipython_extension"]
+           "BudgetError", "RedactionError", "JobError", "StreamInterrupted", "SchemaError", "errors", "forget",
+           "gc", "load_ipython_extension"]
 
 
 def __getattr__(name: str) -> Any:

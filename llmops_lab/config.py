@@ -49,10 +49,11 @@ class Settings:
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
     redaction: dict[str, Any] = field(default_factory=dict)  # [tool.llmops-lab.redaction]: see trust/policy.py
     max_prompt_chars: int = 1_000_000  # a rendered prompt longer than this is refused before any call
+    chat_max_chars: int = 24_000  # a conversation's request past this drops its oldest turns, with a note
     # Credentials (MLflow, provider keys) over plain http:// to a non-loopback host are refused unless this is
     # set (trust/transport.py).
     allow_insecure_transport: bool = False
-    retention: dict[str, str] = field(default_factory=dict)  # [tool.llmops-lab.retention]: see trust/retention.py
+    retention: dict[str, str] = field(default_factory=dict)  # [tool.llmops-lab.retention]: see core/retention.py
     project_root: Path = field(default_factory=Path.cwd)
 
     @property
@@ -83,7 +84,7 @@ _SCALARS: dict[str, type] = {
     "model": str, "temperature": float, "max_tokens": int, "top_p": float, "seed": int,
     "tracking_uri": str, "experiment": str, "timeout": float, "max_retries": int, "tracking": bool,
     "max_cost": float, "max_cost_day": float, "max_prompt_chars": int, "allow_insecure_transport": bool,
-    "stream": bool,
+    "stream": bool, "chat_max_chars": int,
 }
 # Names that look like credentials: refused as settings (keys come from the environment, never a notebook).
 _SECRET_WORDS = ("key", "token", "secret", "password", "passwd", "credential")
@@ -145,8 +146,8 @@ def _check_range(key: str, value: Any) -> None:
         raise ConfigError(f"{key}={value} must be a positive amount of USD")
     if key == "max_retries" and not 0 <= value <= 20:
         raise ConfigError(f"max_retries={value} is out of range: use 0 to 20")
-    if key == "max_prompt_chars" and value < 1:
-        raise ConfigError(f"max_prompt_chars={value} must be at least 1")
+    if key in ("max_prompt_chars", "chat_max_chars") and value < 1:
+        raise ConfigError(f"{key}={value} must be at least 1")
     if key == "tracking_uri" and _has_password(value):
         raise ConfigError("tracking_uri refused: it contains a password; set MLFLOW_TRACKING_USERNAME and "
                           "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the environment instead")
@@ -188,6 +189,10 @@ def load_settings(start: Path | None = None, environ: dict[str, str] | None = No
     settings.prices = {name: dict(p) for name, p in table.pop("prices", {}).items()}
     settings.redaction = dict(table.pop("redaction", {}))
     settings.retention = dict(table.pop("retention", {}))
+    if settings.retention:
+        from llmops_lab.core.retention import parse_retention  # pure, like parse_policy
+
+        parse_retention(settings.retention)  # a bad table fails at load, in one line
     if settings.redaction:
         from llmops_lab.trust.policy import parse_policy  # pure: the import goes one way, config -> trust
 

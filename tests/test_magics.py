@@ -59,7 +59,7 @@ def test_code_format_puts_code_in_next_cell(shell, fake, monkeypatch):
     ("%%llm --temperature 9", "hi", "out of range"),
     ("%%llm --max-tokens 0", "hi", "at least 1"),
     ("%%llm --format pdf", "hi", "--format 'pdf'"),
-    ("%%llm --api-key sk-SECRET123", "hi", "unknown option --api-key"),
+    ("%%llm --api-key sk-SECRET123", "hi", "looks like a secret"),  # a value after --api-key is one
     ("%%llm gpt-4o", "hi", "not provider:model"),
     ("%%llm --out 1bad", "hi", "not a Python variable name"),
     ("%%llm --name 'bad name'", "hi", "prompt name 'bad name' is invalid"),

@@ -146,6 +146,21 @@ def test_a_key_split_across_chunks_never_shows(shell, fake, monkeypatch):
     assert shown.texts[-1] == answer.replace(KEY, "[OPENAI_KEY]")
 
 
+def test_the_prompt_key_repeated_spaced_and_upper_cased_never_shows_while_streaming(shell, fake, monkeypatch):
+    hex_key = "3f2a9c01d4e5f6071829" + "3a4b5c6d7e8f"  # an Azure-style key: 32 hex characters
+    spaced = " ".join(hex_key.upper()[i:i + 4] for i in range(0, 32, 4))  # 39 characters: more than the hold-back
+    answer = f"Noted, your key is {spaced} and it is stored nowhere else, as the notebook promised you earlier."
+    fake.responder, fake.chunk_chars, fake.chunk_delay_ms = (lambda req: answer), 3, 30
+    shell.user_ns["k"] = hex_key
+    shown = Shown(shell, fake, monkeypatch)
+    assert shell.run_cell("%%llm --format text --out r\nRemember api key: {{ k }}").success
+    assert shell.user_ns["r"].text == answer and len(shown.items) >= 5
+    for text in shown.texts:
+        folded = "".join(text.lower().split())
+        assert not any(fragment in folded for fragment in fragments_of(hex_key, 8)), text
+    assert "[API_KEY]" in shown.texts[-1] or "[SECRET]" in shown.texts[-1], shown.texts[-1]
+
+
 def fragments_of(secret: str, size: int = 4) -> set[str]:
     return {secret[i:i + size] for i in range(len(secret) - size + 1)}
 

@@ -1,6 +1,6 @@
 """``llmops-lab`` command: builds the parser from each command group's module and runs the command; a user
 error is one line (``llmops-lab: error: …``, exit 2). Groups: cli/project.py (demo, init, ui, flush),
-cli/local_model.py (local-model), cli/jobs.py (promote, jobs, scheduler, report), cli/trust.py (audit, server).
+cli/local_model.py (local-model), cli/jobs.py (promote, jobs, scheduler, report), cli/trust.py (audit, forget, gc, server).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     project.add_commands(sub)  # demo, init, ui, flush
     local_model.add_commands(sub)
     jobs.add_commands(sub)
-    trust.add_commands(sub)  # audit, server start, data-key new
+    trust.add_commands(sub)  # audit, forget, gc, server start, data-key new
     return parser
 
 

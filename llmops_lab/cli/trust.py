@@ -1,5 +1,5 @@
-"""``llmops-lab audit``, ``llmops-lab server start`` and ``llmops-lab data-key new``: parsing and printing only
-(work in analysis/audit.py, trust/team.py, trust/at_rest.py)."""
+"""``llmops-lab audit``, ``forget``, ``gc``, ``server start`` and ``data-key new``: parsing and printing only
+(work in analysis/audit.py, jobs/erasure.py, jobs/retention.py, trust/team.py, trust/at_rest.py)."""
 from __future__ import annotations
 
 import argparse
@@ -18,7 +18,29 @@ def add_commands(sub: Any) -> None:
     audit.add_argument("--user", help="only this user's runs")
     audit.add_argument("--limit", type=int, default=10_000)
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    audit.add_argument("--erasures", action="store_true", help="the forget/gc audit lines instead (never the text)")
     audit.set_defaults(func=_cmd_audit)
+
+    forget = sub.add_parser("forget", help="delete every stored trace of a text, a user or a run",
+                            description="Delete, for good, the MLflow runs (artifacts, traces), cache entries, spool "
+                                        "records, staging folders, job outputs and (--contains) prompt versions "
+                                        "that hold TEXT, belong to NAME, or are run ID; then vacuum the local "
+                                        "sqlite files. The audit line records who and how many, never the text.")
+    chosen = forget.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--contains", metavar="TEXT", help="case-insensitive, matched against what is stored "
+                                                           "(records are stored redacted)")
+    chosen.add_argument("--user", metavar="NAME", help="runs whose user tag is NAME, and what came from them")
+    chosen.add_argument("--run", metavar="ID", help="one run, its child runs and its traces")
+    forget.add_argument("--dry-run", action="store_true", help="report only; delete nothing")
+    forget.add_argument("--json", action="store_true", help="the report as JSON")
+    forget.set_defaults(func=_cmd_forget)
+
+    gc = sub.add_parser("gc", help="apply [tool.llmops-lab.retention]: delete what is older than its limits",
+                        description="Hard-delete runs (with artifacts and traces), traces, cache entries, "
+                                    "acknowledged spool records and job outputs older than the retention limits.")
+    gc.add_argument("--dry-run", action="store_true", help="report only; delete nothing")
+    gc.add_argument("--json", action="store_true", help="the report as JSON")
+    gc.set_defaults(func=_cmd_gc)
 
     server = sub.add_parser("server", help="run a team MLflow tracking server with basic auth",
                             description="Start `mlflow server --app-name basic-auth` with a database backend and an "
@@ -53,6 +75,14 @@ def add_commands(sub: Any) -> None:
 def _cmd_audit(args: argparse.Namespace) -> int:
     from llmops_lab.analysis.audit import audit_log, format_table
 
+    if args.erasures:
+        from llmops_lab.jobs.erasure import erasures
+
+        for line in erasures():
+            print(json.dumps(line) if args.json else
+                  f"{line['time']}  {line['user']}  {line['operation']} --{line['selector']}  "
+                  + " ".join(f"{k}={v}" for k, v in line["counts"].items() if v))
+        return 0
     frame = audit_log(args.since, args.until, user=args.user, limit=args.limit)
     if args.json:
         for row in frame.to_dict("records"):
@@ -60,6 +90,24 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     else:
         print(format_table(frame))
     return 0
+
+
+def _print_report(report: Any, as_json: bool) -> int:
+    print(json.dumps(report.to_dict(), indent=2) if as_json else report.describe())
+    return 0
+
+
+def _cmd_forget(args: argparse.Namespace) -> int:
+    from llmops_lab.jobs.erasure import forget
+
+    return _print_report(forget(contains=args.contains, user=args.user, run=args.run, dry_run=args.dry_run),
+                         args.json)
+
+
+def _cmd_gc(args: argparse.Namespace) -> int:
+    from llmops_lab.jobs.retention import gc
+
+    return _print_report(gc(dry_run=args.dry_run), args.json)
 
 
 def _cmd_server_start(args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ import threading
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from llmops_lab.exceptions import ConfigError
 from llmops_lab.trust import at_rest
@@ -361,6 +361,60 @@ class ResponseCache:
 
     def __repr__(self) -> str:
         return f"ResponseCache({str(self.path)!r})"
+
+    # -- erasure and retention (jobs/erasure.py, jobs/retention.py) -----------------------------------
+
+    def entries(self) -> Iterator[tuple[str, CachedResponse]]:
+        """Every stored ``(key, answer)``, read 500 rows at a time (forget matches answers by their text)."""
+        last = 0
+        while True:
+            rows = self._run(lambda c, after=last: c.execute(
+                f"SELECT rowid, key, {_COLUMNS} FROM responses WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                (after, _CHUNK)).fetchall())
+            if not rows:
+                return
+            for row in rows:
+                content = row[2:]
+                if content[0].startswith(_SEALED) or (content[7] or "").startswith(_SEALED):
+                    # Sealed with LLMOPS_DATA_KEY: matched decrypted; without the key, DataKeyError (one line)
+                    # rather than an erasure that silently skips what it cannot read.
+                    context = row[1].encode("ascii")
+                    text = at_rest.open_text(content[0], context, "a cached answer")
+                    tokens = None if content[7] is None else at_rest.open_text(content[7], context, "a cached answer")
+                    content = (text, *content[1:7], tokens)
+                yield row[1], CachedResponse._from_row(content)
+            last = rows[-1][0]
+
+    def keys_created_before(self, cutoff: float) -> list[str]:
+        """Keys of the answers stored before ``cutoff`` (epoch seconds): what a retention limit removes."""
+        return [row[0] for row in self._run(lambda c: c.execute(
+            "SELECT key FROM responses WHERE created_at < ?", (float(cutoff),)).fetchall())]
+
+    def delete(self, keys: Iterable[str]) -> int:
+        """Delete these keys' answers in one transaction; returns how many rows went."""
+        unique = list(dict.fromkeys(keys))
+
+        def write(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            gone = 0
+            for start in range(0, len(unique), _CHUNK):
+                chunk = unique[start:start + _CHUNK]
+                gone += conn.execute(f"DELETE FROM responses WHERE key IN ({','.join('?' * len(chunk))})",
+                                     chunk).rowcount
+            conn.execute("COMMIT")
+            return gone
+
+        return self._run(write) if unique else 0
+
+    def compact(self) -> None:
+        """Rewrite the file without free pages, then empty the WAL: a deleted answer's bytes stay in both
+        until then (sqlite only marks the pages free)."""
+        def vacuum(conn: sqlite3.Connection) -> None:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        self._run(vacuum)
 
 
 def _is_busy(err: BaseException) -> bool:

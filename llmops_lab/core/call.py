@@ -1,6 +1,7 @@
 """One call, end to end: ``run`` (``llmops_lab.run``, ``%%llm``) = plan -> render -> budget -> provider ->
 record -> spool. The steps themselves live in one place each (``core/steps.py`` lists them), shared with
-batch rows, comparison variants and judge calls; single calls never use the response cache.
+batch rows, comparison variants and judge calls; single calls never use the response cache. A conversation's
+turn (``core/conversation.py``) is prepared with its history, then takes the same ``complete``.
 
 Streaming (``run(..., stream=True)``): the provider hands the answer over piece by piece (``Provider.stream``),
 the record gets ``ttft_ms``; a kernel interrupt mid-stream keeps the partial answer, logs it as an
@@ -37,6 +38,7 @@ def build_record(call: PromptCall, settings: Settings, *, kind: str, start_ns: i
     return records.single(call.plan, call.messages, call.variables_logged, settings, kind=kind, start_ns=start_ns,
                           end_ns=end_ns, completion=completion, error=error,
                           cost_usd=steps.cost(call.plan, completion.usage, settings) if completion else None,
+                          conversation=call.conversation,
                           schema_retries=conformed.retries if conformed else None,
                           schema_rejected=conformed.rejected if conformed else None)
 
@@ -65,6 +67,9 @@ def execute(call: PromptCall, settings: Settings, *, kind: str = "single",
         if on_text is None:
             completion = call.provider.complete(call.model_id.model, call.messages, call.params)
         else:
+            begin = getattr(on_text, "begin", None)
+            if callable(begin):  # a display of the stream: it masks the prompt's secrets the answer repeats
+                begin(call.messages)
             completion = call.provider.stream(call.model_id.model, call.messages, call.params, on_text)
         if call.plan.schema is not None:
             completion, conformed = conform(call, completion)
@@ -151,23 +156,39 @@ def run(template: str, variables: Mapping[str, Any] | None = None, *, model: str
     >>> llmops_lab.run("Invent a person.", schema=Person, temperature=0).data     # doctest: +SKIP
     Person(name='Ada', age=36)
     """
-    from llmops_lab.core import budget, debug
     from llmops_lab.core.options import refuse_options
-    from llmops_lab.tracking import submit
 
     refuse_options("run", params)  # batch/compare keywords: a one-line error that names the right function
-    if logprobs and (stream or on_text is not None):
-        raise ConfigError("run(): logprobs=True does not stream (the shaded answer needs every token): "
-                          "drop stream= or logprobs=")
+    check_streaming(logprobs, stream, on_text)
     if schema is not None and (stream or on_text is not None):
         raise ConfigError("run(): a schema answer is validated whole, so it does not stream: drop stream= or "
                           "schema=")
-    if stream and on_text is None:
-        on_text = _StreamPrinter()
     started = time.perf_counter()
     settings = get_settings()
     call = prepare(template, variables, model=model, name=name, system=system, params=params, settings=settings,
                    logprobs=logprobs, top_logprobs=top_logprobs, schema=schema)
+    return complete(call, settings, max_cost=max_cost, force=force, on_text=stream_target(stream, on_text),
+                    started=started)
+
+
+def check_streaming(logprobs: bool, stream: bool, on_text: OnText | None, where: str = "run") -> None:
+    if logprobs and (stream or on_text is not None):
+        raise ConfigError(f"{where}(): logprobs=True does not stream (the shaded answer needs every token): "
+                          "drop stream= or logprobs=")
+
+
+def stream_target(stream: bool, on_text: OnText | None) -> OnText | None:
+    """Where streamed pieces go: ``on_text``, else (``stream=True``) printed as a notebook may keep them."""
+    return _StreamPrinter() if stream and on_text is None else on_text
+
+
+def complete(call: PromptCall, settings: Settings, *, max_cost: float | None, force: bool,
+             on_text: OnText | None, started: float) -> LLMResult:
+    """A prepared call from the budget check on: send, record, spool, result. ``run`` and a conversation's
+    ``send`` both end here, so a chat turn is a call like any other."""
+    from llmops_lab.core import budget, debug
+    from llmops_lab.tracking import submit
+
     rendered = time.perf_counter()
     budget.check(call.model_id, lambda: _estimate(call, settings), settings, max_cost=max_cost, force=force,
                  what="call")
@@ -213,22 +234,27 @@ RETRY_NOTE_TOKENS = 200  # bounds the retry's added user message: a fixed text a
 
 class _StreamPrinter:
     """``run(stream=True)`` without ``on_text``: the answer printed as it arrives, as a notebook may keep it
-    (masked for display, the unfinished tail held back until it can be judged)."""
+    (masked for display, the prompt's secrets in any form, the unfinished tail held back until it can be
+    judged)."""
 
     def __init__(self) -> None:
+        from llmops_lab.trust.display import StreamView
+
         self.pieces: list[str] = []
         self.printed = ""
+        self.view = StreamView()
+
+    def begin(self, messages: list[dict[str, Any]]) -> None:
+        from llmops_lab.trust.display import StreamView
+
+        self.view = StreamView(m.get("content") for m in messages)
 
     def __call__(self, piece: str) -> None:
-        from llmops_lab.trust.display import streaming_view
-
         self.pieces.append(piece)
-        self._print(streaming_view("".join(self.pieces)))
+        self._print(self.view("".join(self.pieces)))
 
     def finish(self, text: str) -> None:
-        from llmops_lab.trust.display import mask_for_display
-
-        shown = mask_for_display(text).lstrip()
+        shown = self.view.final(text).lstrip()
         if not shown.startswith(self.printed):  # a mask changed text already printed: print it whole, anew
             print()
             self.printed = ""

@@ -21,11 +21,11 @@ VARIANT_OPTIONS = ("prompts", "models", "params", "baseline", "primary")
 def refuse_options(where: str, given: Mapping[str, Any]) -> None:
     """Raise a one-line ConfigError if ``given`` (the ``**params`` of ``where``) holds another API's option."""
     for key in given:
-        if key in ("stream", "on_text") and where != "run":
+        if key in ("stream", "on_text") and where not in ("run", "send"):
             raise ConfigError(f"{where}() does not stream: its answers arrive as rows (a progress bar); "
                               "stream one call with llmops_lab.run(..., stream=True)")
-        if where == "run" and key in ROW_OPTIONS:
-            raise ConfigError(f"run() makes one call, with no rows: {key}= is a batch option; use "
+        if where in ("run", "send") and key in ROW_OPTIONS:
+            raise ConfigError(f"{where}() makes one call, with no rows: {key}= is a batch option; use "
                               f"llmops_lab.batch(template, data, {key}=...)")
         if key == "params" and where in ("run", "batch"):
             raise ConfigError(f"{where}(): params= is compare's parameter grid; give generation parameters as "

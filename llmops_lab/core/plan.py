@@ -29,9 +29,11 @@ class CallPlan:
     max_chars: int = 1_000_000
     schema: Any = None  # core/schema.OutputSchema: its response_format is in params (sent, and in the cache key)
 
-    def messages(self, variables: Mapping[str, Any]) -> list[Message]:
-        """Render for one set of variables (TemplateError if one is missing, the prompt is too long or not text)."""
+    def messages(self, variables: Mapping[str, Any], history: list[Message] | None = None) -> list[Message]:
+        """Render for one set of variables (TemplateError if one is missing, the prompt is too long or not text).
+        ``history``: earlier turns of a conversation, sent between the system message and the new user message."""
         messages: list[Message] = [{"role": "system", "content": self.system}] if self.system else []
+        messages.extend({"role": m["role"], "content": m["content"]} for m in history or ())
         for name in self.template.variables:
             if isinstance(variables.get(name), (bytes, bytearray, memoryview)):
                 raise TemplateError(f"template variable {name} is binary data ({type(variables[name]).__name__}), not "
@@ -70,6 +72,7 @@ class PromptCall:
     plan: CallPlan
     messages: list[Message]
     variables_logged: dict[str, str]
+    conversation: dict[str, Any] | None = None  # a chat turn: {"id", "name", "turn", "dropped", ...} (records)
 
     @property
     def name(self) -> str:
@@ -170,11 +173,12 @@ def plan_call(template: str, *, model: str | None, name: str | None, system: str
 
 def prepare(template: str, variables: Mapping[str, Any] | None, *, model: str | None, name: str | None,
             system: str | None, params: Mapping[str, Any], settings: Settings, logprobs: bool = False,
-            top_logprobs: int | None = None, schema: Any = None) -> PromptCall:
-    """Plan and render one call."""
+            top_logprobs: int | None = None, schema: Any = None,
+            history: list[Message] | None = None) -> PromptCall:
+    """Plan and render one call; ``history`` (a conversation's earlier turns) goes before the new message."""
     plan = plan_call(template, model=model, name=name, system=system, params=params, settings=settings,
                      logprobs=logprobs, top_logprobs=top_logprobs, schema=schema)
     variables = variables if variables is not None else {}
     if not isinstance(variables, Mapping):
         raise ConfigError(f"variables must be a dict of name -> value, not {type(variables).__name__}")
-    return PromptCall(plan, plan.messages(variables), plan.template.values_for_log(variables))
+    return PromptCall(plan, plan.messages(variables, history), plan.template.values_for_log(variables))

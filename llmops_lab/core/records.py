@@ -69,6 +69,7 @@ class SingleRecord(Origin, CallFields):
     # Structured output (the schema itself is params["response_format"], logged as schema.json):
     schema_retries: Optional[int]  # 1: the first answer did not match and the model was asked again
     schema_rejected: Optional[dict[str, str]]  # that first answer and its error: {"output", "error"}
+    conversation: Optional[dict[str, Any]]  # a chat turn: id, name, turn, dropped (+ parent of a fork); else None
 
 
 class BatchRowsRecord(TypedDict):
@@ -134,7 +135,8 @@ def _redacted(record: Mapping[str, Any], settings: "Settings") -> Any:
 def single(plan: "CallPlan", messages: list[dict[str, str]], variables: dict[str, str], settings: "Settings", *,
            kind: str, start_ns: int, end_ns: int, completion: "Completion | None", error: str | None,
            cost_usd: float | None, schema_retries: int | None = None,
-           schema_rejected: dict[str, str] | None = None) -> SingleRecord:
+           schema_rejected: dict[str, str] | None = None,
+           conversation: dict[str, Any] | None = None) -> SingleRecord:
     """The record of one call, answered (``completion``) or failed (``error``)."""
     record: SingleRecord = {
         "id": new_id(), "v": VERSION, "kind": kind, **origin(settings), **call_fields(plan),
@@ -150,6 +152,7 @@ def single(plan: "CallPlan", messages: list[dict[str, str]], variables: dict[str
         "interrupted": bool(completion and completion.interrupted),
         "schema_retries": schema_retries,
         "schema_rejected": schema_rejected,
+        "conversation": conversation,
     }
     return _redacted(record, settings)
 

@@ -47,6 +47,7 @@ class LLMResult:
     schema_name: str | None = None  # the call asked for structured output (``schema=``): ``data`` is validated
     schema_retries: int = 0  # 1: the first answer did not match the schema and the model was asked again
     _validated: Any = field(default=None, repr=False)
+    note: str | None = None  # a conversation turn whose oldest turns were left out of the request (context guard)
 
     @property
     def logprobs_requested(self) -> bool:

@@ -14,7 +14,7 @@ Single calls never use the cache (a user re-running a cell wants a new answer).
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from llmops_lab.exceptions import TemplateError
 from llmops_lab.providers.pricing import cost_usd
@@ -42,12 +42,14 @@ def key(plan: "CallPlan", messages: "list[Message]") -> str:
                      messages)
 
 
-def to_cache(completion: "Completion", want_tokens: bool) -> "CachedResponse | None":
-    """What to store for an answer: masked with the log policy; None (store nothing) if masking failed."""
+def to_cache(completion: "Completion", want_tokens: bool,
+             messages: Sequence[Mapping[str, Any]] = ()) -> "CachedResponse | None":
+    """What to store for an answer: masked with the log policy, with the secrets of the ``messages`` it answers
+    in any form (re-cased, spaced, quoted); None (store nothing) if masking failed."""
     from llmops_lab.core.cache import CachedResponse
-    from llmops_lab.trust.redaction import FAILED_MARK, mask_text
+    from llmops_lab.trust.redaction import FAILED_MARK, mask_answer
 
-    stored = mask_text(completion.text)
+    stored = mask_answer(completion.text, [m["content"] for m in messages if isinstance(m.get("content"), str)])
     tokens, ok = _storable_tokens(completion.tokens) if want_tokens else (None, True)
     if not ok or (stored == FAILED_MARK and completion.text != FAILED_MARK):  # fail closed
         return None

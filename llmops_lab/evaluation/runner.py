@@ -170,7 +170,7 @@ def run_rows(plan: "CallPlan", rows: Iterable[RowCall], *, concurrency: int, cac
                     return None, str(err)
             limit.succeeded()
             if writes is not None and row.cache_key is not None:
-                value = steps.to_cache(completion, want_tokens)  # masked (log policy); None: fail closed
+                value = steps.to_cache(completion, want_tokens, row.messages)  # masked (log policy); None: fail closed
                 if value is not None:
                     # Committed before the row completes: a kernel killed mid-batch never pays for it twice.
                     await writes.put(row.cache_key, value)

@@ -12,6 +12,9 @@ tests drive it with a fake clock; cron maths is in :mod:`.cron`.
 - The MLflow store is created/migrated before the first execution, so parallel executions never race
   on its schema.
 - One log line per execution start and end.
+- Retention: with a ``[tool.llmops-lab.retention]`` table, ``gc`` (:func:`llmops_lab.jobs.retention.gc`) runs on
+  the first tick and then once every 24 hours; the last run is in ``jobs.db`` (as ``GC_STATE``), so a
+  restart does not repeat it.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable
 
 from llmops_lab.config import Settings, get_settings
@@ -33,6 +36,8 @@ from llmops_lab.jobs.store import HistoryStore, iso, store_for, utcnow
 
 log = logging.getLogger("llmops_lab.jobs.scheduler")
 
+GC_STATE = "(retention gc)"  # its row in jobs.db's scheduler state: never a job name (no parentheses there)
+GC_EVERY = timedelta(days=1)
 # executor(job, scheduled_for, cancel_event) -> final status ("completed", "failed", ...)
 Executor = Callable[[Job, datetime, threading.Event], str]
 
@@ -93,7 +98,8 @@ class Scheduler:
     def __init__(self, settings: Settings | None = None, *, now: Callable[[], datetime] | None = None,
                  sleep: Callable[[float], None] | None = None, executor: Executor | None = None,
                  poll: float = 30.0, max_parallel: int = 4, stop_timeout: float = 60.0,
-                 store: HistoryStore | None = None, echo: Callable[[str], None] | None = None):
+                 store: HistoryStore | None = None, echo: Callable[[str], None] | None = None,
+                 gc: Callable[[datetime], object] | None = None):
         self.settings = settings or get_settings()
         self.now = now or utcnow
         self._stop_event = threading.Event()
@@ -104,6 +110,7 @@ class Scheduler:
         self.stop_timeout = stop_timeout
         self.store = store or store_for(self.settings.home)
         self.echo = echo or log.info
+        self.gc = gc or _retention_gc(self.settings)
         self.running: dict[str, Running] = {}
         self.jobs: dict[str, Job] = {}
         self._stopping = False
@@ -141,6 +148,7 @@ class Scheduler:
         now = self.now()
         result = TickResult()
         self._reap()
+        self._collect_garbage(now)
         for name, job in sorted(self._load().items()):
             if not job.schedule:
                 continue
@@ -168,6 +176,22 @@ class Scheduler:
             self._start(job, due.at)
             result.started.append(name)
         return result
+
+    def _collect_garbage(self, now: datetime) -> None:
+        """Apply the retention limits once a day (a failure is logged; the jobs still run)."""
+        if not self.settings.retention:
+            return
+        last = self.store.last_due(GC_STATE)
+        if last is not None and now - last < GC_EVERY:
+            return
+        self.store.set_last_due(GC_STATE, now)  # first: a gc that crashes is not retried in a loop
+        try:
+            report = self.gc(now)
+        except Exception as err:  # noqa: BLE001 - retention must never stop the jobs
+            self.echo(f"scheduler: retention gc failed: {type(err).__name__}: {err}")
+            return
+        counts = getattr(report, "counts", dict)()
+        self.echo("scheduler: retention gc: " + (", ".join(f"{k} {v}" for k, v in counts.items() if v) or "nothing old"))
 
     def _start(self, job: Job, scheduled_for: datetime) -> None:
         cancel = threading.Event()
@@ -292,6 +316,15 @@ def _alive(pid: int) -> bool:
 
 def _fmt(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M %Z").strip()
+
+
+def _retention_gc(settings: Settings) -> Callable[[datetime], object]:
+    def run(now: datetime) -> object:
+        from llmops_lab.jobs.retention import gc
+
+        return gc(now=now, settings=settings)
+
+    return run
 
 
 def in_process_executor(settings: Settings) -> Executor:

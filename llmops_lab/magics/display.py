@@ -21,10 +21,18 @@ class PlainText:
         return self.text
 
 
+class MarkdownText(PlainText):
+    """A Markdown text (a conversation's transcript): rendered in a notebook, as is in a terminal."""
+
+    def _repr_markdown_(self) -> str:
+        return self.text
+
+
 class LiveAnswer:
     """A streamed answer in one display, updated as pieces arrive (throttled), masked for display with the
-    unfinished tail held back (:func:`~llmops_lab.trust.display.streaming_view`). ``add`` is the stream's
-    ``on_text``; ``finish`` shows the whole answer."""
+    unfinished tail held back (:class:`~llmops_lab.trust.display.StreamView`). It is the stream's ``on_text``
+    (``begin`` gets the messages sent, so the prompt's secrets stay masked in any form the answer repeats them);
+    ``finish`` shows the whole answer."""
 
     def __init__(self, fmt: str):
         self.fmt = fmt
@@ -32,18 +40,29 @@ class LiveAnswer:
         self.shown = ""
         self._handle: Any = None
         self._last_update = 0.0
+        self._view: Any = None
 
-    def add(self, piece: str) -> None:
+    def begin(self, messages: list[dict[str, Any]]) -> None:
+        from llmops_lab.trust.display import StreamView
+
+        self._view = StreamView(m.get("content") for m in messages)
+
+    def __call__(self, piece: str) -> None:
         self.pieces.append(piece)
         if time.monotonic() - self._last_update >= STREAM_UPDATE_S:
-            from llmops_lab.trust.display import streaming_view
+            self._show(self._stream_view()("".join(self.pieces)))
 
-            self._show(streaming_view("".join(self.pieces)))
+    add = __call__
 
     def finish(self, text: str) -> None:
-        from llmops_lab.trust.display import mask_for_display
+        self._show(self._stream_view().final(text), force=True)
 
-        self._show(mask_for_display(text), force=True)
+    def _stream_view(self) -> Any:
+        if self._view is None:  # a caller that never said what was asked
+            from llmops_lab.trust.display import StreamView
+
+            self._view = StreamView()
+        return self._view
 
     def _show(self, text: str, force: bool = False) -> None:
         if text == self.shown and not force:
@@ -116,7 +135,8 @@ def _show_answer(result: Any, fmt: str, shell: Any) -> None:
     from llmops_lab.core.results import strip_fences
     from llmops_lab.trust.display import for_display  # on first display: %load_ext stays light
 
-    text = for_display(result.text)
+    asked = [m["content"] for m in result.messages or () if isinstance(m.get("content"), str)]
+    text = for_display(result.text, asked)  # also the prompt's secrets the answer repeats in another form
     shaded = result.logprobs_requested
     if shaded:  # the answer shaded by token probability replaces the markdown/text view
         from IPython.display import HTML

@@ -12,7 +12,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 
 from llmops_lab.exceptions import ConfigError, LlmopsError, SchemaError, StreamInterrupted
 from llmops_lab.magics.display import LiveAnswer, display_path, show, show_frame
-from llmops_lab.magics.parsing import (compare_parser, dataset_value, parse_cell_line, prompts_parser,
+from llmops_lab.magics.parsing import (chat_parser, compare_parser, dataset_value, parse_cell_line, prompts_parser,
                                        refuse_secrets, schema_value, stats_parser, streams)
 
 HELP = """\
@@ -20,6 +20,7 @@ HELP = """\
   --name NAME            prompt name in the MLflow registry (default: prompt-<hash>)
   --temperature T  --max-tokens N  --top-p P  --seed S  --stop TEXT
   --system TEXT          system message
+  --chat NAME            continue conversation NAME: the request carries its earlier turns (%llm chat)
   --out VAR              store the result object in VAR (also in _)
   --format F             markdown (default) | text | json | code (code goes into a new cell)
   --schema SPEC          structured output: a pydantic model class or JSON-schema dict variable, or a .json
@@ -46,6 +47,8 @@ HELP = """\
 %llm compare P1 P2 … --dataset DF [--models a,b] [--scorer S] [--baseline 0] [--logprobs] [--system S]
                          [--schema SPEC]
                          prompt variants (registry name@version|alias or inline) side by side: a widget
+%llm chat [NAME] [--reset | --fork NEW | --resume]   conversations of this kernel: the list, NAME's
+                         transcript; clear it, copy it as NEW, or rebuild it from MLflow after a restart
 %llm prompts [NAME] [--diff A B]   the prompt registry: versions, aliases, model config; diff two versions
 %llm last                the last call in full: messages, parameters, raw response, retries, stage timings
 %llm trace RUN_ID        a logged run read back from MLflow, with its trace spans
@@ -84,10 +87,12 @@ class LlmMagics(Magics):
         live = LiveAnswer(args.format) if streams(args, get_settings().stream) else None
         stopped = None
         try:
-            result = run(cell, self.shell.user_ns, model=args.model, name=args.name, system=args.system,
-                         max_cost=args.max_cost, force=args.force, logprobs=args.logprobs,
-                         top_logprobs=args.top_logprobs, on_text=live.add if live else None, schema=schema,
-                         **params)
+            if args.chat is not None:
+                result = self._chat_turn(args, cell, params, live)
+            else:
+                result = run(cell, self.shell.user_ns, model=args.model, name=args.name, system=args.system,
+                             max_cost=args.max_cost, force=args.force, logprobs=args.logprobs,
+                             top_logprobs=args.top_logprobs, on_text=live, schema=schema, **params)
         except StreamInterrupted as err:  # logged as interrupted: show what arrived, then stop the cell
             result, stopped = err.result, err
         except SchemaError as err:  # logged FAILED with the raw answer; `_` keeps it for a look (.text)
@@ -100,6 +105,17 @@ class LlmMagics(Magics):
         show(result, "json" if schema is not None and args.format == "markdown" else args.format, self.shell, live)
         if stopped is not None:
             raise stopped
+
+    def _chat_turn(self, args: argparse.Namespace, cell: str, params: dict[str, Any],
+                   live: LiveAnswer | None) -> Any:
+        """``%%llm --chat NAME``: the cell is the conversation's next user message (its note, if the context
+        guard dropped turns, is printed by ``send``)."""
+        from llmops_lab.core.conversation import continue_or_start
+
+        conversation = continue_or_start(args.chat, model=args.model, system=args.system)
+        return conversation.send(cell, self.shell.user_ns, name=args.name, max_cost=args.max_cost, force=args.force,
+                                 logprobs=args.logprobs, top_logprobs=args.top_logprobs,
+                                 on_text=live, **params)
 
     def _batch(self, args: argparse.Namespace, cell: str, params: dict[str, Any], schema: Any = None) -> None:
         from llmops_lab.evaluation.batch import batch
@@ -123,10 +139,12 @@ class LlmMagics(Magics):
         handler = {"": self._help, "help": self._help, "models": self._models, "config": self._config,
                    "experiment": self._experiment, "runs": self._runs, "flush": self._flush,
                    "last": self._last, "trace": self._trace, "redact-preview": self._redact_preview,
-                   "stats": self._stats, "compare": self._compare, "prompts": self._prompts}.get(command)
+                   "stats": self._stats, "compare": self._compare, "prompts": self._prompts,
+                   "chat": self._chat}.get(command)
         if handler is None:
             raise ConfigError(f"%llm: unknown command {command!r}: use help, models, config, experiment, runs, "
-                              "flush, last, trace, stats, compare, prompts or redact-preview (a prompt goes in a %%llm cell)")
+                              "flush, last, trace, stats, compare, prompts, chat or redact-preview (a prompt goes in "
+                              "a %%llm cell)")
         return handler(rest)
 
     def _help(self, _rest: str) -> None:
@@ -196,6 +214,38 @@ class LlmMagics(Magics):
                                        system=args.system, max_cost=args.max_cost, force=args.force,
                                        user_ns=self.shell.user_ns, **params)
 
+    def _chat(self, rest: str) -> Any:
+        """``%llm chat``: the kernel's conversations; ``NAME``: its transcript; ``--reset``, ``--fork NEW``,
+        ``--resume`` (rebuilt from MLflow)."""
+        from IPython.display import display
+
+        from llmops_lab.core import conversation as chats
+        from llmops_lab.magics.display import MarkdownText
+        from llmops_lab.trust.display import for_display
+
+        args, unknown = chat_parser().parse_known_args(shlex.split(rest))
+        if unknown:
+            raise ConfigError(f"%llm chat: unknown option {' '.join(unknown)}: use %llm chat [NAME] "
+                              "[--reset | --fork NEW | --resume]")
+        if args.name is None:
+            if args.reset or args.fork or args.resume:
+                raise ConfigError("%llm chat: --reset, --fork and --resume need a conversation name: "
+                                  "%llm chat NAME --resume")
+            return _conversation_table(chats.conversations())
+        if args.resume:
+            conversation = chats.resume(args.name)
+        else:
+            conversation = chats.get(args.name)
+        if args.reset:
+            conversation.reset()
+            print(f"{args.name}: cleared; the next turn starts a new conversation (its logged runs stay)")
+            return None
+        if args.fork:
+            conversation = conversation.fork(chats.check_conversation_name(args.fork))
+            print(f"{args.fork}: a copy of {args.name} ({len(conversation)} turn(s)); the two continue apart")
+        display(MarkdownText(for_display(conversation.transcript())))  # the saved notebook keeps secrets masked
+        return None
+
     def _prompts(self, rest: str) -> Any:
         from llmops_lab.magics.adapters import prompts_from_magic_args
 
@@ -252,3 +302,18 @@ class LlmMagics(Magics):
               f"{left} record(s) still queued in the spool ({reason or 'MLflow unreachable?'}); they are retried")
         for kept in get_tracker().undecryptable.values():  # an earlier kernel's spool, sealed with another key
             print(kept)
+
+
+def _conversation_table(found: dict[str, Any]) -> Any:
+    """``%llm chat``: one row per conversation of this kernel."""
+    import pandas as pd
+
+    from llmops_lab.config import get_settings
+    from llmops_lab.trust.display import for_display
+
+    if not found:
+        print("no conversations in this kernel: start one with %%llm --chat NAME (or %llm chat NAME --resume)")
+        return None
+    return pd.DataFrame([{"name": c.name, "turns": len(c), "model": c.model or get_settings().model,
+                          "conversation": c.id[:8], "resumed": c.resumed,
+                          "last": for_display(c.turns[-1].user)[:60] if c.turns else ""} for c in found.values()])

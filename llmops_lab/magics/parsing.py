@@ -38,6 +38,7 @@ def _cell_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stream", dest="stream", action="store_true", default=None)
     parser.add_argument("--no-stream", dest="stream", action="store_false")
     parser.add_argument("--schema")  # structured output: a notebook variable (model class, dict) or a .json path
+    parser.add_argument("--chat")  # a conversation across cells: its earlier turns go with this one
     # batch evaluation
     parser.add_argument("--dataset", "-d")
     parser.add_argument("--scorer", "-s", action="append", default=[])
@@ -83,6 +84,10 @@ def parse_cell_line(line: str) -> argparse.Namespace:
         raise ConfigError(f"--out {args.out!r} is not a Python variable name")
     if args.dataset is None and (args.scorer or args.refresh or args.judge_model):
         raise ConfigError("--scorer, --refresh and --judge-model go with --dataset (a batch over rows)")
+    if args.chat is not None and args.dataset is not None:
+        raise ConfigError("--chat continues one conversation, --dataset runs a batch over rows: use one of them")
+    if args.chat is not None and args.schema is not None:
+        raise ConfigError("--chat and --schema do not go together yet: a conversation's turns are free text")
     if args.stream and (args.format not in STREAMED_FORMATS or args.logprobs or args.dataset is not None
                         or args.schema is not None):
         what = ("a batch (--dataset)" if args.dataset is not None else "--logprobs" if args.logprobs
@@ -149,6 +154,18 @@ def compare_parser() -> argparse.ArgumentParser:
     parser.add_argument("--schema")
     parser.add_argument("--max-cost", type=_amount)
     parser.add_argument("--force", action="store_true")
+    return parser
+
+
+@functools.lru_cache(maxsize=1)
+def chat_parser() -> argparse.ArgumentParser:
+    """``%llm chat [NAME] [--reset | --fork NEW | --resume]``."""
+    parser = _Parser(prog="%llm chat", add_help=False, allow_abbrev=False)
+    parser.add_argument("name", nargs="?")
+    actions = parser.add_mutually_exclusive_group()
+    actions.add_argument("--reset", action="store_true")
+    actions.add_argument("--fork", metavar="NEW")
+    actions.add_argument("--resume", action="store_true")
     return parser
 
 

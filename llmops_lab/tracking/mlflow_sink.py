@@ -98,7 +98,8 @@ class MlflowSink:
                 metrics["schema_retries"] = record["schema_retries"]
             rejected = record.get("schema_rejected")  # the answer that was retried, kept for a look
             _log_texts(client, run_id, {"prompt.txt": _render_messages(record["messages"]),
-                                        "output.md": record.get("output"), "schema.json": json_schema,
+                                        T.OUTPUT_ARTIFACT: record.get("output"),
+                                        T.MESSAGES_ARTIFACT: _messages_json(record), "schema.json": json_schema,
                                         "schema_rejected.json": _as_json(rejected) if rejected else None})
         from mlflow.entities import Metric, Param
 
@@ -222,6 +223,7 @@ class MlflowSink:
             tags[T.ERROR] = record["error"][:5000]
         if record.get("interrupted"):
             tags[T.INTERRUPTED] = "true"
+        tags.update(_conversation_tags(record.get("conversation")))
         redaction = record.get("redaction") or {}
         if redaction:  # audit: was the record masked, and what (counts per detector, never values)
             tags[T.REDACTION] = redaction.get("status", "ok")
@@ -244,6 +246,8 @@ class MlflowSink:
                                   inputs={"messages": record.get("messages"), "variables": record.get("variables")},
                                   attributes=attributes, tags={T.RECORD_ID: record["id"]},
                                   experiment_id=exp_id, start_time_ns=record["start_ns"] or None, run_id=run_id)
+        if record.get("conversation"):
+            _set_session(span.trace_id, record["conversation"]["id"], record.get("user") or "unknown")
         outputs = {"content": record.get("output")} if not record.get("error") else {"error": record["error"]}
         client.end_trace(span.trace_id, outputs=outputs, status="ERROR" if record.get("error") else "OK",
                          end_time_ns=record["end_ns"] or None)
@@ -304,6 +308,42 @@ def _json_schema(record: dict[str, Any]) -> str | None:
     if not isinstance(response_format, dict) or "json_schema" not in response_format:
         return None
     return _as_json(response_format["json_schema"].get("schema"))
+
+
+def _conversation_tags(conversation: dict[str, Any] | None) -> dict[str, str]:
+    """A chat turn's run tags: the conversation (id, name), the turn number, turns dropped, a fork's parent."""
+    if not conversation:
+        return {}
+    tags = {T.CONVERSATION: conversation["id"], T.CONVERSATION_NAME: conversation["name"],
+            T.TURN: str(conversation["turn"])}
+    if conversation.get("dropped"):
+        tags[T.TURNS_DROPPED] = str(conversation["dropped"])
+    if conversation.get("parent"):
+        tags[T.CONVERSATION_PARENT] = f"{conversation['parent']['id']}:{conversation['parent']['turns']}"
+    return tags
+
+
+def _set_session(trace_id: str, session_id: str, user: str) -> None:
+    """MLflow's session metadata on a trace still open, so the UI groups a conversation's turns. Trace
+    metadata is fixed once the trace ends, and MlflowClient.start_trace takes none: set it in the trace
+    manager that holds the open trace (what mlflow.update_current_trace does for the active one)."""
+    try:
+        from mlflow.tracing.trace_manager import InMemoryTraceManager
+
+        manager = InMemoryTraceManager.get_instance()
+        manager.set_trace_metadata(trace_id, T.TRACE_SESSION, session_id)
+        manager.set_trace_metadata(trace_id, T.TRACE_USER, user)
+    except Exception:  # noqa: BLE001 - an MLflow internal: never keep a turn spooled over it (the run's tags
+        pass  # still name the conversation); tests/test_chat.py checks the metadata arrives
+
+
+def _messages_json(record: dict[str, Any]) -> str | None:
+    """A chat turn's messages as sent (masked), for resume; other calls keep prompt.txt only."""
+    import json
+
+    if not record.get("conversation"):
+        return None
+    return json.dumps(record["messages"], ensure_ascii=False)
 
 
 def _render_messages(messages: list[dict[str, str]]) -> str:

@@ -144,6 +144,46 @@ def batch_runs_between(client: Any, experiment_id_: str, start_ms: int, end_ms: 
     return [r for r in runs if r.info.start_time <= end_ms and r.data.tags.get(T.NOTEBOOK) == notebook]
 
 
+# -- conversations -----------------------------------------------------------------------------------------
+
+def conversation_turns(*, name: str | None = None, conversation_id: str | None = None,
+                       experiment: str | None = None) -> dict[str, Any] | None:
+    """A conversation rebuilt from its runs (after a flush): ``{"id", "name", "model", "system", "parent",
+    "turns": [{"turn", "user", "assistant", "run_id"}]}``, oldest turn first; None when no turn is logged.
+
+    By ``name``: its newest conversation id in ``experiment`` (default: this notebook's), since a reset starts a
+    new id under the same name; or by ``conversation_id``. Only answered turns count (a failed or interrupted
+    turn was not added to the conversation either); a turn logged twice keeps its latest answer. The text is
+    what was stored: masked."""
+    import json
+
+    from llmops_lab.config import get_settings
+    from llmops_lab.tracking import context
+
+    _flush(10.0)
+    client = kernel_client()
+    found = experiments(client, experiment or context.experiment_name(get_settings(), context.notebook_path()),
+                        missing_ok=True)
+    tag, value = (T.CONVERSATION, conversation_id) if conversation_id else (T.CONVERSATION_NAME, name)
+    runs = [r for r in search_runs(client, found, T.tag_filter(tag, value), order_by="attributes.start_time ASC")
+            if r.info.status == "FINISHED"] if found else []
+    if not runs:
+        return None
+    newest_id = runs[-1].data.tags[T.CONVERSATION]
+    by_turn = {int(r.data.tags[T.TURN]): r for r in runs if r.data.tags[T.CONVERSATION] == newest_id}
+    turns, sent = [], []
+    for number in sorted(by_turn):
+        run = by_turn[number]
+        sent = json.loads(artifact_text(client, run, T.MESSAGES_ARTIFACT) or "[]")
+        turns.append({"turn": number, "user": sent[-1]["content"] if sent else "",
+                      "assistant": artifact_text(client, run, T.OUTPUT_ARTIFACT) or "", "run_id": run.info.run_id})
+    last = by_turn[max(by_turn)]  # its messages (sent) hold the conversation's current system message
+    parent_id, _, copied = (last.data.tags.get(T.CONVERSATION_PARENT) or "").partition(":")
+    return {"id": newest_id, "name": last.data.tags.get(T.CONVERSATION_NAME), "model": last.data.tags.get(T.MODEL),
+            "system": sent[0]["content"] if sent and sent[0]["role"] == "system" else None,
+            "parent": {"id": parent_id, "turns": int(copied)} if parent_id else None, "turns": turns}
+
+
 # -- monitoring reads ----------------------------------------------------------------------------------
 
 def _flush(timeout: float = 30.0) -> None:

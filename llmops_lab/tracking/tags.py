@@ -11,6 +11,7 @@ SINGLE = "single"  # one run() / %%llm call
 BATCH = "batch"  # one batch() (or one compare variant)
 COMPARE = "compare"  # a comparison's parent run
 JOB = "job"  # one job execution
+ERASURE = "erasure"  # the audit run of a forget or gc (tracking/erasure.py)
 
 # -- llmops tags on runs --------------------------------------------------------------------------------
 KIND = "llmops.kind"
@@ -38,6 +39,11 @@ JOB_STATUS = "llmops.job.status"
 JOB_SCHEDULED_FOR = "llmops.job.scheduled_for"
 JOB_GATE = "llmops.job.gate"
 JOB_BATCH_RUNS = "llmops.job.batch_runs"
+CONVERSATION = "llmops.conversation"  # a chat turn: the conversation's id (a uuid; a reset starts a new one)
+CONVERSATION_NAME = "llmops.conversation_name"  # a chat turn: the conversation's name
+TURN = "llmops.turn"  # a chat turn: its number in the conversation, from 1
+TURNS_DROPPED = "llmops.turns_dropped"  # a chat turn: the oldest turns the context guard left out of the request
+CONVERSATION_PARENT = "llmops.conversation_parent"  # a fork's turn: "<parent id>:<turns copied>"
 NOTEBOOK_DIGEST = "llmops.notebook_digest"
 HOST = "llmops.host"
 
@@ -49,6 +55,14 @@ SOURCE_GIT_COMMIT = "mlflow.source.git.commit"
 PARENT_RUN_ID = "mlflow.parentRunId"
 LINKED_PROMPTS = "mlflow.linkedPrompts"
 NOTEBOOK_SOURCE = "NOTEBOOK"  # the value of SOURCE_TYPE
+
+# -- MLflow's trace metadata that llmops-lab sets (the UI groups a session's traces) ---------------------
+TRACE_SESSION = "mlflow.trace.session"  # = TraceMetadataKey.TRACE_SESSION: a chat turn's conversation id
+TRACE_USER = "mlflow.trace.user"  # = TraceMetadataKey.TRACE_USER
+
+# -- run artifacts read back ---------------------------------------------------------------------------
+MESSAGES_ARTIFACT = "messages.json"  # a chat turn: the messages as sent, masked (resume reads the last one)
+OUTPUT_ARTIFACT = "output.md"  # a single call's answer, masked
 
 # -- prompt registry version tags ----------------------------------------------------------------------
 SHA256 = "llmops.sha256"
@@ -62,6 +76,7 @@ PROMOTED_FROM = "llmops.promoted_from"
 ROW = "llmops.row"  # span attribute of a batch row's trace; feedback metadata
 CACHED = "llmops.cached"  # span attribute of a batch row's trace
 VARIANT = "llmops.variant"  # feedback metadata: the compare variant's label
+SOURCE_RUN = "mlflow.sourceRun"  # trace metadata (MLflow's): the run a trace was logged in
 
 # -- params and metrics read back ----------------------------------------------------------------------
 DATASET_DIGEST = "dataset_digest"  # batch run param

@@ -36,12 +36,14 @@ from llmops_lab.trust.detectors import (BUILTIN, DETECTORS, Detector, Facts, Fin
 from llmops_lab.trust.display import display_redactor, for_display, frame_for_display, mask_for_display
 from llmops_lab.trust.policy import GROUPS, KEY_ENV, OPTIONAL_SECRETS, SCOPES, STYLES, Policy, parse_policy
 from llmops_lab.trust.preview import Preview, preview
-from llmops_lab.trust.records import SAFE_FIELDS, mask_messages, mask_text, redact, redact_record
-from llmops_lab.trust.redactor import FAILED_MARK, Redactor, _secret_redactor, find_secrets, mask_secrets  # noqa: F401
+from llmops_lab.trust.records import SAFE_FIELDS, mask_answer, mask_messages, mask_text, redact, redact_record
+from llmops_lab.trust.redactor import (FAILED_MARK, Redactor, _secret_redactor, find_secrets, known_secrets,  # noqa: F401
+                                       mask_known, mask_secrets)
 
 __all__ = ["BUILTIN", "DETECTORS", "Detector", "Facts", "Finding", "register_detector", "luhn_ok", "iban_ok",
            "Policy", "parse_policy", "KEY_ENV", "STYLES", "SCOPES", "GROUPS", "OPTIONAL_SECRETS",
            "Redactor", "FAILED_MARK", "mask_secrets", "find_secrets", "redactor_for", "policy_for",
-           "SAFE_FIELDS", "redact", "mask_text", "mask_messages", "redact_record",
+           "SAFE_FIELDS", "redact", "mask_text", "mask_answer", "mask_messages", "redact_record", "known_secrets",
+           "mask_known",
            "display_redactor", "mask_for_display", "for_display", "frame_for_display", "Preview", "preview"]
 

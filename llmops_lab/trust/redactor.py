@@ -1,6 +1,7 @@
-"""The redactor: applies one :class:`~llmops_lab.trust.policy.Policy` (compiled once, results cached), and the
-secrets-only redactors every front end uses for error messages (:func:`mask_secrets`) and for refusing keys
-typed into options (:func:`find_secrets`).
+"""The redactor: applies one :class:`~llmops_lab.trust.policy.Policy` (compiled once, results cached); finds
+known secrets again in another form (:func:`mask_known`: re-cased, spaced, quoted); and the secrets-only
+redactors every front end uses for error messages (:func:`mask_secrets`) and for refusing keys typed into
+options (:func:`find_secrets`).
 
 Pure: reads no settings; the settings' redactor is :func:`llmops_lab.trust.active.redactor_for`.
 """
@@ -9,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from bisect import bisect_right
 from functools import lru_cache
 from typing import Any, Callable
 
 from llmops_lab.trust.detectors import DETECTORS, Detector, Facts, Finding, _group, _presidio_analyzer, _presidio_detectors
 from llmops_lab.trust.policy import Policy
 
-__all__ = ["Redactor", "FAILED_MARK", "mask_secrets", "find_secrets"]
+__all__ = ["Redactor", "FAILED_MARK", "mask_secrets", "find_secrets", "known_secrets", "mask_known"]
 
 FAILED_MARK = "[REDACTED: redaction failed]"
 
@@ -74,6 +76,107 @@ class Redactor:
     def mask(self, text: str) -> str:
         return self.redact(text)[0]
 
+
+# -- known secrets in another form (a model repeating a key from its prompt) ---------------------------------
+
+# Characters a model may put inside or around a secret it repeats and that leave it usable once removed:
+# whitespace, zero-width characters, quotes and backticks (code fences).
+_IGNORABLE = "\\s'\"`\u200b\u200c\u200d\u2060\ufeff\u2018\u2019\u201c\u201d"
+_KEPT = re.compile(f"[^{_IGNORABLE}]+")
+KNOWN_MIN_CHARS = 8  # shorter values would mask ordinary words
+
+
+def _folded(text: str) -> tuple[str, Callable[[int], int]]:
+    """``text`` case-folded without ignorable characters, and a map from its indices back to ``text``'s."""
+    low = text.casefold()
+    if len(low) != len(text):  # a character folds to several (ß -> ss): map character by character
+        return _folded_by_character(text)
+    starts, offsets, parts, size = [], [], [], 0  # per run of kept characters: where in the view, in text
+    for run in _KEPT.finditer(low):
+        starts.append(size)
+        offsets.append(run.start())
+        parts.append(run.group())
+        size += len(parts[-1])
+
+    def where(i: int) -> int:
+        k = bisect_right(starts, i) - 1
+        return offsets[k] + i - starts[k]
+    return "".join(parts), where
+
+
+def _folded_by_character(text: str) -> tuple[str, Callable[[int], int]]:
+    chars: list[str] = []
+    where: list[int] = []
+    for i, c in enumerate(text):
+        if not _KEPT.fullmatch(c):
+            continue
+        folded = c.casefold()
+        chars.append(folded)
+        where.extend([i] * len(folded))
+    return "".join(chars), where.__getitem__
+
+
+def known_secrets(text: str, findings: list[Finding]) -> dict[str, str]:
+    """The secrets found in ``text``, folded (as :func:`mask_known` searches), each with its replacement."""
+    known = {}
+    for f in findings:
+        if f.category == "secret":
+            folded = _folded(text[f.start:f.end])[0]
+            if len(folded) >= KNOWN_MIN_CHARS:
+                known[folded] = f.replacement
+    return known
+
+
+def known_spans(text: str, known: dict[str, str]) -> list[tuple[int, int, str]]:
+    """Where ``text`` repeats a known secret in another form: ``(start, end, replacement)`` in ``text``'s
+    indices, in text order, without overlaps (one secret inside another: the first, longest one is kept)."""
+    if not known:
+        return []
+    folded, where = _folded(text)
+    spans = []
+    for value, token in known.items():
+        at = folded.find(value)
+        while at != -1:
+            spans.append((where(at), where(at + len(value) - 1) + 1, token))
+            at = folded.find(value, at + len(value))
+    kept, last = [], 0
+    for start, end, token in sorted(spans, key=lambda s: (s[0], -s[1])):
+        if start >= last:
+            kept.append((start, end, token))
+            last = end
+    return kept
+
+
+def mask_known(text: str, known: dict[str, str]) -> tuple[str, int]:
+    """``text`` with every occurrence of a known secret masked even when re-cased, split by whitespace or
+    zero-width characters, or wrapped in quotes or backticks; and how many were masked. Case is ignored for
+    every secret (hex keys work in any case; masking a re-cased base64 key costs nothing). The whole original
+    span, from the secret's first character to its last, is replaced."""
+    spans = known_spans(text, known)
+    if not spans:
+        return text, 0
+    parts, last = [], 0
+    for start, end, token in spans:
+        parts += [text[last:start], token]
+        last = end
+    parts.append(text[last:])
+    return "".join(parts), len(spans)
+
+
+def known_prefix_start(text: str, known: dict[str, str]) -> int | None:
+    """Where ``text``'s end could be the beginning of a known secret still arriving (a stream cut mid-key, in
+    any of the forms :func:`mask_known` finds); None when it cannot."""
+    if not known:
+        return None
+    folded, where = _folded(text)
+    earliest = None
+    for value in known:
+        for size in range(min(len(value) - 1, len(folded)), 0, -1):  # the longest partial match first
+            if folded.endswith(value[:size]):
+                at = where(len(folded) - size)
+                earliest = at if earliest is None else min(earliest, at)
+                break
+    return earliest
 
 
 _secrets_only: Redactor | None = None
