@@ -72,6 +72,19 @@ class StreamInterrupted(KeyboardInterrupt):
                  "interrupted run)")]
 
 
+class SchemaError(LlmopsError):
+    """The answer did not match the call's schema, even after one retry that showed the model the error.
+
+    ``str(err)`` names the failing field; ``err.raw`` is the last answer's text and ``err.result`` the whole
+    ``LLMResult`` (``data`` None). The run is logged FAILED, with the raw answer as its ``output.md``.
+    """
+
+    def __init__(self, message: str, raw: str = "", result: object = None):
+        super().__init__(message)
+        self.raw = raw
+        self.result = result
+
+
 class BudgetError(LlmopsError):
     """A call or batch would exceed its cost budget."""
 

@@ -9,7 +9,8 @@ import pytest
 
 from conftest import REPO
 
-NOTEBOOKS = ["01_quickstart.ipynb", "02_batch_eval.ipynb", "03_compare_prompts.ipynb", "04_nightly_eval.ipynb"]
+SHARED = ["01_quickstart.ipynb", "02_batch_eval.ipynb", "03_compare_prompts.ipynb", "04_nightly_eval.ipynb"]
+NOTEBOOKS = [*SHARED, "05_prompt_design.ipynb"]
 FAST = {"03_compare_prompts.ipynb": {"max_tokens": 8}}  # the slowest example, kept short in tests
 MACHINE_PATHS = re.compile(r"(/tmp/|/work/|/root/|/home/|[A-Z]:\\\\Users)")
 
@@ -40,8 +41,50 @@ def make_project(tmp_path):
 
 
 @pytest.mark.slow
+def test_prompt_design_notebook_streams_chats_and_validates(tmp_path, monkeypatch):
+    """05 on the embedded model: a streamed call logs ttft_ms; the two --chat turns share their conversation
+    (turns 1 and 2); the --schema call logs schema.json; the schema batch logs
+    schema_valid_rate; a streamed answer is saved as one output, not a line per piece."""
+    from mlflow import MlflowClient
+
+    from llmops_lab.config import reset_settings
+    from llmops_lab.jobs.notebooks import execute_notebook
+
+    root = make_project(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("LLMOPS_HOME", raising=False)
+    monkeypatch.chdir(root)
+    try:
+        out = execute_notebook(root / "notebooks" / "05_prompt_design.ipynb", tmp_path / "out.ipynb",
+                               reset_settings(root))
+    finally:
+        reset_settings(REPO)
+    nb = nbformat.read(out, as_version=4)
+    assert not errors(nb)
+    streamed = next(c for c in nb.cells if c.cell_type == "code" and "stream=True" in c.source)
+    assert [o.output_type for o in streamed.outputs] == ["stream"] and "first token after" in streamed.outputs[0].text
+    uri = f"sqlite:///{root / '.llmops' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.get_experiment_by_name("notebooks/05_prompt_design")
+    runs = client.search_runs([exp.experiment_id])
+    assert all(r.info.status == "FINISHED" for r in runs)
+    pitch = next(r for r in runs if r.info.run_name == "pitch")
+    assert 0 < pitch.data.metrics["ttft_ms"] <= pitch.data.metrics["latency_ms"]
+    trip = [r for r in runs if r.data.tags.get("llmops.conversation_name") == "trip"]
+    assert sorted(r.data.tags["llmops.turn"] for r in trip) == ["1", "2"]
+    assert len({r.data.tags["llmops.conversation"] for r in trip}) == 1
+    schema_runs = [r for r in runs if r.data.params.get("schema") == "Person"]
+    assert any(r.data.tags["llmops.kind"] == "single" for r in schema_runs)
+    single = next(r for r in schema_runs if r.data.tags["llmops.kind"] == "single")
+    assert "schema.json" in [a.path for a in client.list_artifacts(single.info.run_id)]
+    batch = next(r for r in runs if r.info.run_name == "extract-person")
+    assert batch.data.metrics["schema_valid_rate"] >= 2 / 3
+
+
+@pytest.mark.slow
 def test_examples_run_in_any_order_twice_in_one_project(tmp_path, monkeypatch):
-    """01-04 share one project (one registry, one store, one cache): forwards, then backwards, all pass."""
+    """01-04 share one project (one registry, one store, one cache): forwards, then backwards, all pass (05 has a
+    test of its own)."""
     from mlflow import MlflowClient
 
     from llmops_lab.config import reset_settings
@@ -54,7 +97,7 @@ def test_examples_run_in_any_order_twice_in_one_project(tmp_path, monkeypatch):
     executed = {}
     try:
         settings = reset_settings(root)
-        for n, order in enumerate((NOTEBOOKS, NOTEBOOKS[::-1])):
+        for n, order in enumerate((SHARED, SHARED[::-1])):
             for name in order:
                 out = execute_notebook(root / "notebooks" / name, tmp_path / "out" / f"{n}-{name}", settings,
                                        parameters=FAST.get(name))

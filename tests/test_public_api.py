@@ -9,7 +9,7 @@ import pytest
 import llmops_lab
 from llmops_lab.exceptions import ConfigError
 
-SHARED = ("model", "name", "system", "max_cost", "force", "logprobs", "top_logprobs")
+SHARED = ("model", "name", "system", "max_cost", "force", "logprobs", "top_logprobs", "schema")
 ROWS = ("scorers", "concurrency", "cache", "refresh", "variables", "judge_model", "progress", "trace_sample",
         "dataset_name")
 

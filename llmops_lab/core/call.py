@@ -10,6 +10,7 @@ interrupted run (MLflow status KILLED) and raises :class:`~llmops_lab.exceptions
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from llmops_lab.config import Settings, get_settings
@@ -24,28 +25,44 @@ from llmops_lab.core.plan import (  # noqa: F401
     prepare,
 )
 from llmops_lab.core.results import LLMResult
-from llmops_lab.exceptions import ConfigError, ProviderError, StreamInterrupted
-from llmops_lab.providers.base import Completion, OnText
+from llmops_lab.exceptions import ConfigError, ProviderError, SchemaError, StreamInterrupted
+from llmops_lab.providers.base import Completion, OnText, Usage
 
 
 def build_record(call: PromptCall, settings: Settings, *, kind: str, start_ns: int, end_ns: int,
-                 completion: Completion | None, error: str | None) -> records.SingleRecord:
+                 completion: Completion | None, error: str | None,
+                 conformed: "Conformed | None" = None) -> records.SingleRecord:
     """The spool record of one call: everything MLflow will get, and nothing secret (redacted, fail closed)."""
     from llmops_lab.core import steps
 
     return records.single(call.plan, call.messages, call.variables_logged, settings, kind=kind, start_ns=start_ns,
                           end_ns=end_ns, completion=completion, error=error,
                           cost_usd=steps.cost(call.plan, completion.usage, settings) if completion else None,
-                          conversation=call.conversation)
+                          conversation=call.conversation,
+                          schema_retries=conformed.retries if conformed else None,
+                          schema_rejected=conformed.rejected if conformed else None)
+
+
+@dataclass
+class Conformed:
+    """A schema call's outcome: the validated object, or the one-line mismatch after the retry."""
+
+    data: Any = None
+    error: str | None = None
+    retries: int = 0  # 1 when the first answer did not validate and the model was asked again
+    rejected: dict[str, str] | None = None  # the first answer and why it did not validate (logged, redacted)
 
 
 def execute(call: PromptCall, settings: Settings, *, kind: str = "single",
-            on_text: OnText | None = None) -> tuple[Completion, dict[str, Any]]:
+            on_text: OnText | None = None) -> tuple[Completion, dict[str, Any], Conformed | None]:
     """Send the call (streamed to ``on_text`` when given); a provider failure is logged as a failed run, then
-    raised. An interrupted stream returns normally: ``completion.interrupted`` says so."""
+    raised. An interrupted stream returns normally: ``completion.interrupted`` says so. A call with a schema
+    is validated, and asked once more if it does not match (:func:`conform`); the completion returned then
+    covers both requests."""
     from llmops_lab.tracking import submit
 
     start_ns = time.time_ns()
+    conformed = None
     try:
         if on_text is None:
             completion = call.provider.complete(call.model_id.model, call.messages, call.params)
@@ -54,20 +71,49 @@ def execute(call: PromptCall, settings: Settings, *, kind: str = "single",
             if callable(begin):  # a display of the stream: it masks the prompt's secrets the answer repeats
                 begin(call.messages)
             completion = call.provider.stream(call.model_id.model, call.messages, call.params, on_text)
+        if call.plan.schema is not None:
+            completion, conformed = conform(call, completion)
     except ProviderError as err:
         if settings.tracking:
             submit(build_record(call, settings, kind=kind, start_ns=start_ns, end_ns=time.time_ns(),
                                 completion=None, error=str(err)), settings)
         raise
     record = build_record(call, settings, kind=kind, start_ns=start_ns, end_ns=time.time_ns(),
-                          completion=completion, error=None)
-    return completion, record
+                          completion=completion, error=conformed.error if conformed else None, conformed=conformed)
+    return completion, record, conformed
+
+
+def conform(call: PromptCall, first: Completion) -> tuple[Completion, Conformed]:
+    """Validate the answer against the call's schema; if it does not match, ask once more through the same
+    provider, the answer and the validation error added to the conversation. Returns the last completion
+    (tokens, cost and latency of both requests summed) and the outcome."""
+    from llmops_lab.core.schema import Mismatch, correction
+
+    schema = call.plan.schema
+    try:
+        return first, Conformed(data=schema.validate(first.text))
+    except Mismatch as err:
+        rejected = {"output": first.text, "error": str(err)}
+        retry_messages = [*call.messages, {"role": "assistant", "content": first.text},
+                          {"role": "user", "content": correction(err)}]
+    if call.plan.send_redactor is not None:  # redaction scope "send": what goes out is masked, this too
+        from llmops_lab.trust.redaction import mask_messages
+
+        retry_messages = mask_messages(retry_messages, redactor=call.plan.send_redactor)
+    second = call.provider.complete(call.model_id.model, retry_messages, call.params)
+    both = replace(second, usage=Usage(first.usage.prompt_tokens + second.usage.prompt_tokens,
+                                       first.usage.completion_tokens + second.usage.completion_tokens),
+                   latency_ms=first.latency_ms + second.latency_ms, retries=first.retries + second.retries)
+    try:
+        return both, Conformed(data=schema.validate(second.text), retries=1, rejected=rejected)
+    except Mismatch as err:
+        return both, Conformed(error=f"{err} (after 1 retry)", retries=1, rejected=rejected)
 
 
 def run(template: str, variables: Mapping[str, Any] | None = None, *, model: str | None = None,
         name: str | None = None, system: str | None = None, max_cost: float | None = None,
         force: bool = False, logprobs: bool = False, top_logprobs: int | None = None, stream: bool = False,
-        on_text: OnText | None = None, **params: Any) -> LLMResult:
+        on_text: OnText | None = None, schema: Any = None, **params: Any) -> LLMResult:
     """Render ``template`` with ``variables``, call the model, log the call to MLflow, return the result.
 
     >>> r = llmops_lab.run("Summarize in one sentence: {{ article }}", {"article": text},  # doctest: +SKIP
@@ -95,15 +141,32 @@ def run(template: str, variables: Mapping[str, Any] | None = None, *, model: str
 
     >>> r = llmops_lab.run("Tell me a story about {{ x }}", {"x": "a cat"}, stream=True)  # doctest: +SKIP
     >>> r.ttft_ms, r.latency_ms                                                              # doctest: +SKIP
+
+    ``schema`` (a pydantic model class, a JSON-schema dict or a path to a ``.json`` schema file) asks for
+    structured output natively (``response_format``; a JSON-schema grammar on the embedded model) and validates
+    the answer: ``r.data`` is the model instance (a dict for a dict schema). An answer that does not validate is
+    asked for once more, the validation error shown to the model (``r.schema_retries`` 1; tokens and cost of
+    both requests counted). If it still does not, the run is logged FAILED with the raw answer kept and
+    :class:`~llmops_lab.exceptions.SchemaError` names the failing field (``err.raw``: the answer). A schema call
+    does not stream: the answer is judged whole.
+
+    >>> class Person(pydantic.BaseModel):                                           # doctest: +SKIP
+    ...     name: str
+    ...     age: int
+    >>> llmops_lab.run("Invent a person.", schema=Person, temperature=0).data     # doctest: +SKIP
+    Person(name='Ada', age=36)
     """
     from llmops_lab.core.options import refuse_options
 
     refuse_options("run", params)  # batch/compare keywords: a one-line error that names the right function
     check_streaming(logprobs, stream, on_text)
+    if schema is not None and (stream or on_text is not None):
+        raise ConfigError("run(): a schema answer is validated whole, so it does not stream: drop stream= or "
+                          "schema=")
     started = time.perf_counter()
     settings = get_settings()
     call = prepare(template, variables, model=model, name=name, system=system, params=params, settings=settings,
-                   logprobs=logprobs, top_logprobs=top_logprobs)
+                   logprobs=logprobs, top_logprobs=top_logprobs, schema=schema)
     return complete(call, settings, max_cost=max_cost, force=force, on_text=stream_target(stream, on_text),
                     started=started)
 
@@ -127,10 +190,10 @@ def complete(call: PromptCall, settings: Settings, *, max_cost: float | None, fo
     from llmops_lab.tracking import submit
 
     rendered = time.perf_counter()
-    budget.check(call.model_id, lambda: budget.estimate(call.model_id, [call.messages], call.params, settings),
-                 settings, max_cost=max_cost, force=force, what="call")
+    budget.check(call.model_id, lambda: _estimate(call, settings), settings, max_cost=max_cost, force=force,
+                 what="call")
     checked = time.perf_counter()
-    completion, record = execute(call, settings, on_text=on_text)
+    completion, record, conformed = execute(call, settings, on_text=on_text)
     answered = time.perf_counter()
     ticket = submit(record, settings) if settings.tracking else None
     spooled = time.perf_counter()
@@ -142,12 +205,31 @@ def complete(call: PromptCall, settings: Settings, *, max_cost: float | None, fo
         text=completion.text, model=record["model"], usage=record["usage"], latency_ms=completion.latency_ms,
         cost_usd=record["cost_usd"], prompt_name=call.name, messages=call.messages, params=call.params,
         record_id=record["id"], finish_reason=completion.finish_reason, retries=completion.retries,
-        _ticket=ticket, tokens=completion.tokens, ttft_ms=completion.ttft_ms, interrupted=completion.interrupted)
+        _ticket=ticket, tokens=completion.tokens, ttft_ms=completion.ttft_ms, interrupted=completion.interrupted,
+        schema_name=call.plan.schema.name if conformed else None, schema_retries=conformed.retries if conformed else 0,
+        _validated=conformed.data if conformed else None)
+    if conformed is not None and conformed.error is not None:  # logged FAILED above, with the raw answer
+        raise SchemaError(conformed.error, raw=completion.text, result=result)
     if isinstance(on_text, _StreamPrinter):
         on_text.finish(result.text)
     if completion.interrupted:
         raise StreamInterrupted(result)
     return result
+
+
+def _estimate(call: PromptCall, settings: Settings) -> Any:
+    """The call's upper-bound cost; with a schema, two requests (the retry reads the first answer back)."""
+    from llmops_lab.core import budget
+
+    if call.plan.schema is None:
+        return budget.estimate(call.model_id, [call.messages], call.params, settings)
+    first = budget.estimate(call.model_id, [call.messages], call.params, settings)
+    retry = budget.estimate(call.model_id, [call.messages], call.params, settings,
+                            extra_input_tokens=budget.output_bound(call.params) + RETRY_NOTE_TOKENS)
+    return first + retry
+
+
+RETRY_NOTE_TOKENS = 200  # bounds the retry's added user message: a fixed text and a one-line error
 
 
 class _StreamPrinter:

@@ -3,7 +3,7 @@ another where it cannot make sense (``run(..., scorers=...)``: one call has no r
 
 Shared by all three, under the same names: ``model``, ``name``, ``system``, the generation parameters as keywords
 (``temperature``, ``max_tokens``, ``top_p``, ``seed``, ``stop``), ``max_cost``, ``force``, ``logprobs``,
-``top_logprobs`` and ``variables``. ``batch`` and ``compare`` share the row options (``scorers``, ``concurrency``,
+``top_logprobs``, ``schema`` (structured output) and ``variables``. ``batch`` and ``compare`` share the row options (``scorers``, ``concurrency``,
 ``cache``, ``refresh``, ``judge_model``, ``progress``, ``trace_sample``, ``dataset_name``); only ``compare`` has
 the variant options (``models``, ``params`` as a grid, ``baseline``, ``primary``).
 """

@@ -27,6 +27,7 @@ class CallPlan:
     system: str | None = None
     send_redactor: Any = None  # redaction scope "send": messages are masked here, so the cache key covers them
     max_chars: int = 1_000_000
+    schema: Any = None  # core/schema.OutputSchema: its response_format is in params (sent, and in the cache key)
 
     def messages(self, variables: Mapping[str, Any], history: list[Message] | None = None) -> list[Message]:
         """Render for one set of variables (TemplateError if one is missing, the prompt is too long or not text).
@@ -139,8 +140,11 @@ def _check_safe_storage(settings: Settings) -> None:
 
 def plan_call(template: str, *, model: str | None, name: str | None, system: str | None,
               params: Mapping[str, Any], settings: Settings, logprobs: bool = False,
-              top_logprobs: int | None = None) -> CallPlan:
-    """Validate options and resolve the provider; raises a one-line LlmopsError before any model call."""
+              top_logprobs: int | None = None, schema: Any = None) -> CallPlan:
+    """Validate options and resolve the provider; raises a one-line LlmopsError before any model call.
+
+    ``schema`` (a pydantic model class, a JSON-schema dict or a ``.json`` path: :mod:`llmops_lab.core.schema`)
+    becomes the ``response_format`` parameter."""
     for what, value in (("the template", template), ("model", model), ("name", name), ("system", system)):
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{what} must be text (str), not {type(value).__name__}")
@@ -148,6 +152,12 @@ def plan_call(template: str, *, model: str | None, name: str | None, system: str
         raise ConfigError("the template must be text (str), not None: pass the prompt as the first argument")
     generation = {**settings.generation_defaults(), **validate_params(dict(params)),
                   **logprob_params(logprobs, top_logprobs)}
+    output_schema = None
+    if schema is not None:
+        from llmops_lab.core.schema import resolve
+
+        output_schema = resolve(schema)
+        generation["response_format"] = output_schema.response_format()
     model_id = ModelId.parse(model or settings.model)
     prompt = PromptTemplate(template)
     prompt.variables  # noqa: B018 - syntax errors surface here
@@ -158,15 +168,16 @@ def plan_call(template: str, *, model: str | None, name: str | None, system: str
 
     redactor = redactor_for(settings)
     return CallPlan(prompt, prompt_name, model_id, generation, provider, system,
-                    redactor if redactor.policy.scope == "send" else None, settings.max_prompt_chars)
+                    redactor if redactor.policy.scope == "send" else None, settings.max_prompt_chars, output_schema)
 
 
 def prepare(template: str, variables: Mapping[str, Any] | None, *, model: str | None, name: str | None,
             system: str | None, params: Mapping[str, Any], settings: Settings, logprobs: bool = False,
-            top_logprobs: int | None = None, history: list[Message] | None = None) -> PromptCall:
+            top_logprobs: int | None = None, schema: Any = None,
+            history: list[Message] | None = None) -> PromptCall:
     """Plan and render one call; ``history`` (a conversation's earlier turns) goes before the new message."""
     plan = plan_call(template, model=model, name=name, system=system, params=params, settings=settings,
-                     logprobs=logprobs, top_logprobs=top_logprobs)
+                     logprobs=logprobs, top_logprobs=top_logprobs, schema=schema)
     variables = variables if variables is not None else {}
     if not isinstance(variables, Mapping):
         raise ConfigError(f"variables must be a dict of name -> value, not {type(variables).__name__}")

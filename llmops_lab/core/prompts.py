@@ -30,6 +30,7 @@ class LoadedPrompt:
     params: dict[str, Any] = field(default_factory=dict)
     aliases: list[str] = field(default_factory=list)
     ref: str = ""
+    schema: dict[str, Any] | None = None  # the JSON schema of the version's model_config: answers are validated
 
     @property
     def uri(self) -> str:
@@ -41,7 +42,8 @@ class LoadedPrompt:
     def __call__(self, variables: Mapping[str, Any] | None = None, **kwargs: Any):
         from llmops_lab.core.call import run
 
-        return run(self.template, {**(variables or {}), **kwargs}, model=self.model, name=self.name, **self.params)
+        return run(self.template, {**(variables or {}), **kwargs}, model=self.model, name=self.name,
+                   schema=self.schema, **self.params)
 
     def __repr__(self) -> str:
         return (f"LoadedPrompt({self.ref or self.uri} -> {self.uri}, model={self.model!r}, params={self.params!r})")
@@ -52,6 +54,8 @@ def load_prompt(ref: str) -> LoadedPrompt:
     from llmops_lab.tracking import registry
 
     version = registry.get_version(ref)
-    model, params = registry.params_from_config(getattr(version, "model_config", None))
+    config = getattr(version, "model_config", None)
+    model, params = registry.params_from_config(config)
     return LoadedPrompt(version.name, int(version.version), version.template, model, params,
-                        list(getattr(version, "aliases", None) or []), ref=str(ref))
+                        list(getattr(version, "aliases", None) or []), ref=str(ref),
+                        schema=registry.schema_from_config(config))

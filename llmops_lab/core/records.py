@@ -24,7 +24,7 @@ TOKENS_COLUMN = "token_logprobs"  # only with logprobs=True; in memory only, nev
 # A batch's results-table columns that are the call's bookkeeping, not its inputs (judge_*: with judge scorers).
 # The results frame, compare's inputs view and the sidebar's batch rows all split a table by this list.
 RESULT_COLUMNS = ("output", "latency_ms", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd",
-                  "cached", "retries", "error", TOKENS_COLUMN,
+                  "cached", "retries", "error", TOKENS_COLUMN, "schema_valid", "schema_error", "schema_data",
                   "judge_prompt_tokens", "judge_completion_tokens", "judge_cost_usd")
 
 
@@ -66,6 +66,9 @@ class SingleRecord(Origin, CallFields):
     error: Optional[str]
     ttft_ms: Optional[float]  # streamed calls: time to the first piece of the answer
     interrupted: bool  # a kernel interrupt stopped the stream: output is the partial answer (run KILLED)
+    # Structured output (the schema itself is params["response_format"], logged as schema.json):
+    schema_retries: Optional[int]  # 1: the first answer did not match and the model was asked again
+    schema_rejected: Optional[dict[str, str]]  # that first answer and its error: {"output", "error"}
     conversation: Optional[dict[str, Any]]  # a chat turn: id, name, turn, dropped (+ parent of a fork); else None
 
 
@@ -131,7 +134,9 @@ def _redacted(record: Mapping[str, Any], settings: "Settings") -> Any:
 
 def single(plan: "CallPlan", messages: list[dict[str, str]], variables: dict[str, str], settings: "Settings", *,
            kind: str, start_ns: int, end_ns: int, completion: "Completion | None", error: str | None,
-           cost_usd: float | None, conversation: dict[str, Any] | None = None) -> SingleRecord:
+           cost_usd: float | None, schema_retries: int | None = None,
+           schema_rejected: dict[str, str] | None = None,
+           conversation: dict[str, Any] | None = None) -> SingleRecord:
     """The record of one call, answered (``completion``) or failed (``error``)."""
     record: SingleRecord = {
         "id": new_id(), "v": VERSION, "kind": kind, **origin(settings), **call_fields(plan),
@@ -145,6 +150,8 @@ def single(plan: "CallPlan", messages: list[dict[str, str]], variables: dict[str
         "error": error,
         "ttft_ms": completion.ttft_ms if completion else None,
         "interrupted": bool(completion and completion.interrupted),
+        "schema_retries": schema_retries,
+        "schema_rejected": schema_rejected,
         "conversation": conversation,
     }
     return _redacted(record, settings)

@@ -44,6 +44,9 @@ class LLMResult:
     tokens: list[Any] | None = field(default=None, repr=False)  # TokenLogprob list when logprobs were asked for
     ttft_ms: float | None = None  # streamed calls: time to the first piece of the answer
     interrupted: bool = False  # a kernel interrupt stopped the stream: ``text`` is the partial answer
+    schema_name: str | None = None  # the call asked for structured output (``schema=``): ``data`` is validated
+    schema_retries: int = 0  # 1: the first answer did not match the schema and the model was asked again
+    _validated: Any = field(default=None, repr=False)
     note: str | None = None  # a conversation turn whose oldest turns were left out of the request (context guard)
 
     @property
@@ -70,7 +73,10 @@ class LLMResult:
 
     @property
     def data(self) -> Any:
-        """The answer parsed as JSON (code fences removed); None if it is not JSON."""
+        """With a schema: the validated object (a model instance, or a dict for a dict schema; None if the
+        answer did not validate). Otherwise the answer parsed as JSON (code fences removed); None if not JSON."""
+        if self.schema_name is not None:
+            return self._validated
         try:
             return json.loads(strip_fences(self.text))
         except (json.JSONDecodeError, TypeError):
@@ -100,6 +106,8 @@ class LLMResult:
             parts.append(cost)
         if self.retries:
             parts.append(f"{self.retries} retr{'y' if self.retries == 1 else 'ies'}")
+        if self.schema_name is not None:
+            parts.append(f"schema {self.schema_name}" + (" (retried once)" if self.schema_retries else ""))
         if self.interrupted:
             parts.append("interrupted")
         parts.append(self._tracking_label())

@@ -30,7 +30,7 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
           cache: bool = True, refresh: bool = False, variables: Mapping[str, Any] | None = None,
           judge_model: str | None = None, progress: bool = True, trace_sample: int | None = 20,
           dataset_name: str | None = None, max_cost: float | None = None, force: bool = False,
-          logprobs: bool = False, top_logprobs: int | None = None, **params: Any):
+          logprobs: bool = False, top_logprobs: int | None = None, schema: Any = None, **params: Any):
     """Run ``template`` over every row of ``data``; returns a DataFrame of inputs, outputs and scores.
 
     >>> results = llmops_lab.batch("Classify: {{ text }}", reviews_df, scorers=["exact:label"],  # doctest: +SKIP
@@ -53,6 +53,17 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
     of :class:`~llmops_lab.providers.base.TokenLogprob` (None where the endpoint returned none), e.g.
     ``explain.shade_html(results.token_logprobs[0])`` or ``explain.logprobs_frame(...)``. It is part of the
     cache key; cached rows keep their tokens masked like their text. The column is never logged to MLflow.
+
+    ``schema`` (as in :func:`llmops_lab.run`: a pydantic model class, a JSON-schema dict or a ``.json`` path) is
+    sent with every row (``response_format``, part of the cache key). Each answer is validated: columns
+    ``schema_valid`` (bool; None for a failed call), ``schema_data`` (the validated object as a dict) and
+    ``schema_error`` (one line naming the field), the ``schema_valid_rate`` metric (over answered rows), and
+    scorers like ``field:age`` compare the parsed answer's field with a column. Rows are not retried on a
+    mismatch: the rate measures how well the prompt and model keep to the schema.
+
+    >>> results = llmops_lab.batch("Extract the person: {{ text }}", df, schema=Person,      # doctest: +SKIP
+    ...                            scorers=["field:age", "field:name=expected_name"])
+    >>> results["schema_valid"].mean(), results["field_age"].mean()                       # doctest: +SKIP
     """
     from llmops_lab.core import budget, steps
     from llmops_lab.evaluation import datasets as data_mod
@@ -71,7 +82,7 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
         raise ConfigError(f"the data has duplicate column names ({', '.join(twice)}): rename them so each row maps "
                           "one value to each template variable")
     plan = plan_call(template, model=model, name=name, system=system, params=params, settings=settings,
-                     logprobs=logprobs, top_logprobs=top_logprobs)
+                     logprobs=logprobs, top_logprobs=top_logprobs, schema=schema)
     data_mod.check_columns(frame, set(plan.template.variables), variables)
     from llmops_lab.evaluation.scoring import parse_scorers
 
@@ -143,6 +154,8 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
             response_cache.close()
     ended_ns = time.time_ns()
     results = collector.frame(frame)
+    if plan.schema is not None:
+        collector.validate(plan.schema, results)
     if judged is not None:
         judged.add_columns(results)
     score_columns = _score(results, frame, scorer_list, collector, judged)
@@ -187,6 +200,7 @@ class _Collector:
         self.error: list[str | None] = [None] * n
         self.times = [(0, 0)] * n
         self.tokens: list[Any] | None = [None] * n if plan.params.get("logprobs") else None
+        self.data: list[Any] | None = None  # with a schema: each answer's validated object, as plain data
         self._plan, self._settings = plan, settings
         self.errors = 0
         self.spent = 0.0
@@ -250,6 +264,25 @@ class _Collector:
         if self.tokens is not None:
             results[TOKENS_COLUMN] = self.tokens
         return results
+
+    def validate(self, schema: Any, results: Any) -> None:
+        """The schema columns: ``schema_valid``, ``schema_error`` and ``schema_data`` (None where the call failed)."""
+        from llmops_lab.core.schema import Mismatch
+
+        valid: list[bool | None] = [None] * self.n
+        problems: list[str | None] = [None] * self.n
+        self.data = [None] * self.n
+        for i, output in enumerate(self.output):
+            if self.error[i] is not None:
+                continue
+            try:
+                self.data[i] = schema.as_dict(schema.validate(output or ""))
+                valid[i] = True
+            except Mismatch as err:
+                valid[i], problems[i] = False, str(err)
+        results["schema_valid"] = valid
+        results["schema_error"] = problems
+        results["schema_data"] = self.data  # prefixed: a dataset may well have a column "data"
 
 
 class _FinalBar:
@@ -340,6 +373,9 @@ def _score(results: Any, inputs: Any, scorers: list, collector: _Collector, judg
             meta = {"latency_ms": collector.latency[i], "cost_usd": collector.cost[i], "error": collector.error[i],
                     "usage": {"prompt_tokens": collector.prompt_tokens[i],
                               "completion_tokens": collector.completion_tokens[i]}}
+            if collector.data is not None:  # a schema batch: field:NAME scorers read the validated answer
+                meta["data"] = collector.data[i]
+                meta["schema_valid"] = results["schema_valid"][i]
             row = dict(zip(columns, values))
             local_scored.append([s.score(collector.output[i], row, meta) for s in local])
     names = []
@@ -394,6 +430,9 @@ def _summary(results: Any, score_columns: list[str], stats: dict[str, int], wall
                        judge_total_tokens=judge_prompt + judge_completion,
                        judge_cost_usd=float(sum(judge_costs)) if judge_costs else None,
                        judge_requests=judged.stats["requests"], judge_cache_hits=judged.stats["cache_hits"])
+    if "schema_valid" in results.columns:  # a schema batch: the share of answered rows that validated
+        answered = results["schema_valid"].dropna()
+        summary["schema_valid_rate"] = float(answered.astype(bool).mean()) if len(answered) else None
     for name in score_columns:
         values = results[name].dropna()
         summary["scores"][name] = float(values.mean()) if len(values) else None
@@ -418,6 +457,8 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         cost = summary.get("judge_cost_usd")
         parts.append(f"judge {summary['judge_total_tokens']:,} tokens "
                      + ("cost unknown" if cost is None else f"${cost:.4f}"))
+    if summary.get("schema_valid_rate") is not None:
+        parts.append(f"schema valid {summary['schema_valid_rate']:.0%}")
     parts += [f"{k} {'–' if v is None else f'{v:.3f}'}" for k, v in summary["scores"].items()]
     return " · ".join(p for p in parts if p)
 

@@ -163,6 +163,7 @@ class Comparison:
         self.run_ids = list(run_ids) if run_ids is not None else [None] * len(variants)
         self.ratings: dict[tuple[int, int], dict[str, Any]] = {}
         self._widget = None
+        self.schema: Any = None  # core/schema.OutputSchema every variant ran with (compare(schema=)); promoted too
 
     # -- lookups
     @property
@@ -356,7 +357,8 @@ class Comparison:
                               "(the grid's name field, or cmp.promote(..., name='my-prompt'))")
         stats = self.summary().loc[v.label]
         why = reason or (f"compare: {self.primary} {stats.get(f'{self.primary}_mean')}" if self.primary else "compare")
-        version = registry.promote_prompt(prompt_name, v.template, model=v.model, params=v.params, alias=alias,
+        params = v.params if self.schema is None else {**v.params, "response_format": self.schema.response_format()}
+        version = registry.promote_prompt(prompt_name, v.template, model=v.model, params=params, alias=alias,
                                           reason=why, user=user, source=self.parent_run_id or "")
         if self.parent_run_id:
             from llmops_lab.tracking import context, writer
@@ -405,7 +407,7 @@ def compare(prompts: Sequence[str] | str, models: Sequence[str] | str | None = N
             progress: bool = True, cache: bool = True, refresh: bool = False, judge_model: str | None = None,
             primary: str | None = None, trace_sample: int | None = None, dataset_name: str | None = None,
             max_cost: float | None = None, force: bool = False, logprobs: bool = False,
-            top_logprobs: int | None = None, **fixed_params: Any) -> Comparison:
+            top_logprobs: int | None = None, schema: Any = None, **fixed_params: Any) -> Comparison:
     """Run every variant (prompts x models x ``params`` grid) over ``data`` through ``batch``; returns a
     :class:`Comparison` (displays as a grid). ``fixed_params`` (e.g. ``max_tokens=32``) apply to all
     variants; ``name`` is the registry name inline templates run and are promoted under; ``primary`` the
@@ -413,7 +415,9 @@ def compare(prompts: Sequence[str] | str, models: Sequence[str] | str | None = N
     to log a rating to MLflow; one trace costs the writer ~70 ms CPU, so for large data pass a number and
     ratings of untraced rows stay in-process). ``logprobs=True`` (``top_logprobs`` 0-20, default 5) asks every
     variant for token logprobs (a request option, not part of the variant: never promoted); the grid's
-    "shade tokens" option then shows each answer shaded by token probability.
+    "shade tokens" option then shows each answer shaded by token probability. ``schema`` (as in ``batch``) is
+    sent with every variant's rows, which get the ``schema_valid`` columns; a promoted variant keeps it in its
+    version's ``model_config``.
 
     Keywords shared with ``run`` and ``batch`` mean the same here (:mod:`llmops_lab.core.options`): ``model`` (one
     model for every prompt; or ``models``, not both), ``system``, ``variables``, ``refresh``, ``judge_model``,
@@ -430,6 +434,10 @@ def compare(prompts: Sequence[str] | str, models: Sequence[str] | str | None = N
             raise ConfigError("compare(): give models=[...] (several) or model=... (one), not both")
         models = [model]
     logprob_params(logprobs, top_logprobs)  # a bad option fails before any variant runs
+    if schema is not None:  # likewise a bad schema; resolved once, every variant sends the same one
+        from llmops_lab.core.schema import resolve
+
+        schema = resolve(schema)
     validate_params(fixed_params)  # likewise an unknown keyword (one line, with a close name)
     variants = resolve_variants(prompts, models, params, name=name, fixed=fixed_params)
     settings = get_settings()
@@ -445,12 +453,13 @@ def compare(prompts: Sequence[str] | str, models: Sequence[str] | str | None = N
                     concurrency=concurrency, cache=cache, refresh=refresh, variables=variables,
                     judge_model=judge_model, progress=progress, trace_sample=trace_sample,
                     dataset_name=dataset_name, max_cost=max_cost, force=force, logprobs=logprobs,
-                    top_logprobs=top_logprobs, **v.params)
+                    top_logprobs=top_logprobs, schema=schema, **v.params)
         results.append(res)
         if scorer_names is None:
             scorer_names = list((res.attrs.get("llmops") or {}).get("summary", {}).get("scores", {}))
     cmp = Comparison(variants, results, scorers=scorer_names or [], baseline=baseline,
                      name=name or next((v.prompt_name for v in variants if v.prompt_name), None), primary=primary)
+    cmp.schema = schema
     from llmops_lab.core import debug
 
     debug.note_bulk("compare", f"compare of {len(variants)} variants x {cmp.n_rows} rows", cmp.n_rows,

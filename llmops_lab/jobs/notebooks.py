@@ -46,7 +46,31 @@ def execute_notebook(source: Path, output: Path, settings: Settings, parameters:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+    coalesce_streams(output)
     return output
+
+
+def coalesce_streams(path: Path) -> None:
+    """Merge each cell's consecutive outputs to the same stream into one. A streamed answer is printed piece by
+    piece, and a saved notebook would otherwise show every piece on a line of its own."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    changed = False
+    for cell in nb.cells:
+        merged: list[Any] = []
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            last = merged[-1] if merged else None
+            if out.output_type == "stream" and last is not None and last.output_type == "stream" \
+                    and last.name == out.name:
+                last.text += out.text
+                changed = True
+            else:
+                merged.append(out)
+        if cell.cell_type == "code":
+            cell.outputs = merged
+    if changed:
+        nbformat.write(nb, path)
 
 
 def kernel_config(config: Any = None) -> Any:

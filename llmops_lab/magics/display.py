@@ -150,6 +150,8 @@ def _show_answer(result: Any, fmt: str, shell: Any) -> None:
     elif fmt == "json":
         try:
             data = result.data if text == result.text else json.loads(strip_fences(text))
+            if hasattr(data, "model_dump"):  # a schema's model instance
+                data = data.model_dump(mode="json")
         except json.JSONDecodeError:
             data = None
         if data is None:

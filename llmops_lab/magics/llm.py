@@ -10,10 +10,10 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 
-from llmops_lab.exceptions import ConfigError, LlmopsError, StreamInterrupted
+from llmops_lab.exceptions import ConfigError, LlmopsError, SchemaError, StreamInterrupted
 from llmops_lab.magics.display import LiveAnswer, display_path, show, show_frame
 from llmops_lab.magics.parsing import (chat_parser, compare_parser, dataset_value, parse_cell_line, prompts_parser,
-                                       refuse_secrets, stats_parser, streams)
+                                       refuse_secrets, schema_value, stats_parser, streams)
 
 HELP = """\
 %%llm [PROVIDER:MODEL] [options]      the cell body is a Jinja2 prompt template over notebook variables
@@ -23,6 +23,9 @@ HELP = """\
   --chat NAME            continue conversation NAME: the request carries its earlier turns (%llm chat)
   --out VAR              store the result object in VAR (also in _)
   --format F             markdown (default) | text | json | code (code goes into a new cell)
+  --schema SPEC          structured output: a pydantic model class or JSON-schema dict variable, or a .json
+                         path; asked for natively, validated (one retry shown the error); VAR.data is the
+                         object; shown as JSON, never streamed; with --dataset: schema_valid column + field:NAME
   --no-stream / --stream   show the answer only when complete / as it arrives (the default for markdown
                          and text; %llm config stream=false changes it; json, code, --logprobs and
                          --dataset never stream)
@@ -42,6 +45,7 @@ HELP = """\
 %llm stats [--since 7d] [--by model|prompt|day|notebook] [--experiment NAME] [--plot]
                          calls, errors, latency p50/p95/p99, tokens, cost, scores, drift, from MLflow
 %llm compare P1 P2 … --dataset DF [--models a,b] [--scorer S] [--baseline 0] [--logprobs] [--system S]
+                         [--schema SPEC]
                          prompt variants (registry name@version|alias or inline) side by side: a widget
 %llm chat [NAME] [--reset | --fork NEW | --resume]   conversations of this kernel: the list, NAME's
                          transcript; clear it, copy it as NEW, or rebuild it from MLflow after a restart
@@ -77,8 +81,9 @@ class LlmMagics(Magics):
         args = parse_cell_line(line)
         params = {"temperature": args.temperature, "max_tokens": args.max_tokens, "top_p": args.top_p,
                   "seed": args.seed, "stop": args.stop}
+        schema = schema_value(args.schema, self.shell.user_ns) if args.schema is not None else None
         if args.dataset is not None:
-            return self._batch(args, cell, params)
+            return self._batch(args, cell, params, schema)
         live = LiveAnswer(args.format) if streams(args, get_settings().stream) else None
         stopped = None
         try:
@@ -87,13 +92,17 @@ class LlmMagics(Magics):
             else:
                 result = run(cell, self.shell.user_ns, model=args.model, name=args.name, system=args.system,
                              max_cost=args.max_cost, force=args.force, logprobs=args.logprobs,
-                             top_logprobs=args.top_logprobs, on_text=live, **params)
+                             top_logprobs=args.top_logprobs, on_text=live, schema=schema, **params)
         except StreamInterrupted as err:  # logged as interrupted: show what arrived, then stop the cell
             result, stopped = err.result, err
+        except SchemaError as err:  # logged FAILED with the raw answer; `_` keeps it for a look (.text)
+            self.shell.user_ns["_"] = err.result
+            raise
         if args.out:
             self.shell.user_ns[args.out] = result
         self.shell.user_ns["_"] = result
-        show(result, args.format, self.shell, live)
+        # A schema's answer is data: shown as JSON unless --format text/code was asked for.
+        show(result, "json" if schema is not None and args.format == "markdown" else args.format, self.shell, live)
         if stopped is not None:
             raise stopped
 
@@ -108,7 +117,7 @@ class LlmMagics(Magics):
                                  logprobs=args.logprobs, top_logprobs=args.top_logprobs,
                                  on_text=live, **params)
 
-    def _batch(self, args: argparse.Namespace, cell: str, params: dict[str, Any]) -> None:
+    def _batch(self, args: argparse.Namespace, cell: str, params: dict[str, Any], schema: Any = None) -> None:
         from llmops_lab.evaluation.batch import batch
 
         data = dataset_value(args.dataset, self.shell.user_ns)  # a variable, else a .csv/.jsonl path
@@ -116,7 +125,8 @@ class LlmMagics(Magics):
                         concurrency=args.concurrency, cache=args.cache, refresh=args.refresh,
                         variables=self.shell.user_ns, judge_model=args.judge_model,
                         trace_sample=args.trace_sample, dataset_name=args.dataset, max_cost=args.max_cost,
-                        force=args.force, logprobs=args.logprobs, top_logprobs=args.top_logprobs, **params)
+                        force=args.force, logprobs=args.logprobs, top_logprobs=args.top_logprobs, schema=schema,
+                        **params)
         if args.out:
             self.shell.user_ns[args.out] = results
         self.shell.user_ns["_"] = results
@@ -196,6 +206,8 @@ class LlmMagics(Magics):
                                                     ("max_tokens", args.max_tokens)) if v}
         if args.logprobs or args.top_logprobs is not None:  # validated (one-line errors) by compare()
             params.update(logprobs=args.logprobs, top_logprobs=args.top_logprobs)
+        if args.schema is not None:
+            params["schema"] = schema_value(args.schema, self.shell.user_ns)
         return compare_from_magic_args(args.prompts, models=args.models,
                                        dataset=dataset_value(args.dataset, self.shell.user_ns), scorers=args.scorer,
                                        baseline=baseline, name=args.name, concurrency=args.concurrency,

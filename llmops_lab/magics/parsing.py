@@ -37,6 +37,7 @@ def _cell_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top-logprobs", dest="top_logprobs", type=_whole_number)
     parser.add_argument("--stream", dest="stream", action="store_true", default=None)
     parser.add_argument("--no-stream", dest="stream", action="store_false")
+    parser.add_argument("--schema")  # structured output: a notebook variable (model class, dict) or a .json path
     parser.add_argument("--chat")  # a conversation across cells: its earlier turns go with this one
     # batch evaluation
     parser.add_argument("--dataset", "-d")
@@ -85,8 +86,12 @@ def parse_cell_line(line: str) -> argparse.Namespace:
         raise ConfigError("--scorer, --refresh and --judge-model go with --dataset (a batch over rows)")
     if args.chat is not None and args.dataset is not None:
         raise ConfigError("--chat continues one conversation, --dataset runs a batch over rows: use one of them")
-    if args.stream and (args.format not in STREAMED_FORMATS or args.logprobs or args.dataset is not None):
+    if args.chat is not None and args.schema is not None:
+        raise ConfigError("--chat and --schema do not go together yet: a conversation's turns are free text")
+    if args.stream and (args.format not in STREAMED_FORMATS or args.logprobs or args.dataset is not None
+                        or args.schema is not None):
         what = ("a batch (--dataset)" if args.dataset is not None else "--logprobs" if args.logprobs
+                else "--schema (the answer is validated whole)" if args.schema is not None
                 else f"--format {args.format}")
         raise ConfigError(f"--stream: {what} does not stream (only one call's text or markdown answer does)")
     if args.model is not None and ":" not in args.model:
@@ -103,7 +108,20 @@ def streams(args: argparse.Namespace, default: bool) -> bool:
     if args.stream is not None:
         return args.stream
     return (default and args.format in STREAMED_FORMATS and not args.logprobs and args.dataset is None
-            and not os.environ.get("LLMOPS_NOTEBOOK"))
+            and args.schema is None and not os.environ.get("LLMOPS_NOTEBOOK"))
+
+
+def schema_value(spec: str, user_ns: Any) -> Any:
+    """``--schema NAME``: the notebook variable ``NAME`` (a pydantic model class or a JSON-schema dict), else a
+    path to a ``.json`` schema file; a name that is neither is a one-line error."""
+    import os
+
+    if spec in user_ns:
+        return user_ns[spec]
+    if spec.isidentifier() and not os.path.exists(spec):
+        raise ConfigError(f"--schema {spec}: no variable {spec!r} in the notebook and no file of that name (define a "
+                          "pydantic model class or a JSON-schema dict, or give a path to a .json schema file)")
+    return spec
 
 
 def refuse_secrets(text: str, where: str) -> None:
@@ -133,6 +151,7 @@ def compare_parser() -> argparse.ArgumentParser:
     parser.add_argument("--logprobs", action="store_true")
     parser.add_argument("--top-logprobs", dest="top_logprobs", type=_whole_number)
     parser.add_argument("--system")
+    parser.add_argument("--schema")
     parser.add_argument("--max-cost", type=_amount)
     parser.add_argument("--force", action="store_true")
     return parser

@@ -359,6 +359,10 @@ def _generation_kwargs(params: dict[str, Any]) -> dict[str, Any]:
             kwargs[key] = params[key]
     if params.get("stop"):
         kwargs["stop"] = [params["stop"]] if isinstance(params["stop"], str) else params["stop"]
+    response_format = params.get("response_format")
+    if response_format and response_format.get("type") == "json_schema":
+        # llama.cpp's form: grammar-constrained decoding compiled from the JSON schema.
+        kwargs["response_format"] = {"type": "json_object", "schema": response_format["json_schema"]["schema"]}
     return kwargs
 
 

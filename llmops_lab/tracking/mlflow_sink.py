@@ -38,13 +38,18 @@ class MlflowSink:
     def _experiment_id(self, client: Any, uri: str, name: str, settings: Settings) -> str:
         return _experiment_id(client, uri, name, settings, self._experiments)
 
-    def _prompt_version(self, client: Any, uri: str, prompt: dict[str, str]) -> Any:
-        """The registry version with this exact text; registers a new version only when the text changed."""
-        key = (uri, prompt["name"], prompt["sha256"])
+    def _prompt_version(self, client: Any, uri: str, prompt: dict[str, str], model_config: dict | None = None) -> Any:
+        """The registry version with this exact text; registers a new version only when the text changed.
+        With a ``model_config`` (a call with a schema: it holds the ``response_format``), the version must
+        have that config too."""
+        import json
+
+        key = (uri, prompt["name"], prompt["sha256"], json.dumps(model_config, sort_keys=True, default=str))
         if key not in self._prompts:
             from llmops_lab.tracking.registry import version_with_text
 
-            self._prompts[key] = version_with_text(client, prompt["name"], prompt["template"], prompt["sha256"])
+            self._prompts[key] = version_with_text(client, prompt["name"], prompt["template"], prompt["sha256"],
+                                                   model_config=model_config)
         return self._prompts[key]
 
     # -- the write ----------------------------------------------------------------------------------
@@ -76,6 +81,10 @@ class MlflowSink:
         params = {"provider": record["provider"], "model": record["model_name"],
                   "endpoint_host": record.get("endpoint_host") or "in-process",
                   "prompt_name": version.name, "prompt_version": version.version, **record["params"]}
+        json_schema = _json_schema(record)
+        if json_schema is not None:  # the schema itself is schema.json; the param names it
+            params.pop("response_format", None)
+            params["schema"] = record["params"]["response_format"]["json_schema"].get("name")
         if kind == "batch":
             metrics = self._log_batch_body(client, run_id, record, params, settings)
         else:
@@ -85,9 +94,13 @@ class MlflowSink:
                 metrics["cost_usd"] = record["cost_usd"]
             if record.get("retries") is not None:
                 metrics["retries"] = record["retries"]
+            if record.get("schema_retries") is not None:
+                metrics["schema_retries"] = record["schema_retries"]
+            rejected = record.get("schema_rejected")  # the answer that was retried, kept for a look
             _log_texts(client, run_id, {"prompt.txt": _render_messages(record["messages"]),
                                         T.OUTPUT_ARTIFACT: record.get("output"),
-                                        T.MESSAGES_ARTIFACT: _messages_json(record)})
+                                        T.MESSAGES_ARTIFACT: _messages_json(record), "schema.json": json_schema,
+                                        "schema_rejected.json": _as_json(rejected) if rejected else None})
         from mlflow.entities import Metric, Param
 
         client.log_batch(run_id, metrics=[Metric(k, float(v), end_ms, 0) for k, v in metrics.items()
@@ -110,7 +123,12 @@ class MlflowSink:
         uri = settings.resolved_tracking_uri()
         client = kernel_client(uri)  # one per URI; the URI becomes the process-wide MLflow URI
         exp_id = self._experiment_id(client, uri, record["experiment"], settings)
-        version = self._prompt_version(client, uri, record["prompt"])
+        model_config = None
+        if _json_schema(record) is not None:
+            # Only the schema: it is part of what the prompt asks for; model and temperature are not (a new
+            # version per temperature would bury the prompt's history). Promotion stores those.
+            model_config = {"extra_params": {"response_format": record["params"]["response_format"]}}
+        version = self._prompt_version(client, uri, record["prompt"], model_config)
         if replay:
             found = client.search_runs([exp_id], filter_string=T.tag_filter(T.RECORD_ID, record["id"]),
                                        max_results=5)
@@ -163,6 +181,9 @@ class MlflowSink:
         with tempfile.TemporaryDirectory() as tmp:
             table.to_csv(Path(tmp) / "results.csv", index=False)
             (Path(tmp) / "prompt.txt").write_text(record["prompt"]["template"], encoding="utf-8")
+            json_schema = _json_schema(record)
+            if json_schema is not None:
+                (Path(tmp) / "schema.json").write_text(json_schema, encoding="utf-8")
             client.log_artifacts(run_id, tmp)
         rows = max(summary["rows"], 1)
         metrics = {key: summary.get(key) for key in ("rows", "errors", "cache_hits", "requests", "retries",
@@ -171,6 +192,8 @@ class MlflowSink:
         metrics["latency_ms"] = summary.get("latency_p50_ms")
         metrics["total_tokens"] = summary["prompt_tokens"] + summary["completion_tokens"]
         metrics["error_rate"] = summary["errors"] / rows
+        if summary.get("schema_valid_rate") is not None:
+            metrics["schema_valid_rate"] = summary["schema_valid_rate"]
         for name, value in (summary.get("scores") or {}).items():
             metrics[f"score.{name}"] = value
         # Judge calls, apart from the rows' own (only batches with a judge scorer; older records have none).
@@ -270,6 +293,21 @@ def _log_texts(client: Any, run_id: str, files: dict[str, str | None]) -> None:
             if text is not None:
                 (Path(tmp) / name).write_text(text, encoding="utf-8")
         client.log_artifacts(run_id, tmp)
+
+
+def _as_json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _json_schema(record: dict[str, Any]) -> str | None:
+    """The JSON schema a call asked its answer to match (``response_format``, as redacted), as text; None
+    without one."""
+    response_format = (record.get("params") or {}).get("response_format")
+    if not isinstance(response_format, dict) or "json_schema" not in response_format:
+        return None
+    return _as_json(response_format["json_schema"].get("schema"))
 
 
 def _conversation_tags(conversation: dict[str, Any] | None) -> dict[str, str]:

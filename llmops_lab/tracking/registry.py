@@ -18,7 +18,7 @@ from llmops_lab.tracking import tags as T
 __all__ = ["PromptRef", "parse_ref", "is_ref", "get_version", "list_prompts",
            "prompt_summaries", "versions_with_aliases", "diff_versions", "register_version", "check_alias",
            "promote_prompt", "set_alias",
-           "model_config_for", "params_from_config",
+           "model_config_for", "params_from_config", "schema_from_config",
            "PromptDiff"]
 
 _REF = re.compile(r"^(?:prompts:/)?(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,99})(?:(?:@|/)(?P<sel>[A-Za-z0-9_.-]+))?$")
@@ -129,7 +129,26 @@ def params_from_config(config: Any) -> tuple[str | None, dict[str, Any]]:
         else config.get("model_name")
     params = {ours: config[theirs] for ours, theirs in _PARAM_KEYS.items() if theirs in config}
     params.update(config.get("extra_params") or {})
+    params.pop("response_format", None)  # not a generation parameter: see schema_from_config
     return model, params
+
+
+def schema_from_config(config: Any) -> dict[str, Any] | None:
+    """The JSON schema a version's ``model_config`` asks answers to match (``extra_params.response_format``),
+    or None.
+
+    >>> schema_from_config({"extra_params": {"response_format": {"type": "json_schema",
+    ...     "json_schema": {"name": "P", "schema": {"type": "object"}}}}})
+    {'type': 'object'}
+    """
+    if config is None:
+        return None
+    if hasattr(config, "model_dump"):
+        config = config.model_dump(exclude_none=True)
+    response_format = (dict(config).get("extra_params") or {}).get("response_format")
+    if isinstance(response_format, dict) and isinstance(response_format.get("json_schema"), dict):
+        return response_format["json_schema"].get("schema")
+    return None
 
 
 def prompt_summaries(filter_string: str | None = None, client: Any = None) -> list[dict[str, Any]]:
@@ -198,18 +217,29 @@ def register_version(name: str, template: str, *, model: str | None = None, para
                                   model_config=config or None)
 
 
-def version_with_text(client: Any, name: str, template: str, sha256: str) -> Any:
+def version_with_text(client: Any, name: str, template: str, sha256: str,
+                      model_config: Mapping[str, Any] | None = None) -> Any:
     """The version of ``name`` whose text is ``template`` (first found), else a new version registered with it
-    (the call writer's lookup: the text alone decides, whatever the model config)."""
+    (the call writer's lookup: the text alone decides, whatever the model config). With ``model_config`` (a
+    call with a schema: its ``response_format`` is part of what the prompt is) the version must have that
+    config too, and a new one is registered with it."""
     from mlflow.exceptions import MlflowException
 
     try:
         for version in client.search_prompt_versions(name, max_results=1000):
-            if version.template == template:
+            if version.template == template and (model_config is None or _stored_config(version) == model_config):
                 return version
     except MlflowException:
         pass  # no such prompt yet
-    return client.register_prompt(name, template, commit_message="registered by llmops-lab", tags={T.SHA256: sha256})
+    return client.register_prompt(name, template, commit_message="registered by llmops-lab", tags={T.SHA256: sha256},
+                                  model_config=dict(model_config) if model_config else None)
+
+
+def _stored_config(version: Any) -> dict[str, Any]:
+    """A version's ``model_config`` as a plain dict without None values."""
+    existing = getattr(version, "model_config", None)
+    existing = existing.model_dump(exclude_none=True) if hasattr(existing, "model_dump") else (existing or {})
+    return {k: v for k, v in dict(existing).items() if v is not None}
 
 
 def check_alias(alias: Any) -> str:

@@ -1,5 +1,5 @@
 """The built-in scorers (``exact``, ``contains``, ``regex``, ``json``, ``numeric``, ``latency_under``,
-``cost_under``), registered on import. Pure apart from reading a JSON schema file at parse time;
+``cost_under``, ``field``), registered on import. Pure apart from reading a JSON schema file at parse time;
 jsonschema is imported only when a schema is given."""
 from __future__ import annotations
 
@@ -227,3 +227,58 @@ def _cost_under(arg: str) -> Scorer:
                   lambda usd: f"${usd:.6f}")
 
 
+
+
+@register_scorer("field", form="field:NAME[=COL][:tol]")
+def _field(arg: str) -> Scorer:
+    """The answer's JSON field NAME (dots for nested: ``address.city``) equals ``row[COL]`` (COL defaults to
+    NAME): numbers within absolute ``tol`` (default 0), anything else as stripped text, case-sensitively.
+
+    In a batch with ``schema=`` it reads the validated answer (an answer that did not validate fails); without
+    one it parses the output as JSON (fences stripped)."""
+    form = "field:NAME[=COL][:tol], e.g. field:age or field:age=expected_age:0.5"
+    spec, tolerance = arg, 0.0
+    head, sep, tail = arg.rpartition(":")
+    if sep:
+        try:
+            tolerance = float(tail)
+        except ValueError:
+            raise ConfigError(f"field tolerance {tail!r} is not a number: write {form}") from None
+        if tolerance < 0 or math.isnan(tolerance):
+            raise ConfigError(f"field tolerance {tail!r} must be >= 0: write {form}")
+        spec = head
+    name, renamed, column = spec.partition("=")
+    name = _column(name, form)
+    column = _column(column, form) if renamed else name
+    path = name.split(".")
+
+    def field_(output: str, row: Mapping[str, Any], meta: Mapping[str, Any]) -> RawScore:
+        if "data" in meta:
+            document = meta["data"]
+            if document is None:
+                return {"passed": False, "rationale": "the answer did not match the schema"}
+        else:
+            try:
+                document = json.loads(strip_fences(output))
+            except ValueError as err:
+                return {"passed": False, "rationale": f"not JSON: {err}"}
+        for key in path:
+            if not isinstance(document, Mapping) or key not in document:
+                return {"passed": False, "rationale": f"no field {name!r} in the answer"}
+            document = document[key]
+        return _same_value(document, _cell(row, column), tolerance)
+
+    return Scorer(f"field_{name}", field_, frozenset({column}))
+
+
+def _same_value(got: Any, expected: Any, tolerance: float) -> RawScore:
+    """Numbers within ``tolerance``; anything else compared as stripped text."""
+    if isinstance(got, (int, float)) and not isinstance(got, bool):
+        try:
+            wanted = float(str(expected).replace(",", "").strip())
+        except ValueError:
+            return {"passed": False, "rationale": f"expected {_short(str(expected))}, got {got!r}"}
+        ok = abs(float(got) - wanted) <= tolerance
+        return {"passed": ok, "rationale": None if ok else f"expected {wanted:g}, got {got:g}"}
+    ok = str(got).strip() == str(expected).strip()
+    return {"passed": ok, "rationale": None if ok else f"expected {_short(str(expected))}, got {_short(str(got))}"}
