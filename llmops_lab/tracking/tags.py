@@ -10,6 +10,7 @@ from __future__ import annotations
 SINGLE = "single"  # one run() / %%llm call
 BATCH = "batch"  # one batch() (or one compare variant)
 COMPARE = "compare"  # a comparison's parent run
+PROBE = "probe"  # a counterfactual probe's parent run (written like a compare parent)
 JOB = "job"  # one job execution
 ERASURE = "erasure"  # the audit run of a forget or gc (tracking/erasure.py)
 
