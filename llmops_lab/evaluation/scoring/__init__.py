@@ -12,7 +12,8 @@ A registry of the same shape as papermill's engines: ``SCORERS`` maps a spec pre
     ScoreResult(value=1.0, passed=True, rationale=None)
 
 One job per module: ``registry`` (Scorer, parsing, summaries), ``builtin`` (the built-in specs),
-``judge`` (the model-graded scorer; a batch runs its calls through the runner). ``to_mlflow_scorer`` hands a
+``judge`` (the model-graded scorer; a batch runs its calls through the runner), ``agreement`` (a judge checked
+against human ratings: accuracy, Cohen's kappa, confusion, ``calibrate()``). ``to_mlflow_scorer`` hands a
 parsed scorer to :mod:`llmops_lab.tracking.scorers` (the only MLflow import), imported when called, so
 importing this package stays light (no mlflow, pandas, openai or jsonschema).
 """
@@ -20,13 +21,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmops_lab.evaluation.scoring import agreement as _agreement_module
 from llmops_lab.evaluation.scoring import builtin, judge, registry
+from llmops_lab.evaluation.scoring.agreement import Agreement, agreement, cohen_kappa  # noqa: F401
 from llmops_lab.evaluation.scoring.builtin import first_number, strip_fences
 from llmops_lab.evaluation.scoring.judge import (  # noqa: F401
     JUDGE_SYSTEM,
+    JSON_TEMPLATE,
     JUDGE_TEMPLATE,
+    JsonJudge,
     Judge,
     judge_fields,
+    parse_json_verdict,
     parse_verdict,
 )
 from llmops_lab.evaluation.scoring.registry import (  # noqa: F401
@@ -45,7 +51,8 @@ from llmops_lab.evaluation.scoring.registry import (  # noqa: F401
 
 __all__ = ["ScoreResult", "Scorer", "SCORERS", "register_scorer", "parse_scorer", "parse_scorers",
            "summarize_scores", "to_mlflow_scorer", "to_result", "parse_verdict", "known_forms",
-           "strip_fences", "first_number", "JUDGE_TEMPLATE", "Judge"]
+           "strip_fences", "first_number", "JUDGE_TEMPLATE", "Judge", "JsonJudge", "JSON_TEMPLATE",
+           "parse_json_verdict", "agreement", "Agreement", "cohen_kappa"]
 
 
 def to_mlflow_scorer(scorer: Any, *, judge_model: str | None = None) -> Any:
@@ -66,7 +73,7 @@ def _examples() -> dict[str, str]:
     import inspect
 
     found: dict[str, str] = {}
-    for module in (registry, builtin, judge):
+    for module in (registry, builtin, judge, _agreement_module):
         found[module.__name__] = module.__doc__ or ""
         for name, obj in vars(module).items():
             if getattr(obj, "__module__", None) != module.__name__:
