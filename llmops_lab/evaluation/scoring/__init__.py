@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmops_lab.evaluation.scoring import agreement as _agreement_module
 from llmops_lab.evaluation.scoring import builtin, judge, registry
 from llmops_lab.evaluation.scoring.agreement import Agreement, agreement, cohen_kappa  # noqa: F401
 from llmops_lab.evaluation.scoring.builtin import first_number, strip_fences
@@ -73,7 +72,7 @@ def _examples() -> dict[str, str]:
     import inspect
 
     found: dict[str, str] = {}
-    for module in (registry, builtin, judge, _agreement_module):
+    for module in (registry, builtin, judge):
         found[module.__name__] = module.__doc__ or ""
         for name, obj in vars(module).items():
             if getattr(obj, "__module__", None) != module.__name__:
