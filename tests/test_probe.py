@@ -108,3 +108,14 @@ def test_probe_needs_a_scorer_and_known_columns(fake):
         pr.probe("{{ text }}", data=[{"text": "he"}], scorers=None, progress=False)
     with pytest.raises(ConfigError, match="no column"):
         pr.probe("{{ text }}", data=[{"text": "he"}], scorers=["exact:text"], columns=["nope"], progress=False)
+
+
+def test_probe_magic(shell, fake, capsys):
+    shell.user_ns["rows"] = pd.DataFrame({"text": ["he waited", "she left", "they stayed"],
+                                          "expected": ["echo: he waited", "echo: she left", "echo: they stayed"]})
+    res = shell.run_cell('%llm probe "{{ text }}" --dataset rows --swaps gender --scorer exact:expected --out p')
+    assert res.success, res.error_in_exec
+    p = shell.user_ns["p"]
+    assert p is res.result and p.summary()["n_swapped"].tolist() == [2] and p.summary()["flip_rate"].tolist() == [0.0]
+    bad = shell.run_cell('%llm probe "{{ text }}" --dataset rows --swaps colour --scorer exact:expected')
+    assert not bad.success and "no built-in swap 'colour'" in capsys.readouterr().err
