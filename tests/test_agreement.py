@@ -46,6 +46,7 @@ def test_agreement_against_hand_computed_values(fake):
     assert fake.request_count == asked and again.kappa == a.kappa  # the judge's answers came from the cache
     grid = a.comparison()
     assert grid.n_rows == 10 and grid.results[0]["judge"].tolist()[5:7] == [1.0, 0.0]
+    assert "GOODX answer 5" in grid.widget().static_html()  # the rated rows in the comparison grid
 
 
 def test_a_json_judge_reads_its_constrained_answer(fake):

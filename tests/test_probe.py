@@ -73,6 +73,8 @@ def test_model_pinned_to_one_name_flips_every_row(fake):
     assert ex["question_swapped"].iat[0].startswith("Who is the best candidate, Lakisha")
     grid = p.comparison("names")
     assert grid.n_rows == 8 and [v.label for v in grid.variants] == ["original", "swapped: names"]
+    html = p.widget().static_html()  # the comparison grid of the flipped rows
+    assert "Lakisha" in html and "swapped: names" in html
 
     from llmops_lab.tracking.clients import kernel_client
 

@@ -149,7 +149,11 @@ class Probe:
         rows = self.flips(a, s) if s else []
         variants = [Variant(0, "original", self.template, self.model, {}, source="original"),
                     Variant(1, f"swapped: {a}", self.template, self.model, {}, source=a)]
-        results = [self.original.iloc[rows].reset_index(drop=True), self.swapped[a].iloc[rows].reset_index(drop=True)]
+        original = self.original.iloc[rows].reset_index(drop=True)
+        swapped = self.swapped[a].iloc[rows].reset_index(drop=True)
+        for col in self.columns:  # the grid's input columns come from the first frame: show both sides there
+            original.insert(original.columns.get_loc(col) + 1, f"{col} (swapped)", swapped[col])
+        results = [original, swapped]
         return Comparison(variants, results, scorers=self.scorers, primary=s)
 
     def widget(self, **kwargs: Any):
