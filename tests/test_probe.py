@@ -121,3 +121,12 @@ def test_probe_magic(shell, fake, capsys):
     assert p is res.result and p.summary()["n_swapped"].tolist() == [2] and p.summary()["flip_rate"].tolist() == [0.0]
     bad = shell.run_cell('%llm probe "{{ text }}" --dataset rows --swaps colour --scorer exact:expected')
     assert not bad.success and "no built-in swap 'colour'" in capsys.readouterr().err
+
+
+def test_swaps_given_to_run_or_batch_names_probe(bare_project):
+    import llmops_lab
+
+    for call in (lambda: llmops_lab.batch("{{ a }}", [{"a": 1}], swaps="gender"),
+                 lambda: llmops_lab.run("hi", swaps="gender")):
+        with pytest.raises(ConfigError, match="swaps= is a probe option"):
+            call()
