@@ -41,6 +41,7 @@ def test_agreement_against_hand_computed_values(fake):
     # p_o = 8/10; p_e = 0.6 * 0.6 + 0.4 * 0.4 = 0.52; kappa = 0.28 / 0.48
     assert a.accuracy == pytest.approx(0.8) and a.kappa == pytest.approx(0.28 / 0.48)
     assert sorted(a.disagreements()["question"]) == ["q5", "q6"]
+    assert a.metrics() == {"judge.accuracy": pytest.approx(0.8), "judge.kappa": pytest.approx(0.28 / 0.48)}
     asked = fake.request_count
     again = agreement(RUBRIC, pd.DataFrame(RATINGS))
     assert fake.request_count == asked and again.kappa == a.kappa  # the judge's answers came from the cache

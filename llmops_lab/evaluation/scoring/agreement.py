@@ -183,6 +183,11 @@ class Agreement:
         return {"rated": self.n, "accuracy": self.accuracy, "kappa": self.kappa,
                 "disagreements": int((~self.table["agree"]).sum())}
 
+    def metrics(self) -> dict[str, float]:
+        """``judge.accuracy`` and ``judge.kappa`` (NaN left out): e.g. ``llmops_lab.record(k, v)`` for a job gate."""
+        values = {"judge.accuracy": self.accuracy, "judge.kappa": self.kappa}
+        return {k: float(v) for k, v in values.items() if not math.isnan(v)}
+
     def comparison(self):
         """The rated rows in the comparison grid: one column, with ``human`` and ``judge`` as its scores
         (1 = pass) so the grid's score chips show where they differ."""
