@@ -97,3 +97,15 @@ def test_ratings_stored_as_feedback_and_calibrate(fake):
 
     rendered = new.plan(get_settings()).messages(new.variables("an {{ answer }}", {}))[-1]["content"]
     assert "GOODX reply" in rendered and "an {{ answer }}" in rendered
+
+
+def test_a_calibrated_judge_scores_a_batch(fake):
+    from llmops_lab.evaluation.batch import batch
+
+    fake.responder = _judge
+    a = agreement(RUBRIC, RATINGS)
+    new = a.calibrate("batch-judge")
+    fake.responder = lambda req: ("PASS" if "graded by a person" in req["messages"][-1]["content"] else
+                                  "GOODX reply")  # the judge prompt holds the examples; the row's call does not
+    out = batch("{{ q }}", [{"q": "x"}, {"q": "y"}], scorers=[new.as_scorer("calibrated")], progress=False)
+    assert out["calibrated"].tolist() == [1.0, 1.0] and out["judge_prompt_tokens"].sum() > 0

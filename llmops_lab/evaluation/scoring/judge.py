@@ -108,6 +108,10 @@ class Judge:
     def verdict(self, answer: str) -> ScoreResult:
         return parse_verdict(answer)
 
+    def as_scorer(self, name: str = "judge") -> Scorer:
+        """This judge as a scorer for ``batch`` / ``compare`` / ``probe`` (e.g. a calibrated judge)."""
+        return Scorer(name, lambda output, row, meta: self.score(output, row), judge=self)
+
     def score(self, output: str, row: Mapping[str, Any]) -> RawScore:
         """One standalone call: no cache and no MLflow record (the batch logs scores, not judge runs)."""
         from llmops_lab.config import get_settings
