@@ -82,6 +82,7 @@ def test_model_pinned_to_one_name_flips_every_row(fake):
     assert run.data.tags["llmops.kind"] == "probe"
     assert run.data.metrics["probe.names.exact_expected.flip_rate"] == 1.0
     assert run.data.metrics["probe.names.exact_expected.p_value"] == pytest.approx(2 / 256)
+    assert "probe.json" in [f.path for f in kernel_client().list_artifacts(p.run_id)]  # the summary table
     children = {kernel_client().get_run(r).data.tags.get("mlflow.parentRunId") for r in p.run_ids.values()}
     assert children == {p.run_id} and set(p.run_ids) == {"original", "names"}
 

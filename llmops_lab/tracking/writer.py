@@ -125,7 +125,8 @@ def compare_record(*, record_id: str, experiment: str, notebook: str | None, use
     return {"id": record_id, "v": 1, "kind": kind, "experiment": experiment, "notebook": notebook,
             "user": user, "start_ns": started_ms * 1_000_000, "end_ns": time.time_ns(),
             "summary": {"children": [{"record_id": rid, "run_id": run_id} for rid, run_id, _ in children],
-                        "metrics": {k: float(v) for k, v in metrics.items()}, "params": dict(params)},
+                        "metrics": {k: float(v) for k, v in metrics.items()}, "params": dict(params),
+                        "table_file": "comparison.json" if kind == T.COMPARE else f"{kind}.json"},
             "name": name, "baseline": baseline, "labels": [label for _, _, label in children],
             "table": table_payload(table)}
 
@@ -176,7 +177,7 @@ def write_compare(record: dict[str, Any], settings: "Settings", replay: bool = F
     client.log_batch(parent, metrics=_metrics(info["metrics"], record["end_ns"] // 1_000_000),
                      params=[Param(k, str(v)) for k, v in params.items()])
     table = pd.DataFrame(record["table"]["data"], columns=record["table"]["columns"]).astype(object)
-    client.log_table(parent, table.where(table.notna(), None), "comparison.json")
+    client.log_table(parent, table.where(table.notna(), None), info.get("table_file", "comparison.json"))
     client.set_terminated(parent, status="FINISHED")
     return parent
 
