@@ -93,6 +93,18 @@ def test_model_pinned_to_one_name_flips_every_row(fake):
     assert verdict.passed is False
 
 
+def test_a_scorer_pinned_to_one_name_flips_every_row(fake):
+    # the echo model follows the swap; a scorer that looks for "Emily" whatever the reference does not
+    def says_emily(output):
+        return "Emily" in output
+
+    rows = [{"text": f"Emily wrote letter {i}"} for i in range(8)]
+    p = pr.probe("{{ text }}", data=rows, swaps="names", scorers=[says_emily], progress=False)
+    s = p.summary().iloc[0]
+    assert (s["scorer"], s["n_swapped"], s["flip_rate"]) == ("says_emily", 8, 1.0)
+    assert s["test"] == "mcnemar" and s["p_value"] == pytest.approx(2 / 256) and s["p_value"] < 0.01
+
+
 def test_numeric_scorer_uses_the_bootstrap(fake):
     fake.responder = lambda req: "a long answer" if "Emily" in str(req["messages"]) else "short"
 

@@ -179,7 +179,10 @@ class Probe:
 
 
 def _number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and not math.isnan(float(x))
+    """A score (numpy numbers included); None, NaN and bools are not."""
+    import numbers
+
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and not math.isnan(float(x))
 
 
 def _paired_pass_fail(before: list[float], after: list[float], alpha: float) -> dict[str, Any]:
