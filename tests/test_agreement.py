@@ -43,6 +43,8 @@ def test_agreement_against_hand_computed_values(fake):
     assert sorted(a.disagreements()["question"]) == ["q5", "q6"]
     assert a.metrics() == {"judge.accuracy": pytest.approx(0.8), "judge.kappa": pytest.approx(0.28 / 0.48)}
     asked = fake.request_count
+    with pytest.raises(ConfigError, match="nothing to calibrate"):
+        agreement(RUBRIC, [r for i, r in enumerate(RATINGS) if i not in (5, 6)]).calibrate()
     again = agreement(RUBRIC, pd.DataFrame(RATINGS))
     assert fake.request_count == asked and again.kappa == a.kappa  # the judge's answers came from the cache
     grid = a.comparison()

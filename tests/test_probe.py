@@ -132,6 +132,11 @@ def test_probe_magic(shell, fake, capsys):
     assert res.success, res.error_in_exec
     p = shell.user_ns["p"]
     assert p is res.result and p.summary()["n_swapped"].tolist() == [2] and p.summary()["flip_rate"].tolist() == [0.0]
+    from llmops_lab.tracking import registry
+
+    registry.register_version("screen", "{{ text }}")
+    ref = shell.run_cell("%llm probe screen@1 --dataset rows --swaps gender --scorer exact:expected")
+    assert ref.success and ref.result.summary()["flip_rate"].tolist() == [0.0]  # a registry prompt's template
     bad = shell.run_cell('%llm probe "{{ text }}" --dataset rows --swaps colour --scorer exact:expected')
     assert not bad.success and "no built-in swap 'colour'" in capsys.readouterr().err
 
