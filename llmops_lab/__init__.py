@@ -6,6 +6,7 @@
 >>> r.text, r.run_id                                                                  # doctest: +SKIP
 >>> chat = llmops_lab.Conversation("support", system="Be brief."); chat.send("Hi").text  # doctest: +SKIP
 >>> results = llmops_lab.batch("Classify: {{ text }}", reviews_df, scorers=["exact:label"])  # doctest: +SKIP
+>>> p = llmops_lab.probe("Reply to: {{ text }}", data=df, swaps="gender", scorers=["exact:label"])  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:  # what the lazy attributes below are, for IDEs and type check
     from llmops_lab.analysis import monitoring as monitoring
     from llmops_lab.analysis.monitoring import stats as stats
     from llmops_lab.evaluation import compare as compare
+    from llmops_lab.evaluation.probe import probe as probe
     from llmops_lab.evaluation import datasets as data
     from llmops_lab.evaluation import scoring as scoring
     from llmops_lab import exceptions as errors
@@ -51,6 +53,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "load_prompt": ("llmops_lab.core.prompts", "load_prompt"),
     "Conversation": ("llmops_lab.core.conversation", "Conversation"),  # a chat across calls: .send(text)
     "compare": ("llmops_lab.evaluation.compare", None),  # a callable module: llmops_lab.compare(...)
+    "probe": ("llmops_lab.evaluation.probe", "probe"),  # counterfactual probe: llmops_lab.probe(t, data=df, swaps=...)
     "data": ("llmops_lab.evaluation.datasets", None),  # llmops_lab.data.prepare(df), .fingerprint, .diff
     "scoring": ("llmops_lab.evaluation.scoring", None),  # llmops_lab.scoring.to_mlflow_scorer(s)
     "monitoring": ("llmops_lab.analysis.monitoring", None),  # load_calls, summarize, plot_stats
@@ -63,7 +66,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "gc": ("llmops_lab.jobs.retention", "gc"),  # applies [tool.llmops-lab.retention]
 }
 
-__all__ = ["run", "Conversation", "batch", "batch_run_id", "compare", "record", "load_prompt", "stats", "data", "scoring",
+__all__ = ["run", "Conversation", "batch", "batch_run_id", "compare", "probe", "record", "load_prompt", "stats", "data", "scoring",
            "monitoring", "audit", "registry", "redact", "configure", "get_settings", "flush", "recent_runs",
            "LLMResult", "LlmopsError", "ConfigError", "TemplateError", "ProviderError", "MissingApiKeyError",
            "BudgetError", "RedactionError", "JobError", "StreamInterrupted", "SchemaError", "errors", "forget",

@@ -5,7 +5,8 @@ Shared by all three, under the same names: ``model``, ``name``, ``system``, the 
 (``temperature``, ``max_tokens``, ``top_p``, ``seed``, ``stop``), ``max_cost``, ``force``, ``logprobs``,
 ``top_logprobs``, ``schema`` (structured output) and ``variables``. ``batch`` and ``compare`` share the row options (``scorers``, ``concurrency``,
 ``cache``, ``refresh``, ``judge_model``, ``progress``, ``trace_sample``, ``dataset_name``); only ``compare`` has
-the variant options (``models``, ``params`` as a grid, ``baseline``, ``primary``).
+the variant options (``models``, ``params`` as a grid, ``baseline``, ``primary``); only ``probe`` has ``swaps``
+(its other keywords are ``batch``'s).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from llmops_lab.exceptions import ConfigError
 ROW_OPTIONS = ("data", "scorers", "concurrency", "cache", "refresh", "judge_model", "progress", "trace_sample",
                "dataset_name")
 VARIANT_OPTIONS = ("prompts", "models", "params", "baseline", "primary")
+PROBE_OPTIONS = ("swaps",)  # only probe swaps words; its other keywords are batch's
 
 
 def refuse_options(where: str, given: Mapping[str, Any]) -> None:
@@ -30,6 +32,9 @@ def refuse_options(where: str, given: Mapping[str, Any]) -> None:
         if key == "params" and where in ("run", "batch"):
             raise ConfigError(f"{where}(): params= is compare's parameter grid; give generation parameters as "
                               "keywords (temperature=0, max_tokens=64)")
+        if key in PROBE_OPTIONS:
+            raise ConfigError(f"{where}(): {key}= is a probe option; use llmops_lab.probe(template, data=..., "
+                              f"{key}=..., scorers=[...])")
         if key in VARIANT_OPTIONS:
             raise ConfigError(f"{where}() runs one prompt with one model: {key}= is a compare option; use "
                               f"llmops_lab.compare(prompts, models, data=..., {key}=...)")

@@ -304,6 +304,7 @@ class JobExecutor:
         execution = self.execution
         self._collect_metrics()
         self._drift_metrics()
+        self._probe_metrics()
         status = "completed"
         if self.job.gates:
             verdict = self.evaluate_gate()
@@ -370,6 +371,28 @@ class JobExecutor:
         self.execution.metrics.update(drift_flags(report))
         flagged = report[report["shifted"]] if len(report) else report
         self.execution.stats["drift"] = [str(d) for d in flagged.get("description", [])]
+
+    def _probe_metrics(self) -> None:
+        """``probe.<attribute>.<scorer>.flip_rate`` / ``.p_value`` of the notebook's probe runs in this execution
+        (the latest run wins; a value the notebook recorded itself wins over it). Read only when a gate names a
+        ``probe.`` metric, e.g. ``{metric = "probe.gender.exact_label.flip_rate", max = 0.05}``."""
+        if self.client is None or self.experiment_id is None or \
+                not any(g.metric.startswith("probe.") for g in self.job.gates):
+            return
+        try:
+            from llmops_lab.tracking import reader
+            from llmops_lab.tracking import tags as T
+
+            start_ms = int(self.execution.started_at.timestamp() * 1000) - 1000
+            runs = reader.batch_runs_between(self.client, self.experiment_id, start_ms, int(time.time() * 1000) + 1000,
+                                             str(self.source.resolve()), kind=T.PROBE)
+        except Exception as err:  # noqa: BLE001 - MLflow unreachable: the gate then fails closed on the metric
+            self.warnings.append(f"probe metrics not collected: {_error_text(err)}")
+            return
+        found: dict[str, float] = {}
+        for run in runs:  # oldest first: a later probe overwrites an earlier one
+            found.update({k: v for k, v in run.data.metrics.items() if k.startswith("probe.")})
+        self.execution.metrics = {**found, **self.execution.metrics}
 
     def _collect_metrics(self) -> None:
         records = read_metrics(self.metrics_file)

@@ -27,6 +27,22 @@ def compare_from_magic_args(prompts: Sequence[str], *, models: Sequence[str] | s
                    name=name, concurrency=concurrency, **fixed_params)
 
 
+def probe_from_magic_args(prompt: str, *, dataset: Any, swaps: str = "gender",
+                          scorers: Sequence[Any] | str | None = None, **options: Any) -> Any:
+    """For ``%llm probe "Reply to {{ text }}" --dataset df --swaps gender,names --scorer exact:expected``:
+    ``prompt`` is a registry reference (name@version|alias: its template, and its model unless ``--model``) or an
+    inline template; ``swaps`` a comma list of built-in attributes."""
+    from llmops_lab.evaluation.compare import resolve_variants
+    from llmops_lab.evaluation.probe import probe
+
+    variant = resolve_variants([prompt])[0]  # the one place a registry reference becomes a template
+    if isinstance(scorers, str):
+        scorers = [scorers]
+    options["model"] = options.get("model") or variant.model
+    return probe(variant.template, dataset, swaps=[s.strip() for s in swaps.split(",") if s.strip()],
+                 scorers=scorers, **{**variant.params, **options})
+
+
 def prompts_from_magic_args(name: str | None = None, diff: Any = None) -> Any:
     """``%llm prompts`` -> :func:`~llmops_lab.tracking.registry.list_prompts` (a DataFrame); ``%llm prompts NAME``
     -> its row; ``%llm prompts NAME --diff 1 2`` (``diff=("1", "2")``; versions or aliases) -> a ``PromptDiff``."""

@@ -12,8 +12,8 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 
 from llmops_lab.exceptions import ConfigError, LlmopsError, SchemaError, StreamInterrupted
 from llmops_lab.magics.display import LiveAnswer, display_path, show, show_frame
-from llmops_lab.magics.parsing import (chat_parser, compare_parser, dataset_value, parse_cell_line, prompts_parser,
-                                       refuse_secrets, schema_value, stats_parser, streams)
+from llmops_lab.magics.parsing import (chat_parser, compare_parser, dataset_value, parse_cell_line, probe_parser,
+                                       prompts_parser, refuse_secrets, schema_value, stats_parser, streams)
 
 HELP = """\
 %%llm [PROVIDER:MODEL] [options]      the cell body is a Jinja2 prompt template over notebook variables
@@ -47,6 +47,9 @@ HELP = """\
 %llm compare P1 P2 … --dataset DF [--models a,b] [--scorer S] [--baseline 0] [--logprobs] [--system S]
                          [--schema SPEC]
                          prompt variants (registry name@version|alias or inline) side by side: a widget
+%llm probe PROMPT --dataset DF [--swaps gender,names] --scorer S [--model M] [--out VAR]
+                         counterfactual probe: each row as is and with names/pronouns swapped (inputs and
+                         references alike); flip rate and McNemar p per attribute x scorer; p.examples()
 %llm chat [NAME] [--reset | --fork NEW | --resume]   conversations of this kernel: the list, NAME's
                          transcript; clear it, copy it as NEW, or rebuild it from MLflow after a restart
 %llm prompts [NAME] [--diff A B]   the prompt registry: versions, aliases, model config; diff two versions
@@ -139,11 +142,11 @@ class LlmMagics(Magics):
         handler = {"": self._help, "help": self._help, "models": self._models, "config": self._config,
                    "experiment": self._experiment, "runs": self._runs, "flush": self._flush,
                    "last": self._last, "trace": self._trace, "redact-preview": self._redact_preview,
-                   "stats": self._stats, "compare": self._compare, "prompts": self._prompts,
+                   "stats": self._stats, "compare": self._compare, "probe": self._probe, "prompts": self._prompts,
                    "chat": self._chat}.get(command)
         if handler is None:
             raise ConfigError(f"%llm: unknown command {command!r}: use help, models, config, experiment, runs, "
-                              "flush, last, trace, stats, compare, prompts, chat or redact-preview (a prompt goes in "
+                              "flush, last, trace, stats, compare, probe, prompts, chat or redact-preview (a prompt goes in "
                               "a %%llm cell)")
         return handler(rest)
 
@@ -213,6 +216,22 @@ class LlmMagics(Magics):
                                        baseline=baseline, name=args.name, concurrency=args.concurrency,
                                        system=args.system, max_cost=args.max_cost, force=args.force,
                                        user_ns=self.shell.user_ns, **params)
+
+    def _probe(self, rest: str) -> Any:
+        from llmops_lab.magics.adapters import probe_from_magic_args
+
+        args, unknown = probe_parser().parse_known_args(shlex.split(rest))
+        if unknown:
+            raise ConfigError(f"%llm probe: unknown option {' '.join(unknown)} (see %llm help)")
+        params: dict[str, Any] = {k: v for k, v in (("temperature", args.temperature),
+                                                    ("max_tokens", args.max_tokens)) if v}
+        result = probe_from_magic_args(args.prompt, dataset=dataset_value(args.dataset, self.shell.user_ns),
+                                       swaps=args.swaps, scorers=args.scorer, model=args.model, name=args.name,
+                                       concurrency=args.concurrency, system=args.system, max_cost=args.max_cost,
+                                       force=args.force, **params)
+        if args.out:
+            self.shell.user_ns[args.out] = result
+        return result
 
     def _chat(self, rest: str) -> Any:
         """``%llm chat``: the kernel's conversations; ``NAME``: its transcript; ``--reset``, ``--fork NEW``,

@@ -158,6 +158,26 @@ def compare_parser() -> argparse.ArgumentParser:
 
 
 @functools.lru_cache(maxsize=1)
+def probe_parser() -> argparse.ArgumentParser:
+    """``%llm probe PROMPT --dataset DF --swaps gender[,names] --scorer S …``."""
+    parser = _Parser(prog="%llm probe", add_help=False, allow_abbrev=False)
+    parser.add_argument("prompt")
+    parser.add_argument("--dataset", "-d", required=True)
+    parser.add_argument("--swaps", default="gender")
+    parser.add_argument("--scorer", "-s", action="append", default=[])
+    parser.add_argument("--model", "-m")
+    parser.add_argument("--name", "-n")
+    parser.add_argument("--concurrency", "-c", type=_whole_number, default=8)
+    parser.add_argument("--temperature", "-t")
+    parser.add_argument("--max-tokens", dest="max_tokens")
+    parser.add_argument("--system")
+    parser.add_argument("--max-cost", type=_amount)
+    parser.add_argument("--force", action="store_true")
+    parser.add_argument("--out", "-o")
+    return parser
+
+
+@functools.lru_cache(maxsize=1)
 def chat_parser() -> argparse.ArgumentParser:
     """``%llm chat [NAME] [--reset | --fork NEW | --resume]``."""
     parser = _Parser(prog="%llm chat", add_help=False, allow_abbrev=False)

@@ -136,11 +136,12 @@ def runs_page(client: Any, experiment_id_: str, *, max_results: int, page_token_
 
 
 def batch_runs_between(client: Any, experiment_id_: str, start_ms: int, end_ms: int, notebook: str,
-                       limit: int = 200) -> list:
-    """Batch runs of ``notebook`` started in ``[start_ms, end_ms]``, oldest first (a job's window)."""
+                       limit: int = 200, kind: str = T.BATCH) -> list:
+    """Batch runs (or runs of another ``kind``: ``probe``) of ``notebook`` started in ``[start_ms, end_ms]``,
+    oldest first (a job's window)."""
     runs = client.search_runs(
         [experiment_id_], max_results=limit, order_by=["attributes.start_time ASC"],
-        filter_string=f"{T.tag_filter(T.KIND, T.BATCH)} and attributes.start_time >= {start_ms}")
+        filter_string=f"{T.tag_filter(T.KIND, kind)} and attributes.start_time >= {start_ms}")
     return [r for r in runs if r.info.start_time <= end_ms and r.data.tags.get(T.NOTEBOOK) == notebook]
 
 

@@ -299,3 +299,10 @@ class PromptDiff(str):
             lines.append(f"<span style='color:{color}'>{html.escape(line)}</span>")
         return "<pre>" + "\n".join(lines) + "</pre>"
 
+
+
+def tag_version(name: str, version: int, tags: Mapping[str, Any], client: Any = None) -> None:
+    """Set tags on one prompt version (values as text): e.g. a judge version's agreement with people."""
+    client = client or _client()
+    for key, value in tags.items():
+        client.set_prompt_version_tag(name, int(version), key, str(value))

@@ -10,6 +10,7 @@ from __future__ import annotations
 SINGLE = "single"  # one run() / %%llm call
 BATCH = "batch"  # one batch() (or one compare variant)
 COMPARE = "compare"  # a comparison's parent run
+PROBE = "probe"  # a counterfactual probe's parent run (written like a compare parent)
 JOB = "job"  # one job execution
 ERASURE = "erasure"  # the audit run of a forget or gc (tracking/erasure.py)
 
@@ -30,6 +31,9 @@ BASELINE = "llmops.baseline"  # compare parent: the baseline variant's label
 COMPARE_PARENT = "llmops.compare.parent"  # compare child
 COMPARE_VARIANT = "llmops.compare.variant"  # compare child
 PROMOTED = "llmops.promoted."  # + alias, on a compare parent after a promote
+JUDGE_ACCURACY = "llmops.judge.accuracy"  # judge prompt version: agreement with human ratings
+JUDGE_KAPPA = "llmops.judge.kappa"  # judge prompt version: Cohen's kappa against human ratings
+JUDGE_RATED = "llmops.judge.rated"  # judge prompt version: how many human ratings it was checked on
 JOB_NAME = "llmops.job"
 JOB_SCHEDULE = "llmops.job.schedule"
 JOB_TIMEZONE = "llmops.job.timezone"

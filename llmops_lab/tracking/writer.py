@@ -116,15 +116,17 @@ def table_payload(frame: Any) -> dict[str, list]:
 
 def compare_record(*, record_id: str, experiment: str, notebook: str | None, user: str, name: str,
                    started_ms: int, baseline: str, children: Iterable[tuple[str | None, str | None, str]],
-                   metrics: Mapping[str, float], params: Mapping[str, str], table: Any) -> dict[str, Any]:
-    """The spool record (kind ``compare``) of a comparison's parent run. ``children``: (batch record id, run id
+                   metrics: Mapping[str, float], params: Mapping[str, str], table: Any,
+                   kind: str = T.COMPARE) -> dict[str, Any]:
+    """The spool record (kind ``compare``, or ``probe`` for a counterfactual probe) of a comparison's parent run. ``children``: (batch record id, run id
     if known, variant label) per variant. Ids, numbers and params travel in ``summary`` (kept as they are by
     redaction); the name, labels and the summary table are content (masked by ``redact_record``)."""
     children = list(children)
-    return {"id": record_id, "v": 1, "kind": T.COMPARE, "experiment": experiment, "notebook": notebook,
+    return {"id": record_id, "v": 1, "kind": kind, "experiment": experiment, "notebook": notebook,
             "user": user, "start_ns": started_ms * 1_000_000, "end_ns": time.time_ns(),
             "summary": {"children": [{"record_id": rid, "run_id": run_id} for rid, run_id, _ in children],
-                        "metrics": {k: float(v) for k, v in metrics.items()}, "params": dict(params)},
+                        "metrics": {k: float(v) for k, v in metrics.items()}, "params": dict(params),
+                        "table_file": "comparison.json" if kind == T.COMPARE else f"{kind}.json"},
             "name": name, "baseline": baseline, "labels": [label for _, _, label in children],
             "table": table_payload(table)}
 
@@ -160,7 +162,7 @@ def write_compare(record: dict[str, Any], settings: "Settings", replay: bool = F
                 raise RuntimeError(f"compare {record['id']}: its batch {child['record_id']} is not written yet")
             run_id = found[0].info.run_id
         children.append((run_id, label))
-    tags = {T.RECORD_ID: record["id"], T.KIND: T.COMPARE, **user_tags(record["user"]), T.BASELINE: record["baseline"],
+    tags = {T.RECORD_ID: record["id"], T.KIND: record.get("kind", T.COMPARE), **user_tags(record["user"]), T.BASELINE: record["baseline"],
             **notebook_tags(record.get("notebook"))}
     run = client.create_run(exp_id, start_time=record["start_ns"] // 1_000_000, run_name=record["name"], tags=tags)
     parent = run.info.run_id
@@ -175,7 +177,7 @@ def write_compare(record: dict[str, Any], settings: "Settings", replay: bool = F
     client.log_batch(parent, metrics=_metrics(info["metrics"], record["end_ns"] // 1_000_000),
                      params=[Param(k, str(v)) for k, v in params.items()])
     table = pd.DataFrame(record["table"]["data"], columns=record["table"]["columns"]).astype(object)
-    client.log_table(parent, table.where(table.notna(), None), "comparison.json")
+    client.log_table(parent, table.where(table.notna(), None), info.get("table_file", "comparison.json"))
     client.set_terminated(parent, status="FINISHED")
     return parent
 

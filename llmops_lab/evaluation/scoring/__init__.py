@@ -12,7 +12,8 @@ A registry of the same shape as papermill's engines: ``SCORERS`` maps a spec pre
     ScoreResult(value=1.0, passed=True, rationale=None)
 
 One job per module: ``registry`` (Scorer, parsing, summaries), ``builtin`` (the built-in specs),
-``judge`` (the model-graded scorer; a batch runs its calls through the runner). ``to_mlflow_scorer`` hands a
+``judge`` (the model-graded scorer; a batch runs its calls through the runner), ``agreement`` (a judge checked
+against human ratings: accuracy, Cohen's kappa, confusion, ``calibrate()``). ``to_mlflow_scorer`` hands a
 parsed scorer to :mod:`llmops_lab.tracking.scorers` (the only MLflow import), imported when called, so
 importing this package stays light (no mlflow, pandas, openai or jsonschema).
 """
@@ -21,12 +22,16 @@ from __future__ import annotations
 from typing import Any
 
 from llmops_lab.evaluation.scoring import builtin, judge, registry
+from llmops_lab.evaluation.scoring.agreement import Agreement, agreement, cohen_kappa  # noqa: F401
 from llmops_lab.evaluation.scoring.builtin import first_number, strip_fences
 from llmops_lab.evaluation.scoring.judge import (  # noqa: F401
     JUDGE_SYSTEM,
+    JSON_TEMPLATE,
     JUDGE_TEMPLATE,
+    JsonJudge,
     Judge,
     judge_fields,
+    parse_json_verdict,
     parse_verdict,
 )
 from llmops_lab.evaluation.scoring.registry import (  # noqa: F401
@@ -45,7 +50,8 @@ from llmops_lab.evaluation.scoring.registry import (  # noqa: F401
 
 __all__ = ["ScoreResult", "Scorer", "SCORERS", "register_scorer", "parse_scorer", "parse_scorers",
            "summarize_scores", "to_mlflow_scorer", "to_result", "parse_verdict", "known_forms",
-           "strip_fences", "first_number", "JUDGE_TEMPLATE", "Judge"]
+           "strip_fences", "first_number", "JUDGE_TEMPLATE", "Judge", "JsonJudge", "JSON_TEMPLATE",
+           "parse_json_verdict", "agreement", "Agreement", "cohen_kappa"]
 
 
 def to_mlflow_scorer(scorer: Any, *, judge_model: str | None = None) -> Any:

@@ -108,6 +108,10 @@ class Judge:
     def verdict(self, answer: str) -> ScoreResult:
         return parse_verdict(answer)
 
+    def as_scorer(self, name: str = "judge") -> Scorer:
+        """This judge as a scorer for ``batch`` / ``compare`` / ``probe`` (e.g. a calibrated judge)."""
+        return Scorer(name, lambda output, row, meta: self.score(output, row), judge=self)
+
     def score(self, output: str, row: Mapping[str, Any]) -> RawScore:
         """One standalone call: no cache and no MLflow record (the batch logs scores, not judge runs)."""
         from llmops_lab.config import get_settings
@@ -117,6 +121,72 @@ class Judge:
                                             plan.params)
         verdict = self.verdict(completion.text)
         return {"value": verdict.value, "passed": verdict.passed, "rationale": verdict.rationale}
+
+
+JSON_TEMPLATE = """Grade the output below against the rubric.
+
+Rubric:
+{{ rubric }}
+
+Input fields:
+{{ fields }}
+
+Output to grade:
+<<<
+{{ output }}
+>>>
+
+Answer with one line of JSON and nothing else: {"verdict": "PASS" or "FAIL", "reason": "one sentence"}"""
+
+
+def parse_json_verdict(answer: str) -> ScoreResult:
+    """A ``{"verdict": "PASS"|"FAIL", "reason": ...}`` answer (code fences and text around the object allowed);
+    an answer that is no such object is read as free text by :func:`parse_verdict`.
+
+    >>> parse_json_verdict('```json\\n{"verdict": "fail", "reason": "No date."}\\n```')
+    ScoreResult(value=0.0, passed=False, rationale='No date.')
+    """
+    import json
+
+    text = answer or ""
+    start, end = text.find("{"), text.rfind("}")
+    if start != -1 and end > start:
+        try:
+            found = json.loads(text[start:end + 1])
+        except ValueError:
+            found = None
+        label = str(found.get("verdict", "")).strip().lower() if isinstance(found, dict) else ""
+        if label in ("pass", "fail"):
+            reason = found.get("reason")
+            return ScoreResult(1.0 if label == "pass" else 0.0, label == "pass",
+                               _truncate(str(reason)) if reason else None)
+    return parse_verdict(text)
+
+
+@dataclass(frozen=True)
+class JsonJudge(Judge):
+    """A judge whose answer is constrained to JSON with one of two labels, and short (``max_tokens`` 64), so a
+    small local model's verdict still parses: the labels are named in the answer's format, the object is read
+    first, free text only as a fallback."""
+
+    template: str = JSON_TEMPLATE
+    params: Mapping[str, Any] = field(default_factory=lambda: {"temperature": 0, "max_tokens": 64})
+
+    def verdict(self, answer: str) -> ScoreResult:
+        return parse_json_verdict(answer)
+
+
+@register_scorer("judge_json", form='judge_json:"rubric text"')
+def _judge_json(arg: str, *, judge_model: str | None = None) -> Scorer:
+    """Like ``judge``, with the answer constrained to ``{"verdict": "PASS"|"FAIL", "reason": ...}`` (for small
+    local judges)."""
+    base = _judge(arg, judge_model=judge_model)
+    spec = JsonJudge(base.judge.rubric, base.judge.model)
+
+    def judge(output: str, row: Mapping[str, Any], meta: Mapping[str, Any]) -> RawScore:
+        return spec.score(output, row)
+
+    return Scorer("judge_json", judge, judge=spec)
 
 
 @register_scorer("judge", form='judge:"rubric text"')
