@@ -58,6 +58,10 @@ def test_a_json_judge_reads_its_constrained_answer(fake):
                                   else '{"verdict": "FAIL"}')
     a = agreement('judge_json:"Is it helpful?"', RATINGS)
     assert a.accuracy == pytest.approx(0.8) and a.judge.params["max_tokens"] == 64
+    # The verdict is asked for natively: its JSON schema, labels as an enum, rides in response_format.
+    sent = fake.requests[-1]["response_format"]
+    assert sent["type"] == "json_schema" and \
+        sent["json_schema"]["schema"]["properties"]["verdict"]["enum"] == ["PASS", "FAIL"]
 
 
 def test_unparsed_verdicts_count_against_the_judge(fake):

@@ -94,13 +94,17 @@ class Judge:
     system: str | None = JUDGE_SYSTEM
     params: Mapping[str, Any] = field(default_factory=lambda: {"temperature": 0})
     name: str = "llmops-judge"
+    # A JSON schema the answer is decoded under (``response_format``: json_schema on endpoints, a grammar on the
+    # embedded model); None: free text.
+    answer_schema: Mapping[str, Any] | None = None
 
     def plan(self, settings: "Settings") -> "CallPlan":
         """The judge's call plan (provider resolved, params validated): built once per batch."""
         from llmops_lab.core.plan import plan_call
 
         return plan_call(self.template, model=self.model or settings.model, name=self.name, system=self.system,
-                         params=self.params, settings=settings)
+                         params=self.params, settings=settings,
+                         schema=dict(self.answer_schema) if self.answer_schema is not None else None)
 
     def variables(self, output: str, row: Mapping[str, Any]) -> dict[str, Any]:
         return {"rubric": self.rubric, "fields": judge_fields(row), "output": output}
@@ -163,14 +167,21 @@ def parse_json_verdict(answer: str) -> ScoreResult:
     return parse_verdict(text)
 
 
+VERDICT_SCHEMA = {"title": "verdict", "type": "object", "required": ["verdict"],
+                  "properties": {"verdict": {"type": "string", "enum": ["PASS", "FAIL"]},
+                                 "reason": {"type": "string"}}}
+
+
 @dataclass(frozen=True)
 class JsonJudge(Judge):
     """A judge whose answer is constrained to JSON with one of two labels, and short (``max_tokens`` 64), so a
-    small local model's verdict still parses: the labels are named in the answer's format, the object is read
-    first, free text only as a fallback."""
+    small local model's verdict still parses: the request carries the verdict's JSON schema (decoded under a
+    grammar on the embedded model, ``response_format`` on endpoints), the object is read first, free text only
+    as a fallback (an endpoint that ignores ``response_format``)."""
 
     template: str = JSON_TEMPLATE
     params: Mapping[str, Any] = field(default_factory=lambda: {"temperature": 0, "max_tokens": 64})
+    answer_schema: Mapping[str, Any] | None = field(default_factory=lambda: dict(VERDICT_SCHEMA))
 
     def verdict(self, answer: str) -> ScoreResult:
         return parse_json_verdict(answer)
