@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 JUDGE_SYSTEM = "You are a strict, fair evaluator of language model outputs."
 # Rubric, fields and output are variables, never template text: braces in them stay plain text.
-JUDGE_TEMPLATE = """Grade the output below against the rubric.
+_GRADE = """Grade the output below against the rubric.
 
 Rubric:
 {{ rubric }}
@@ -40,7 +40,8 @@ Output to grade:
 {{ output }}
 >>>
 
-Answer with PASS or FAIL alone on the first line, then one sentence explaining why."""
+"""
+JUDGE_TEMPLATE = _GRADE + "Answer with PASS or FAIL alone on the first line, then one sentence explaining why."
 _VERDICT = re.compile(r"\b(pass|fail)(?:ed|es|s)?\b", re.IGNORECASE)
 _FIELD_LIMIT = 2000
 
@@ -127,20 +128,8 @@ class Judge:
         return {"value": verdict.value, "passed": verdict.passed, "rationale": verdict.rationale}
 
 
-JSON_TEMPLATE = """Grade the output below against the rubric.
-
-Rubric:
-{{ rubric }}
-
-Input fields:
-{{ fields }}
-
-Output to grade:
-<<<
-{{ output }}
->>>
-
-Answer with one line of JSON and nothing else: {"verdict": "PASS" or "FAIL", "reason": "one sentence"}"""
+JSON_TEMPLATE = _GRADE + ('Answer with one line of JSON and nothing else: '
+                          '{"verdict": "PASS" or "FAIL", "reason": "one sentence"}')
 
 
 def parse_json_verdict(answer: str) -> ScoreResult:
