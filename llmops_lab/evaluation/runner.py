@@ -161,6 +161,8 @@ def run_rows(plan: "CallPlan", rows: Iterable[RowCall], *, concurrency: int, cac
                                     start_ns, end_ns, completion.tokens))
 
         async def send(row: RowCall) -> tuple[Any, str | None]:
+            # The slot is held until the answer is committed: at most `concurrency` answers are ever paid for
+            # and not yet cached, so a kernel killed mid-batch pays again for no more than that.
             async with limit:
                 stats["requests"] += 1
                 try:
@@ -168,13 +170,12 @@ def run_rows(plan: "CallPlan", rows: Iterable[RowCall], *, concurrency: int, cac
                                                           on_rate_limit=limit.rate_limited)
                 except LlmopsError as err:  # the batch goes on; the row is marked
                     return None, str(err)
-            limit.succeeded()
-            if writes is not None and row.cache_key is not None:
-                value = steps.to_cache(completion, want_tokens, row.messages)  # masked (log policy); None: fail closed
-                if value is not None:
-                    # Committed before the row completes: a kernel killed mid-batch never pays for it twice.
-                    await writes.put(row.cache_key, value)
-                    stored[0].add(row.cache_key)
+                limit.succeeded()
+                if writes is not None and row.cache_key is not None:
+                    value = steps.to_cache(completion, want_tokens, row.messages)  # masked; None: fail closed
+                    if value is not None:
+                        await writes.put(row.cache_key, value)  # committed before the row completes
+                        stored[0].add(row.cache_key)
             return completion, None
 
         async def drain(below: int) -> None:
