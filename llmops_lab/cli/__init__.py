@@ -1,6 +1,7 @@
 """``llmops-lab`` command: builds the parser from each command group's module and runs the command; a user
 error is one line (``llmops-lab: error: …``, exit 2). Groups: cli/project.py (demo, init, ui, flush),
-cli/local_model.py (local-model), cli/jobs.py (promote, jobs, scheduler, report), cli/trust.py (audit, forget, gc, server).
+cli/local_model.py (local-model), cli/jobs.py (promote, jobs, scheduler, report), cli/trust.py (audit, forget, gc, server),
+cli/serve.py (serve, serve key).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from llmops_lab.exceptions import LlmopsError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from llmops_lab.cli import jobs, local_model, project, trust
+    from llmops_lab.cli import jobs, local_model, project, serve, trust
 
     parser = argparse.ArgumentParser(prog="llmops-lab", description="Jupyter-first LLMOps on MLflow.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     local_model.add_commands(sub)
     jobs.add_commands(sub)
     trust.add_commands(sub)  # audit, forget, gc, server start, data-key new
+    serve.add_commands(sub)  # serve, serve key create/list/revoke
     return parser
 
 

@@ -183,9 +183,10 @@ def stream_target(stream: bool, on_text: OnText | None) -> OnText | None:
 
 
 def complete(call: PromptCall, settings: Settings, *, max_cost: float | None, force: bool,
-             on_text: OnText | None, started: float) -> LLMResult:
+             on_text: OnText | None, started: float, kind: str = "single") -> LLMResult:
     """A prepared call from the budget check on: send, record, spool, result. ``run`` and a conversation's
-    ``send`` both end here, so a chat turn is a call like any other."""
+    ``send`` both end here, so a chat turn is a call like any other; so does a served request (``kind``
+    ``serve``: gateway/app.py)."""
     from llmops_lab.core import budget, debug
     from llmops_lab.tracking import submit
 
@@ -193,7 +194,7 @@ def complete(call: PromptCall, settings: Settings, *, max_cost: float | None, fo
     budget.check(call.model_id, lambda: _estimate(call, settings), settings, max_cost=max_cost, force=force,
                  what="call")
     checked = time.perf_counter()
-    completion, record, conformed = execute(call, settings, on_text=on_text)
+    completion, record, conformed = execute(call, settings, kind=kind, on_text=on_text)
     answered = time.perf_counter()
     ticket = submit(record, settings) if settings.tracking else None
     spooled = time.perf_counter()

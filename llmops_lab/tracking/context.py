@@ -4,8 +4,11 @@ from __future__ import annotations
 import getpass
 import os
 import subprocess
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 from llmops_lab.config import Settings
 
@@ -53,8 +56,26 @@ def experiment_name(settings: Settings, notebook: str | None) -> str:
     return str(path.with_suffix("")) if path.suffix == ".ipynb" else str(path)
 
 
-@lru_cache(maxsize=1)
+# Who a call is made for when it is not the login user: a served request runs as its key's name.
+_ACTING_USER: ContextVar[str | None] = ContextVar("llmops_acting_user", default=None)
+
+
+@contextmanager
+def acting_as(name: str) -> Iterator[None]:
+    """Calls inside record ``name`` as their user (``llmops-lab serve``: ``serve-key:NAME``), in this thread."""
+    token = _ACTING_USER.set(name)
+    try:
+        yield
+    finally:
+        _ACTING_USER.reset(token)
+
+
 def user() -> str:
+    return _ACTING_USER.get() or _login_user()
+
+
+@lru_cache(maxsize=1)
+def _login_user() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):
