@@ -277,3 +277,53 @@ def test_models_lists_the_served_prompts_within_the_keys_scope(served):
     assert [m.id for m in narrow.data] == []
     health = urllib.request.urlopen(f"http://127.0.0.1:{served.port}/healthz", timeout=10).read()
     assert b'"status":"ok"' in health
+
+
+def test_registry_down_keeps_serving_the_last_known_version(tmp_path, fake_server, store_template):
+    """The project's store is a real ``mlflow server``; stopped, the endpoint keeps serving what it served."""
+    fake_server.reset()
+    mlflow_port = free_port()
+    store = tmp_path / "store"
+    store.mkdir()
+    mlflow_proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+         "--artifacts-destination", str(store / "artifacts"), "--host", "127.0.0.1", "--port", str(mlflow_port),
+         "--workers", "1"], cwd=store, env=_env(), stdout=open(store / "mlflow.log", "w"),
+        stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{mlflow_port}/health", timeout=2).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and mlflow_proc.poll() is None, (store / "mlflow.log").read_text()
+                time.sleep(0.5)
+        project = make_project(tmp_path / "proj", settings=f'model = "fake:upstream"\n'
+                                                           f'tracking_uri = "http://127.0.0.1:{mlflow_port}"\n'
+                                                           f'[endpoints.fake]\nbase_url = "{fake_server.base_url}"\n')
+        _register(project, "greet", "Say hello to {{ who }}.", alias="production")
+        served = _start(project)
+        try:
+            client = served.client(served.key("app"))
+
+            def ask() -> str:
+                answer = client.chat.completions.with_raw_response.create(
+                    model="prompt:greet@production", messages=[], extra_body={"variables": {"who": "Ada"}})
+                return answer.headers["x-llmops-prompt-version"]
+
+            assert ask() == "greet@1"
+            os.killpg(mlflow_proc.pid, signal.SIGKILL)
+            mlflow_proc.wait(10)
+            time.sleep(6)  # past the resolver's 5 s: the next request asks the (dead) registry again
+            assert ask() == "greet@1"
+            health = urllib.request.urlopen(f"http://127.0.0.1:{served.port}/healthz", timeout=10).read()
+            assert b'"status":"degraded"' in health
+            with pytest.raises(openai.APIStatusError, match="cannot be reached") as never_served:
+                client.chat.completions.create(model="prompt:other@production", messages=[])
+            assert never_served.value.status_code == 503
+        finally:
+            _stop(served)
+    finally:
+        if mlflow_proc.poll() is None:
+            os.killpg(mlflow_proc.pid, signal.SIGKILL)

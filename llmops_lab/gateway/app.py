@@ -60,6 +60,12 @@ def create_app(max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
     """The ASGI app for the project in the current directory (uvicorn's factory)."""
     from llmops_lab.config import get_settings
 
+    import os
+
+    # A registry read must fail fast when the store is down (MLflow's default retries for minutes): the
+    # resolver then serves the last known version. The writer retries on its own schedule.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     settings = get_settings()
     state = _State(KeyStore(settings.home), Limits(settings.home / "serve_keys.db"),
                    PromptResolver(settings.home, settings.resolved_tracking_uri()), max_body_bytes)
