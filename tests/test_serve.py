@@ -159,6 +159,12 @@ def test_prompt_render_with_the_sdk_is_recorded_as_serve(own_server, fake_server
     tags = runs[0]
     assert tags["llmops.user"] == "serve-key:app" and tags["llmops.prompt"] == "greet@1"
     assert key not in str(runs) and key not in (served.project / "serve.log").read_text()
+    code = ("import llmops_lab\nt = llmops_lab.stats(None, by='kind')\n"
+            "print(dict(zip(t['kind'], t['calls'])))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=served.project, capture_output=True, text=True,
+                         env=_env(), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "{'serve': 1}"
 
 
 def test_auth_scope_size_and_bad_variables(served):

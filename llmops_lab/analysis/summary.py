@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BY_CHOICES", "SUMMARY_COLUMNS", "NO_GROUP", "summarize"]
 
-BY_CHOICES: tuple[str | None, ...] = (None, "model", "prompt", "day", "notebook")
+BY_CHOICES: tuple[str | None, ...] = (None, "model", "prompt", "day", "notebook", "kind")
 SUMMARY_COLUMNS = ["runs", "calls", "errors", "error_rate", "cache_hits", "latency_p50_ms", "latency_p95_ms",
                    "latency_p99_ms", "tokens_in", "tokens_out", "tokens_per_s", "rows_per_s", "cost_usd"]
 NO_GROUP = "(none)"

@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from llmops_lab.gateway import shapes
+from llmops_lab.tracking import tags as T
 from llmops_lab.gateway.keys import KeyInfo, KeyStore
 from llmops_lab.gateway.limits import Limits, seconds_to_midnight_utc
 from llmops_lab.gateway.resolver import PromptResolver, RegistryUnavailable
@@ -259,7 +260,7 @@ def _run(spec: CallSpec, key_name: str, on_text: Any = None) -> Any:
             if spec.extra:
                 call = replace(call, messages=call.messages + _masked(call, spec.extra))
             return complete(call, settings, max_cost=None, force=False, on_text=on_text, started=started,
-                            kind="serve")
+                            kind=T.SERVE)
     except BudgetError as err:
         raise HTTPProblem(429, str(err), {"Retry-After": str(seconds_to_midnight_utc())}) from None
     except (ConfigError, TemplateError) as err:

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
 
 BATCH_KINDS = (T.BATCH,)  # runs whose calls are the rows of their results.csv
-CALL_KINDS = (T.SINGLE, *BATCH_KINDS)  # run kinds made of model calls (job runs hold notebook metrics, not calls)
+SINGLE_KINDS = (T.SINGLE, T.SERVE)  # runs that are one call each: a notebook call, or a served request
+CALL_KINDS = (*SINGLE_KINDS, *BATCH_KINDS)  # run kinds made of model calls (job runs hold notebook metrics, not calls)
 CALL_COLUMNS = ["ts", "run_id", "kind", "experiment", "notebook", "model", "prompt", "latency_ms",
                 "prompt_tokens", "completion_tokens", "cost_usd", "error", "cached", "output_chars", "retries",
                 "run_rows_per_s"]
@@ -441,7 +442,7 @@ def load_calls(since: str | timedelta | None = "7d", experiment: str | None = No
     runs, found, client = fetch_runs(since, experiment, CALL_KINDS, None, flush=True)
     # a RUNNING run is being (re)written; KILLED: a call whose stream was interrupted (its tokens were paid for)
     runs = [r for r in runs if r.info.status in ("FINISHED", "FAILED", "KILLED")]
-    singles = [r for r in runs if r.data.tags.get(T.KIND) == T.SINGLE]
+    singles = [r for r in runs if r.data.tags.get(T.KIND) in SINGLE_KINDS]
     frames: list[pd.DataFrame] = []
     if singles:
         def one(run: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 # -- run kinds (the value of KIND) ---------------------------------------------------------------------
 SINGLE = "single"  # one run() / %%llm call
+SERVE = "serve"  # one request to `llmops-lab serve` (a single call made for an application)
 BATCH = "batch"  # one batch() (or one compare variant)
 COMPARE = "compare"  # a comparison's parent run
 PROBE = "probe"  # a counterfactual probe's parent run (written like a compare parent)
