@@ -333,3 +333,13 @@ def test_registry_down_keeps_serving_the_last_known_version(tmp_path, fake_serve
     finally:
         if mlflow_proc.poll() is None:
             os.killpg(mlflow_proc.pid, signal.SIGKILL)
+
+
+def test_prompt_client_remembers_versions_and_streams(served):
+    from llmops_lab.client import PromptClient
+
+    prompts = PromptClient(served.base_url, served.key("client"), max_retries=0)
+    answer = prompts.complete("greet@production", who="Ada")
+    assert answer.text and answer.version == prompts.versions["greet@production"]
+    assert answer.version.startswith("greet@") and answer.usage["total_tokens"] > 0
+    assert "".join(prompts.stream("greet@production", who="Ada")) == answer.text
