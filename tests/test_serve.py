@@ -343,3 +343,21 @@ def test_prompt_client_remembers_versions_and_streams(served):
     assert answer.text and answer.version == prompts.versions["greet@production"]
     assert answer.version.startswith("greet@") and answer.usage["total_tokens"] > 0
     assert "".join(prompts.stream("greet@production", who="Ada")) == answer.text
+
+
+def test_two_workers_serve_together_and_stop_on_sigterm(tmp_path, fake_server, store_template):
+    fake_server.reset()
+    server = _start(_project(tmp_path / "proj", fake_server), "--workers", "2")
+    try:
+        client = server.client(server.key("app")).with_options(timeout=150)  # each worker's first call imports MLflow
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda i: client.chat.completions.create(
+                model="prompt:greet@production", messages=[], extra_body={"variables": {"who": f"w{i}"}}),
+                range(24)))
+        assert all(a.choices[0].message.content for a in answers)
+        children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
+        assert len(children) >= 2  # uvicorn's supervisor and its worker processes
+    finally:
+        assert _stop(server) == 0
+    for pid in children:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()

@@ -8,6 +8,7 @@ errors are one-line OpenAI-shaped errors, never tracebacks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import time
@@ -73,7 +74,27 @@ def create_app(max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
     routes = [Route("/v1/chat/completions", state.chat, methods=["POST"]),
               Route("/v1/models", state.models, methods=["GET"]),
               Route("/healthz", state.health, methods=["GET"])]
-    return Starlette(routes=routes, exception_handlers={HTTPProblem: _problem, Exception: _unexpected})
+    return Starlette(routes=routes, exception_handlers={HTTPProblem: _problem, Exception: _unexpected},
+                     lifespan=_lifespan)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: Starlette):
+    # Import the registry's client and the providers before the first request, not during it: uvicorn accepts
+    # connections only after this, so no caller waits seconds for a worker's imports.
+    await asyncio.to_thread(_warm)
+    yield
+
+
+def _warm() -> None:
+    import openai  # noqa: F401
+
+    from llmops_lab.tracking.clients import kernel_client
+
+    try:
+        kernel_client()
+    except Exception:  # noqa: BLE001 - the store may be down at start: the last known versions still serve
+        pass
 
 
 async def _problem(request: Request, exc: Exception) -> Response:
