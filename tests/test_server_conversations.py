@@ -118,9 +118,9 @@ async def test_a_turns_detail_lists_its_conversation_in_order(jp_fetch, chats):
     assert KEY not in json.dumps(detail) and "My key is [OPENAI_KEY]" in long
     # the run list marks each turn with its conversation and number; other runs are unmarked
     rows = {r["run_id"]: r for r in (await get(jp_fetch, "runs", notebook=NOTEBOOK))["runs"]}
-    assert [(rows[r]["conversation"], rows[r]["turn"]) for r in chats["turns"]] == [("support", 1), ("support", 2),
+    assert [(rows[r]["conversation_name"], rows[r]["turn"]) for r in chats["turns"]] == [("support", 1), ("support", 2),
                                                                                 ("support", 3)]
-    assert (rows[chats["lone"]]["conversation"], rows[chats["lone"]]["turn"]) == (None, None)
+    assert (rows[chats["lone"]]["conversation_name"], rows[chats["lone"]]["turn"]) == (None, None)
     lone = await get(jp_fetch, f"runs/{chats['lone']}", notebook=NOTEBOOK)
     assert lone["conversation"] is None
 
