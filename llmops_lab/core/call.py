@@ -50,7 +50,10 @@ class Conformed:
     data: Any = None
     error: str | None = None
     retries: int = 0  # 1 when the first answer did not validate and the model was asked again
-    rejected: dict[str, str] | None = None  # the first answer and why it did not validate (logged, redacted)
+    # the first exchange, logged (redacted) as schema_rejected.json and as the trace's first attempt span:
+    # {"output", "error", "correction" (the user message of the retry), "latency_ms", "prompt_tokens",
+    # "completion_tokens"}
+    rejected: dict[str, Any] | None = None
 
 
 def execute(call: PromptCall, settings: Settings, *, kind: str = "single",
@@ -93,9 +96,11 @@ def conform(call: PromptCall, first: Completion) -> tuple[Completion, Conformed]
     try:
         return first, Conformed(data=schema.validate(first.text))
     except Mismatch as err:
-        rejected = {"output": first.text, "error": str(err)}
+        rejected = {"output": first.text, "error": str(err), "correction": correction(err),
+                    "latency_ms": first.latency_ms, "prompt_tokens": first.usage.prompt_tokens,
+                    "completion_tokens": first.usage.completion_tokens}
         retry_messages = [*call.messages, {"role": "assistant", "content": first.text},
-                          {"role": "user", "content": correction(err)}]
+                          {"role": "user", "content": rejected["correction"]}]
     if call.plan.send_redactor is not None:  # redaction scope "send": what goes out is masked, this too
         from llmops_lab.trust.redaction import mask_messages
 

@@ -68,7 +68,7 @@ class SingleRecord(Origin, CallFields):
     interrupted: bool  # a kernel interrupt stopped the stream: output is the partial answer (run KILLED)
     # Structured output (the schema itself is params["response_format"], logged as schema.json):
     schema_retries: Optional[int]  # 1: the first answer did not match and the model was asked again
-    schema_rejected: Optional[dict[str, str]]  # that first answer and its error: {"output", "error"}
+    schema_rejected: Optional[dict[str, Any]]  # that first exchange: {"output", "error", "correction", usage…}
     conversation: Optional[dict[str, Any]]  # a chat turn: id, name, turn, dropped (+ parent of a fork); else None
 
 
@@ -135,7 +135,7 @@ def _redacted(record: Mapping[str, Any], settings: "Settings") -> Any:
 def single(plan: "CallPlan", messages: list[dict[str, str]], variables: dict[str, str], settings: "Settings", *,
            kind: str, start_ns: int, end_ns: int, completion: "Completion | None", error: str | None,
            cost_usd: float | None, schema_retries: int | None = None,
-           schema_rejected: dict[str, str] | None = None,
+           schema_rejected: dict[str, Any] | None = None,
            conversation: dict[str, Any] | None = None) -> SingleRecord:
     """The record of one call, answered (``completion``) or failed (``error``)."""
     record: SingleRecord = {
