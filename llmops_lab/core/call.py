@@ -77,9 +77,9 @@ def execute(call: PromptCall, settings: Settings, *, kind: str = "single",
         if call.plan.schema is not None:
             completion, conformed = conform(call, completion)
     except ProviderError as err:
-        if settings.tracking:
+        if settings.tracking:  # a stream that broke mid-way: its partial answer is the failed run's output
             submit(build_record(call, settings, kind=kind, start_ns=start_ns, end_ns=time.time_ns(),
-                                completion=None, error=str(err)), settings)
+                                completion=getattr(err, "completion", None), error=str(err)), settings)
         raise
     record = build_record(call, settings, kind=kind, start_ns=start_ns, end_ns=time.time_ns(),
                           completion=completion, error=conformed.error if conformed else None, conformed=conformed)
@@ -211,6 +211,7 @@ def complete(call: PromptCall, settings: Settings, *, max_cost: float | None, fo
         cost_usd=record["cost_usd"], prompt_name=call.name, messages=call.messages, params=call.params,
         record_id=record["id"], finish_reason=completion.finish_reason, retries=completion.retries,
         _ticket=ticket, tokens=completion.tokens, ttft_ms=completion.ttft_ms, interrupted=completion.interrupted,
+        usage_estimated=completion.usage_estimated,
         schema_name=call.plan.schema.name if conformed else None, schema_retries=conformed.retries if conformed else 0,
         _validated=conformed.data if conformed else None)
     if conformed is not None and conformed.error is not None:  # logged FAILED above, with the raw answer

@@ -224,6 +224,8 @@ class MlflowSink:
             tags[T.ERROR] = record["error"][:5000]
         if record.get("interrupted"):
             tags[T.INTERRUPTED] = "true"
+        if record.get("usage_estimated"):
+            tags[T.USAGE_ESTIMATED] = "true"
         tags.update(_conversation_tags(record.get("conversation")))
         redaction = record.get("redaction") or {}
         if redaction:  # audit: was the record masked, and what (counts per detector, never values)
