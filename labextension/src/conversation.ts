@@ -4,17 +4,15 @@
  */
 import { IConversation, IConversationTurn, IRunRow } from './api';
 import { h } from './dom';
-import { MISSING, truncate } from './format';
+import { MISSING } from './format';
 
-const NAME_CHARS = 20; // of a conversation's name in a badge (the sidebar is narrow; the tooltip has it whole)
-
-/** The badge of a turn's row: "chat support #2"; null for a run that is no conversation turn. */
+/** The badge of a turn's row: "chat #2" (the conversation's name is in its tooltip: with it, the badge no longer
+ * fits beside the status and age at the default sidebar width); null for a run that is no conversation turn. */
 export function chatBadgeText(run: Pick<IRunRow, 'conversation_name' | 'turn'>): string | null {
   if (!run.conversation_name) {
     return null;
   }
-  const turn = typeof run.turn === 'number' && run.turn > 0 ? ` #${run.turn}` : '';
-  return `chat ${truncate(run.conversation_name, NAME_CHARS)}${turn}`;
+  return typeof run.turn === 'number' && run.turn > 0 ? `chat #${run.turn}` : 'chat';
 }
 
 export function chatBadge(run: Pick<IRunRow, 'conversation_name' | 'turn'>): HTMLElement | null {

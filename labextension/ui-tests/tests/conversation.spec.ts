@@ -43,7 +43,7 @@ test('a conversation: chat badges in the list, its turns in order in a turn\'s d
   const rows = panel.getByTestId('llmops-run-row');
   await expect(rows).toHaveCount(4, { timeout: 40_000 });
   const badges = panel.getByTestId('llmops-chat-badge');
-  await expect(badges).toHaveText(['chat support-bot #3', 'chat support-bot #2', 'chat support-bot #1']); // newest first
+  await expect(badges).toHaveText(['chat #3', 'chat #2', 'chat #1']); // newest first
   await expect(badges.first()).toHaveAttribute('title', 'Conversation support-bot, turn 3');
   await expect(rows.filter({ hasText: 'lone' }).getByTestId('llmops-chat-badge')).toHaveCount(0);
   // nothing overflows the sidebar sideways
@@ -57,7 +57,7 @@ test('a conversation: chat badges in the list, its turns in order in a turn\'s d
   await saveShot(page, info, 'conversation-1-runs-list');
 
   // turn 2's detail: the conversation's turns in order, turn 2 highlighted
-  await rows.filter({ has: page.getByTestId('llmops-chat-badge').getByText('chat support-bot #2', { exact: true }) }).click();
+  await rows.filter({ has: page.getByTestId('llmops-chat-badge').getByText('chat #2', { exact: true }) }).click();
   const section = panel.getByTestId('llmops-conversation');
   await expect(section).toBeVisible();
   await expect(section.locator('h4')).toHaveText('Conversation support-bot');
