@@ -23,7 +23,7 @@ from llmops_lab.core.call import run
 from llmops_lab.core.results import LLMResult
 from llmops_lab.evaluation.batch import batch, batch_run_id
 from llmops_lab.exceptions import (BudgetError, ConfigError, JobError, LlmopsError, MissingApiKeyError, ProviderError,
-                                   RedactionError, SchemaError, StreamInterrupted, TemplateError)
+                                   RedactionError, SchemaError, StreamBroken, StreamInterrupted, TemplateError)
 from llmops_lab.jobs.record import record
 from llmops_lab.tracking import flush, recent_runs
 
@@ -69,7 +69,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 __all__ = ["run", "Conversation", "batch", "batch_run_id", "compare", "probe", "record", "load_prompt", "stats", "data", "scoring",
            "monitoring", "audit", "registry", "redact", "configure", "get_settings", "flush", "recent_runs",
            "LLMResult", "LlmopsError", "ConfigError", "TemplateError", "ProviderError", "MissingApiKeyError",
-           "BudgetError", "RedactionError", "JobError", "StreamInterrupted", "SchemaError", "errors", "forget",
+           "BudgetError", "RedactionError", "JobError", "StreamInterrupted", "StreamBroken", "SchemaError", "errors", "forget",
            "gc", "load_ipython_extension"]
 
 

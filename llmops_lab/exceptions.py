@@ -48,6 +48,17 @@ class ProviderError(LlmopsError):
     """The model endpoint failed (after retries) or refused the request."""
 
 
+class StreamBroken(ProviderError):
+    """A streamed answer broke mid-way (the endpoint closed the connection after some text). The call is
+    logged FAILED with the partial answer as its output; ``err.partial`` is that text (masked nowhere: it is
+    the kernel's, like a result's ``text``), ``err.completion`` the provider's partial completion."""
+
+    def __init__(self, message: str, completion: object):
+        super().__init__(message)
+        self.completion = completion
+        self.partial: str = getattr(completion, "text", "")
+
+
 class LocalModelError(LlmopsError):
     """The embedded local model is not installed or cannot load."""
 

@@ -218,3 +218,55 @@ def test_a_python_conversation_continues_in_a_cell_and_fork_never_overwrites(she
     assert len(chat) == 2
     llmops_lab.Conversation("taken")
     assert "a conversation 'taken' exists" in failed_cell(shell, "%llm chat mixed --fork taken", capsys)
+
+
+# -- a conversation with structured output ---------------------------------------------------------------
+
+def _answers(*texts):
+    queue = list(texts)
+    return lambda req: queue.pop(0) if len(queue) > 1 else queue[0]
+
+
+def test_chat_with_schema_carries_the_validated_json_as_the_assistant_turn(shell, fake, capsys):
+    import pydantic
+
+    class Person(pydantic.BaseModel):
+        name: str
+        age: int
+
+    shell.user_ns["Person"] = Person
+    # turn 1 answers wrong first (retried with the error), turn 2 right away, turn 3 never conforms
+    fake.responder = _answers('{"name": "Ada", "age": "old"}', '{"name": "Ada", "age": 36}',
+                              '{"name": "Ada", "age": 37}', '{"name": "Ada"}')
+    cell(shell, "%%llm --chat people --schema Person --out p\nInvent a person.")
+    p = shell.user_ns["p"]
+    assert p.data == Person(name="Ada", age=36) and p.schema_retries == 1
+    assert fake.requests[0]["response_format"]["json_schema"]["name"] == "Person"
+    cell(shell, "%%llm --chat people --schema Person --out q\nOne year later?")
+    sent = fake.requests[-1]
+    # the history holds the validated answer only: the rejected one and the correction stay in turn 1's run
+    assert sent["messages"] == [{"role": "user", "content": "Invent a person."},
+                                {"role": "assistant", "content": '{"name": "Ada", "age": 36}'},
+                                {"role": "user", "content": "One year later?"}]
+    assert sent["response_format"] == fake.requests[0]["response_format"] and "stream" not in sent
+    assert shell.user_ns["q"].data == Person(name="Ada", age=37)
+    assert [t.assistant for t in chats.get("people").turns] == ['{"name": "Ada", "age": 36}',
+                                                                '{"name": "Ada", "age": 37}']
+    err = failed_cell(shell, "%%llm --chat people --schema Person\nAnd his friend?", capsys)
+    assert "field 'age'" in err and "Traceback" not in err
+    assert len(chats.get("people")) == 2  # a turn that did not conform adds nothing
+    assert llmops_lab.flush() == 0
+    runs = chat_runs("people")
+    assert [(r.data.tags["llmops.turn"], r.info.status) for r in runs] == [("1", "FINISHED"), ("2", "FINISHED"),
+                                                                           ("3", "FAILED")]
+    assert runs[0].data.params["schema"] == "Person"
+    # resumed from MLflow, the conversation carries the JSON answers
+    resumed = llmops_lab.Conversation.resume("people")
+    assert [t.assistant for t in resumed.turns] == ['{"name": "Ada", "age": 36}', '{"name": "Ada", "age": 37}']
+
+
+def test_chat_with_schema_does_not_stream(fake):
+    chat = llmops_lab.Conversation("s")
+    with pytest.raises(llmops_lab.ConfigError, match="does not stream"):
+        chat.send("hi", schema={"type": "object"}, stream=True)
+    assert fake.request_count == 0

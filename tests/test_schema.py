@@ -75,6 +75,19 @@ def test_invalid_answer_is_retried_once_with_the_error_shown(shell, fake):
     assert metrics["schema_retries"] == 1 and metrics["total_tokens"] == p.usage["total_tokens"]
     rejected = json.loads(artifact_text(p.run_id, "schema_rejected.json"))
     assert rejected["output"] == '{"name": "Ada", "age": "old"}' and "field 'age'" in rejected["error"]
+    # both exchanges are in the run's trace: the rejected answer with its error, then the retry as sent
+    client = mlflow_client()
+    run = client.get_run(p.run_id)
+    (trace,) = client.search_traces(locations=[run.info.experiment_id], run_id=p.run_id)
+    root, first, second = trace.data.spans
+    assert root.parent_id is None and first.parent_id == second.parent_id == root.span_id
+    assert (first.name, first.status.status_code, second.name, second.status.status_code) == \
+        ("attempt 1", "ERROR", "attempt 2 (schema retry)", "OK")
+    assert first.inputs["messages"] == fake.requests[0]["messages"]
+    assert first.outputs["content"] == '{"name": "Ada", "age": "old"}'
+    assert "field 'age'" in first.attributes["llmops.schema_error"]
+    assert second.inputs["messages"] == retry and second.outputs["content"] == '{"name": "Ada", "age": 36}'
+    assert first.start_time_ns <= first.end_time_ns <= second.start_time_ns <= second.end_time_ns
 
 
 def test_budget_bounds_a_schema_call_as_two_requests(fake):
@@ -104,6 +117,10 @@ def test_answer_still_invalid_after_retry_is_one_line_and_a_failed_run(shell, fa
     run = mlflow_client().get_run(failed.run_id)
     assert run.info.status == "FAILED" and "field 'age'" in run.data.tags["llmops.error"]
     assert artifact_text(failed.run_id, "output.md") == '{"name": "Ada"}'
+    (trace,) = mlflow_client().search_traces(locations=[run.info.experiment_id], run_id=failed.run_id)
+    assert [(s.name, s.status.status_code) for s in trace.data.spans[1:]] == [
+        ("attempt 1", "ERROR"), ("attempt 2 (schema retry)", "ERROR")]
+    assert "field 'age'" in trace.data.spans[2].attributes["llmops.schema_error"]
 
 
 def test_python_api_raises_schema_error_with_raw_text(fake):

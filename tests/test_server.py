@@ -559,6 +559,7 @@ async def test_every_route_refuses_anonymous_requests(jp_fetch, jp_base_url, jp_
     """Live: each route x verb without a token (and without cookies) is 403, and nothing ran."""
     client = tornado.httpclient.AsyncHTTPClient()
     samples = {"(?P<run_id>[^/]+)": "0" * 32, "(?P<name>[^/]+)": "summarize", "(?P<execution>[^/]+)": "1",
+               "(?P<conversation_id>[^/]+)": "0" * 32,
                "(?P<what>report|notebook)": "report"}
     checked = 0
     for path, _, verb in _routes():

@@ -110,6 +110,7 @@ def test_streamed_usage_and_cost_are_exact_and_logged_with_ttft(shell, fake, mon
 
 def test_interrupt_mid_stream_keeps_the_partial_answer(shell, fake, monkeypatch, capsys):
     fake.responder, fake.chunk_delay_ms = story, 50
+    llmops_lab.get_settings().prices["fake:test-model"] = {"input": 1.0, "output": 2.0}  # $ per 1M tokens
     shown = Shown(shell, fake, monkeypatch)
     with interrupt_mid_stream(fake):
         res = shell.run_cell("%%llm --name stopped --out r\nTell a story")
@@ -126,8 +127,11 @@ def test_interrupt_mid_stream_keeps_the_partial_answer(shell, fake, monkeypatch,
     assert fake.streams_abandoned == 1 and fake.chunks_sent <= received + 2  # generation stopped within a chunk
     assert "interrupted" in r.footer()
     assert r.usage["completion_tokens"] == received  # no usage chunk came: one token per piece received
+    # ... an estimate, and said so: the footer's tokens and cost carry "≈", the run a tag
+    assert r.usage_estimated and f"≈{r.usage['total_tokens']} tokens" in r.footer() and "≈$" in r.footer()
     run = mlflow_client().get_run(r.run_id)
     assert run.info.status == "KILLED" and run.data.tags["llmops.interrupted"] == "true"
+    assert run.data.tags["llmops.usage_estimated"] == "true"
     assert "llmops.error" not in run.data.tags
     path = mlflow_client().download_artifacts(r.run_id, "output.md")
     assert Path(path).read_text() == r.text
@@ -256,7 +260,32 @@ def test_a_stream_broken_midway_fails_the_call_in_one_line(shell, fake, capsys):
     assert fake.request_count == 1  # text had been shown: not retried
     llmops_lab.flush()
     runs = mlflow_client().search_runs([e.experiment_id for e in mlflow_client().search_experiments()])
-    assert [r.info.status for r in runs if r.data.params.get("prompt_name") == "broken"] == ["FAILED"]
+    (run,) = [r for r in runs if r.data.params.get("prompt_name") == "broken"]
+    # the failed run keeps what had arrived as its output, its usage estimated (no usage chunk came)
+    assert run.info.status == "FAILED" and "stream broke" in run.data.tags["llmops.error"]
+    output = Path(mlflow_client().download_artifacts(run.info.run_id, "output.md")).read_text()
+    assert output == "word0 word1 word2 word3 word4"  # the 29 characters that had arrived
+    assert run.data.tags["llmops.usage_estimated"] == "true" and run.data.metrics["completion_tokens"] == 5
+
+
+def test_a_broken_stream_keeps_its_partial_text_on_the_error(fake):
+    fake.responder, fake.chunk_delay_ms, fake.break_stream_after = story, 5, 3
+    pieces = []
+    with pytest.raises(llmops_lab.StreamBroken) as broken:
+        llmops_lab.run("Tell a story", name="broken-api", stream=True, on_text=pieces.append)
+    assert isinstance(broken.value, llmops_lab.ProviderError)  # `except ProviderError` still catches it
+    assert broken.value.partial == "".join(pieces) and story(None).startswith(broken.value.partial)
+    assert len(pieces) == 3 and "kept as the failed run's output" in str(broken.value)
+    assert broken.value.completion.usage_estimated and broken.value.completion.usage.completion_tokens == 3
+    llmops_lab.flush()
+    runs = mlflow_client().search_runs([e.experiment_id for e in mlflow_client().search_experiments()],
+                                       "tags.`llmops.usage_estimated` = 'true'")
+    (run,) = [r for r in runs if r.data.params.get("prompt_name") == "broken-api"]
+    assert run.info.status == "FAILED"
+    assert Path(mlflow_client().download_artifacts(run.info.run_id, "output.md")).read_text() == broken.value.partial
+    fake.break_stream_after = None
+    whole = llmops_lab.run("Tell a story", stream=True, on_text=lambda piece: None)
+    assert not whole.usage_estimated and "≈" not in whole.footer()  # the endpoint's usage: exact
 
 
 # -- the embedded model ---------------------------------------------------------------------------------------

@@ -35,6 +35,32 @@ export interface IRunRow {
   /** A comparison: how many variants; a comparison or batch: how many data rows. */
   variants?: number | null;
   rows?: number | null;
+  /** A conversation turn: the conversation's name and the turn's number (from 1). */
+  conversation_name?: string | null;
+  turn?: number | null;
+}
+
+/** One run of a conversation (a turn; a failed turn and its retry share a number). Excerpts as stored: masked. */
+export interface IConversationTurn {
+  turn: number;
+  run_id: string;
+  name: string;
+  status: string;
+  start_time: number;
+  interrupted: boolean;
+  user: string | null;
+  assistant: string | null;
+  error: string | null;
+}
+
+/** A conversation's turns in order; `current`: the run whose detail is shown (null from `conversations/<id>`). */
+export interface IConversation {
+  id: string;
+  name: string | null;
+  parent: { id: string; turns: number } | null;
+  turns: IConversationTurn[];
+  truncated: boolean;
+  current: string | null;
 }
 
 /** The first rows of a batch run's results table (cells as text). */
@@ -65,6 +91,7 @@ export interface IRunDetail extends IRunRow {
   output_text: string | null;
   spans: ISpan[];
   results?: IResultRows | null;
+  conversation?: IConversation | null;
 }
 
 export interface IRunsPage {

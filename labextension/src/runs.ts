@@ -2,6 +2,7 @@
  * Runs of the active notebook's experiment: a paged, live table; a run's detail; a comparison.
  */
 import { api, ICompare, IResultRows, IRunDetail, IRunRow, IRunsPage } from './api';
+import { chatBadge, renderConversation } from './conversation';
 import { diffStats, renderWordDiff } from './diff';
 import { h, notice, replaceChildren } from './dom';
 import { formatAge, formatLatency, formatMetric, formatScore, MISSING, runFacts, truncate } from './format';
@@ -198,6 +199,7 @@ export class RunsSection extends Section {
           { class: 'llmops-run-line' },
           h('span', { class: 'llmops-run-name' }, run.name || run.run_id),
           h('span', { class: 'llmops-run-kind' }, run.kind || ''),
+          chatBadge(run),
           h('span', { class: 'llmops-spacer' }),
           h('span', { class: `llmops-status llmops-status-${status.toLowerCase()}` }, status || MISSING),
           h(
@@ -298,6 +300,7 @@ export class RunsSection extends Section {
       h('div', { class: 'llmops-mlflow-slot', 'data-run': run.run_id, 'data-experiment': run.experiment_id ?? '' },
         this.mlflowLink(run.run_id, run.experiment_id)),
       run.error ? notice('error', 'The call failed', run.error, 'llmops-run-error') : null,
+      run.conversation ? renderConversation(run.conversation, runId => this.openDetail(runId)) : null,
       h('h4', null, 'Prompt'),
       h('pre', { class: 'llmops-pre', testid: 'llmops-run-prompt' }, run.prompt_text ?? MISSING),
       ...output,

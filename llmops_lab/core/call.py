@@ -50,7 +50,10 @@ class Conformed:
     data: Any = None
     error: str | None = None
     retries: int = 0  # 1 when the first answer did not validate and the model was asked again
-    rejected: dict[str, str] | None = None  # the first answer and why it did not validate (logged, redacted)
+    # the first exchange, logged (redacted) as schema_rejected.json and as the trace's first attempt span:
+    # {"output", "error", "correction" (the user message of the retry), "latency_ms", "prompt_tokens",
+    # "completion_tokens"}
+    rejected: dict[str, Any] | None = None
 
 
 def execute(call: PromptCall, settings: Settings, *, kind: str = "single",
@@ -74,9 +77,9 @@ def execute(call: PromptCall, settings: Settings, *, kind: str = "single",
         if call.plan.schema is not None:
             completion, conformed = conform(call, completion)
     except ProviderError as err:
-        if settings.tracking:
+        if settings.tracking:  # a stream that broke mid-way: its partial answer is the failed run's output
             submit(build_record(call, settings, kind=kind, start_ns=start_ns, end_ns=time.time_ns(),
-                                completion=None, error=str(err)), settings)
+                                completion=getattr(err, "completion", None), error=str(err)), settings)
         raise
     record = build_record(call, settings, kind=kind, start_ns=start_ns, end_ns=time.time_ns(),
                           completion=completion, error=conformed.error if conformed else None, conformed=conformed)
@@ -93,9 +96,11 @@ def conform(call: PromptCall, first: Completion) -> tuple[Completion, Conformed]
     try:
         return first, Conformed(data=schema.validate(first.text))
     except Mismatch as err:
-        rejected = {"output": first.text, "error": str(err)}
+        rejected = {"output": first.text, "error": str(err), "correction": correction(err),
+                    "latency_ms": first.latency_ms, "prompt_tokens": first.usage.prompt_tokens,
+                    "completion_tokens": first.usage.completion_tokens}
         retry_messages = [*call.messages, {"role": "assistant", "content": first.text},
-                          {"role": "user", "content": correction(err)}]
+                          {"role": "user", "content": rejected["correction"]}]
     if call.plan.send_redactor is not None:  # redaction scope "send": what goes out is masked, this too
         from llmops_lab.trust.redaction import mask_messages
 
@@ -207,6 +212,7 @@ def complete(call: PromptCall, settings: Settings, *, max_cost: float | None, fo
         cost_usd=record["cost_usd"], prompt_name=call.name, messages=call.messages, params=call.params,
         record_id=record["id"], finish_reason=completion.finish_reason, retries=completion.retries,
         _ticket=ticket, tokens=completion.tokens, ttft_ms=completion.ttft_ms, interrupted=completion.interrupted,
+        usage_estimated=completion.usage_estimated,
         schema_name=call.plan.schema.name if conformed else None, schema_retries=conformed.retries if conformed else 0,
         _validated=conformed.data if conformed else None)
     if conformed is not None and conformed.error is not None:  # logged FAILED above, with the raw answer

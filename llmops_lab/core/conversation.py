@@ -104,20 +104,26 @@ class Conversation:
     def send(self, text: str, variables: Mapping[str, Any] | None = None, *, model: str | None = None,
              name: str | None = None, max_cost: float | None = None, force: bool = False,
              logprobs: bool = False, top_logprobs: int | None = None, stream: bool = False,
-             on_text: OnText | None = None, **params: Any) -> LLMResult:
+             on_text: OnText | None = None, schema: Any = None, **params: Any) -> LLMResult:
         """The next turn: ``text`` (a template, like :func:`llmops_lab.run`'s) rendered with ``variables``, sent
         after the earlier turns; the answer joins the conversation. Same keywords as ``run``. An interrupted
-        stream or a failed call adds no turn (the run is logged all the same)."""
+        stream or a failed call adds no turn (the run is logged all the same). With ``schema=`` the answer is
+        validated like ``run``'s (``r.data``); the turn's assistant message is the validated answer's JSON text
+        (a rejected first answer and the retry's correction stay out of the conversation: only in the run)."""
         from llmops_lab.core.call import check_streaming, complete, prepare, stream_target
         from llmops_lab.core.options import refuse_options
 
         refuse_options("send", params)
         check_streaming(logprobs, stream, on_text, where="send")
+        if schema is not None and (stream or on_text is not None):
+            raise ConfigError("send(): a schema answer is validated whole, so it does not stream: drop stream= or "
+                              "schema=")
         started = time.perf_counter()
         settings = get_settings()
         history = self.history()
         call = prepare(text, variables, model=model or self.model, name=name, system=self.system, params=params,
-                       settings=settings, logprobs=logprobs, top_logprobs=top_logprobs, history=history)
+                       settings=settings, logprobs=logprobs, top_logprobs=top_logprobs, history=history,
+                       schema=schema)
         dropped = fit_context(call.messages, len(history), self.max_chars or settings.chat_max_chars)
         call.conversation = {"id": self.id, "name": self.name, "turn": len(self.turns) + 1, "dropped": dropped,
                              "parent": self.parent}

@@ -66,9 +66,10 @@ class SingleRecord(Origin, CallFields):
     error: Optional[str]
     ttft_ms: Optional[float]  # streamed calls: time to the first piece of the answer
     interrupted: bool  # a kernel interrupt stopped the stream: output is the partial answer (run KILLED)
+    usage_estimated: bool  # the stream ended before its usage chunk: usage and cost are estimates
     # Structured output (the schema itself is params["response_format"], logged as schema.json):
     schema_retries: Optional[int]  # 1: the first answer did not match and the model was asked again
-    schema_rejected: Optional[dict[str, str]]  # that first answer and its error: {"output", "error"}
+    schema_rejected: Optional[dict[str, Any]]  # that first exchange: {"output", "error", "correction", usage…}
     conversation: Optional[dict[str, Any]]  # a chat turn: id, name, turn, dropped (+ parent of a fork); else None
 
 
@@ -135,7 +136,7 @@ def _redacted(record: Mapping[str, Any], settings: "Settings") -> Any:
 def single(plan: "CallPlan", messages: list[dict[str, str]], variables: dict[str, str], settings: "Settings", *,
            kind: str, start_ns: int, end_ns: int, completion: "Completion | None", error: str | None,
            cost_usd: float | None, schema_retries: int | None = None,
-           schema_rejected: dict[str, str] | None = None,
+           schema_rejected: dict[str, Any] | None = None,
            conversation: dict[str, Any] | None = None) -> SingleRecord:
     """The record of one call, answered (``completion``) or failed (``error``)."""
     record: SingleRecord = {
@@ -150,6 +151,7 @@ def single(plan: "CallPlan", messages: list[dict[str, str]], variables: dict[str
         "error": error,
         "ttft_ms": completion.ttft_ms if completion else None,
         "interrupted": bool(completion and completion.interrupted),
+        "usage_estimated": bool(completion and completion.usage_estimated),
         "schema_retries": schema_retries,
         "schema_rejected": schema_rejected,
         "conversation": conversation,

@@ -44,6 +44,7 @@ class LLMResult:
     tokens: list[Any] | None = field(default=None, repr=False)  # TokenLogprob list when logprobs were asked for
     ttft_ms: float | None = None  # streamed calls: time to the first piece of the answer
     interrupted: bool = False  # a kernel interrupt stopped the stream: ``text`` is the partial answer
+    usage_estimated: bool = False  # the stream stopped before the endpoint's usage: tokens and cost estimated
     schema_name: str | None = None  # the call asked for structured output (``schema=``): ``data`` is validated
     schema_retries: int = 0  # 1: the first answer did not match the schema and the model was asked again
     _validated: Any = field(default=None, repr=False)
@@ -100,10 +101,11 @@ class LLMResult:
 
     def footer(self) -> str:
         """``model · 412 ms · 96 tokens · $0.00002 · run 1a2b3c4d`` (run id when already known)."""
-        parts = [self.model, f"{self.latency_ms:,.0f} ms", f"{self.usage.get('total_tokens', 0)} tokens"]
+        about = "≈" if self.usage_estimated else ""  # estimated: the endpoint never sent its usage
+        parts = [self.model, f"{self.latency_ms:,.0f} ms", f"{about}{self.usage.get('total_tokens', 0)} tokens"]
         cost = format_cost(self.cost_usd)
         if cost is not None:
-            parts.append(cost)
+            parts.append(about + cost)
         if self.retries:
             parts.append(f"{self.retries} retr{'y' if self.retries == 1 else 'ies'}")
         if self.schema_name is not None:

@@ -91,7 +91,7 @@ class LlmMagics(Magics):
         stopped = None
         try:
             if args.chat is not None:
-                result = self._chat_turn(args, cell, params, live)
+                result = self._chat_turn(args, cell, params, live, schema)
             else:
                 result = run(cell, self.shell.user_ns, model=args.model, name=args.name, system=args.system,
                              max_cost=args.max_cost, force=args.force, logprobs=args.logprobs,
@@ -110,15 +110,15 @@ class LlmMagics(Magics):
             raise stopped
 
     def _chat_turn(self, args: argparse.Namespace, cell: str, params: dict[str, Any],
-                   live: LiveAnswer | None) -> Any:
+                   live: LiveAnswer | None, schema: Any = None) -> Any:
         """``%%llm --chat NAME``: the cell is the conversation's next user message (its note, if the context
-        guard dropped turns, is printed by ``send``)."""
+        guard dropped turns, is printed by ``send``); with ``--schema`` the answer joins it as its JSON text."""
         from llmops_lab.core.conversation import continue_or_start
 
         conversation = continue_or_start(args.chat, model=args.model, system=args.system)
         return conversation.send(cell, self.shell.user_ns, name=args.name, max_cost=args.max_cost, force=args.force,
                                  logprobs=args.logprobs, top_logprobs=args.top_logprobs,
-                                 on_text=live, **params)
+                                 on_text=live, schema=schema, **params)
 
     def _batch(self, args: argparse.Namespace, cell: str, params: dict[str, Any], schema: Any = None) -> None:
         from llmops_lab.evaluation.batch import batch

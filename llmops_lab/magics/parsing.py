@@ -86,8 +86,6 @@ def parse_cell_line(line: str) -> argparse.Namespace:
         raise ConfigError("--scorer, --refresh and --judge-model go with --dataset (a batch over rows)")
     if args.chat is not None and args.dataset is not None:
         raise ConfigError("--chat continues one conversation, --dataset runs a batch over rows: use one of them")
-    if args.chat is not None and args.schema is not None:
-        raise ConfigError("--chat and --schema do not go together yet: a conversation's turns are free text")
     if args.stream and (args.format not in STREAMED_FORMATS or args.logprobs or args.dataset is not None
                         or args.schema is not None):
         what = ("a batch (--dataset)" if args.dataset is not None else "--logprobs" if args.logprobs

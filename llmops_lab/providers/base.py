@@ -87,6 +87,8 @@ class Completion:
     tokens: list[TokenLogprob] | None = None
     ttft_ms: float | None = None  # streamed answers: time to the first piece of text (retries included)
     interrupted: bool = False  # streamed answers: a kernel interrupt stopped it; ``text`` is what had arrived
+    # the endpoint's usage chunk never came (interrupted or broken stream): ``usage`` is an estimate
+    usage_estimated: bool = False
 
 
 class Provider(Protocol):

@@ -13,7 +13,7 @@ import time
 from typing import Any, Callable
 from urllib.parse import urlparse
 
-from llmops_lab.exceptions import ProviderError
+from llmops_lab.exceptions import ProviderError, StreamBroken
 from llmops_lab.providers.base import (Completion, Message, ModelId, OnText, RetryPolicy, TokenLogprob, Usage,
                                        parse_retry_after)
 
@@ -65,18 +65,19 @@ class OpenAICompatProvider:
                             answer.add(chunk)
                     return self._streamed(answer, model, attempt)
                 except self._openai.OpenAIError as err:
-                    if answer.pieces:
-                        raise ProviderError(f"{self.name}:{model} ({self.endpoint_host}): the stream broke after "
-                                            f"{len(answer.text)} characters: {_error_detail(err)}") from None
+                    if answer.pieces:  # the text so far is kept: logged as the failed run's output
+                        answer.finish_reason = "error"
+                        raise StreamBroken(
+                            f"{self.name}:{model} ({self.endpoint_host}): the stream broke after "
+                            f"{len(answer.text)} characters (kept as the failed run's output): "
+                            f"{_error_detail(err)}",
+                            self._streamed(answer.estimate_usage(messages), model, attempt)) from None
                     delay = self._retry_delay(err, model, attempt)
                 time.sleep(delay)
                 attempt += 1
         except KeyboardInterrupt:  # leaving the `with` closed the response: the endpoint stops generating
             answer.finish_reason = "interrupted"
-            if answer.usage == Usage():  # the usage chunk never came: estimate what was paid for
-                answer.usage = Usage(max(1, sum(len(str(m.get("content") or "")) for m in messages) // 4),
-                                     len(answer.pieces))  # endpoints stream about one token per chunk
-            return self._streamed(answer, model, attempt, interrupted=True)
+            return self._streamed(answer.estimate_usage(messages), model, attempt, interrupted=True)
 
     def async_client(self) -> Any:
         """A new ``AsyncOpenAI`` for one event loop (httpx connections belong to the loop that made them)."""
@@ -142,7 +143,7 @@ class OpenAICompatProvider:
             latency_ms=(time.perf_counter() - answer.start) * 1000, finish_reason=answer.finish_reason,
             retries=attempt, endpoint_host=self.endpoint_host, response_model=answer.response_model,
             extra={"raw": answer.last_chunk, "chunks": answer.chunks}, ttft_ms=answer.ttft_ms,
-            interrupted=interrupted)
+            interrupted=interrupted, usage_estimated=answer.usage_estimated)
 
     def _status_message(self, model: str, err: Any, attempt: int) -> str:
         status = err.status_code
@@ -172,6 +173,16 @@ class _StreamedAnswer:
         self.ttft_ms: float | None = None
         self.chunks = 0
         self.last_chunk: Any = None
+        self.usage_estimated = False
+
+    def estimate_usage(self, messages: list[Message]) -> "_StreamedAnswer":
+        """A stream cut before its usage chunk: estimate what was paid for (prompt characters / 4, one token
+        per text chunk, as endpoints stream about one token per chunk), and say it is an estimate."""
+        if self.usage == Usage():
+            self.usage = Usage(max(1, sum(len(str(m.get("content") or "")) for m in messages) // 4),
+                               len(self.pieces))
+            self.usage_estimated = True
+        return self
 
     @property
     def text(self) -> str:

@@ -17,7 +17,7 @@ import tornado.web
 from jupyter_server.base.handlers import APIHandler
 from tornado.httputil import responses
 
-from llmops_lab.server import jobs, mlflow_ui, prompts, runs, stores
+from llmops_lab.server import conversations, jobs, mlflow_ui, prompts, runs, stores
 from llmops_lab.server.errors import ApiError, classify
 
 MAX_BODY = 64 * 1024
@@ -159,6 +159,17 @@ class CompareHandler(BaseHandler):
         ids = runs.parse_run_ids(self.get_query_argument("run_ids", None))
         store = await self.store()
         self.reply(await self.call(runs.compare_runs, store, ids))
+
+
+class ConversationHandler(BaseHandler):
+    @tornado.web.authenticated
+    async def get(self, conversation_id: str) -> None:
+        conversations.check_conversation_id(conversation_id)
+        experiment = self.get_query_argument("experiment", None) or None
+        if experiment is not None and (len(experiment) > 500 or "\x00" in experiment):
+            raise ApiError(400, "experiment name is too long or has a NUL byte")
+        store = await self.store()
+        self.reply(await self.call(conversations.conversation, store, conversation_id, experiment))
 
 
 class PromptsHandler(BaseHandler):

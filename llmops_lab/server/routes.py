@@ -16,6 +16,7 @@ ROUTES: list[tuple[str, type]] = [
     ("runs", handlers.RunsHandler),
     (r"runs/(?P<run_id>[^/]+)", handlers.RunHandler),
     ("compare", handlers.CompareHandler),
+    (r"conversations/(?P<conversation_id>[^/]+)", handlers.ConversationHandler),
     ("prompts", handlers.PromptsHandler),
     (rf"prompts/{_NAME}/diff", handlers.PromptDiffHandler),
     (rf"prompts/{_NAME}/alias", handlers.PromptAliasHandler),

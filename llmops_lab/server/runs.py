@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops_lab.core.records import RESULT_COLUMNS
+from llmops_lab.server import conversations
 from llmops_lab.server.errors import ApiError
 from llmops_lab.server.stores import Store, experiment_id, refresh_planner_stats
 from llmops_lab.tracking import reader, traces
@@ -181,7 +182,7 @@ def batch_rows(client: Any, run: Any, limit: int = MAX_ROWS) -> dict[str, Any] |
 
 def run_detail(store: Store, run_id: str, client: Any = None) -> dict[str, Any]:
     """RunRow + params, metrics, llmops/source tags, prompt and output texts, trace spans; a batch run's
-    first result rows."""
+    first result rows; a conversation turn's conversation (its turns in order)."""
     check_run_id(run_id)
     client = client or store.client()
     run = _get_run(client, run_id)
@@ -191,7 +192,8 @@ def run_detail(store: Store, run_id: str, client: Any = None) -> dict[str, Any]:
             "params": facts["params"], "metrics": {k: _number(v) for k, v in facts["metrics"].items()},
             "tags": tags, "prompt_text": _text(client, run, "prompt.txt"),
             "output_text": _text(client, run, "output.md"), "spans": _spans(client, run),
-            "results": batch_rows(client, run) if tags.get(T.KIND) == T.BATCH else None}
+            "results": batch_rows(client, run) if tags.get(T.KIND) == T.BATCH else None,
+            "conversation": conversations.of_run(client, run)}
 
 
 def compare_runs(store: Store, run_ids: list[str]) -> dict[str, Any]:

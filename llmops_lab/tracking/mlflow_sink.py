@@ -6,6 +6,7 @@ clients come from :mod:`llmops_lab.tracking.reader`, prompt versions from :mod:`
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -223,6 +224,8 @@ class MlflowSink:
             tags[T.ERROR] = record["error"][:5000]
         if record.get("interrupted"):
             tags[T.INTERRUPTED] = "true"
+        if record.get("usage_estimated"):
+            tags[T.USAGE_ESTIMATED] = "true"
         tags.update(_conversation_tags(record.get("conversation")))
         redaction = record.get("redaction") or {}
         if redaction:  # audit: was the record masked, and what (counts per detector, never values)
@@ -248,6 +251,8 @@ class MlflowSink:
                                   experiment_id=exp_id, start_time_ns=record["start_ns"] or None, run_id=run_id)
         if record.get("conversation"):
             _set_session(span.trace_id, record["conversation"]["id"], record.get("user") or "unknown")
+        if record.get("schema_rejected"):
+            _schema_attempts(client, span, record)
         outputs = {"content": record.get("output")} if not record.get("error") else {"error": record["error"]}
         client.end_trace(span.trace_id, outputs=outputs, status="ERROR" if record.get("error") else "OK",
                          end_time_ns=record["end_ns"] or None)
@@ -308,6 +313,32 @@ def _json_schema(record: dict[str, Any]) -> str | None:
     if not isinstance(response_format, dict) or "json_schema" not in response_format:
         return None
     return _as_json(response_format["json_schema"].get("schema"))
+
+
+def _schema_attempts(client: Any, root: Any, record: dict[str, Any]) -> None:
+    """A schema call that was asked twice: both exchanges as child spans of its trace, the rejected answer with
+    its validation error, then the retry's messages (the answer and the correction appended) and answer."""
+    from mlflow.entities import SpanType
+
+    rejected, start = record["schema_rejected"], record["start_ns"] or time.time_ns()
+    split = start + int((rejected.get("latency_ms") or 0) * 1_000_000)
+    end = max(record["end_ns"] or time.time_ns(), split)
+    first = client.start_span("attempt 1", root.trace_id, root.span_id, span_type=SpanType.CHAT_MODEL,
+                              inputs={"messages": record.get("messages")}, start_time_ns=start,
+                              attributes={"llmops.schema_error": rejected.get("error"),
+                                          "mlflow.chat.tokenUsage": {
+                                              "input_tokens": rejected.get("prompt_tokens") or 0,
+                                              "output_tokens": rejected.get("completion_tokens") or 0}})
+    client.end_span(root.trace_id, first.span_id, outputs={"content": rejected.get("output")}, status="ERROR",
+                    end_time_ns=split)
+    retry = [*(record.get("messages") or []), {"role": "assistant", "content": rejected.get("output")},
+             {"role": "user", "content": rejected.get("correction")}]
+    second = client.start_span("attempt 2 (schema retry)", root.trace_id, root.span_id,
+                               span_type=SpanType.CHAT_MODEL, inputs={"messages": retry}, start_time_ns=split,
+                               attributes={"llmops.schema_error": record.get("error")} if record.get("error") else None)
+    outputs = {"content": record.get("output")}
+    client.end_span(root.trace_id, second.span_id, outputs=outputs, status="ERROR" if record.get("error") else "OK",
+                    end_time_ns=end)
 
 
 def _conversation_tags(conversation: dict[str, Any] | None) -> dict[str, str]:

@@ -553,6 +553,7 @@ def run_row(run: Any) -> dict[str, Any]:
         "score": {"name": scores[0][len(T.SCORE):], "value": number(metrics[scores[0]])} if scores else None,
         "notebook": tags.get(T.NOTEBOOK),
         "error": error.strip().splitlines()[0][:500] if error and error.strip() else None,
+        "conversation_name": tags.get(T.CONVERSATION_NAME), "turn": count(tags.get(T.TURN)),  # a chat turn's badge
         **_highlights(run),
     }
 

@@ -26,6 +26,7 @@ CELL_ID = "llmops.cell_id"
 GIT_COMMIT = "llmops.git_commit"
 ERROR = "llmops.error"
 INTERRUPTED = "llmops.interrupted"  # "true": a kernel interrupt stopped a streamed answer (run KILLED)
+USAGE_ESTIMATED = "llmops.usage_estimated"  # "true": the stream ended before its usage chunk (tokens/cost ≈)
 REDACTION = "llmops.redaction"
 REDACTION_COUNTS = "llmops.redaction.counts"
 BASELINE = "llmops.baseline"  # compare parent: the baseline variant's label
