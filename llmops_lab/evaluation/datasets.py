@@ -1,4 +1,4 @@
-"""Datasets for batch evaluation: load, check against a template, fingerprint, diff and clean.
+"""Datasets for batch evaluation: load, check against a template, fingerprint, diff, clean and split.
 
 >>> df = load_rows("data/news.jsonl")                          # doctest: +SKIP
 >>> check_columns(df, PromptTemplate("Summarize {{ text }}").variables)      # doctest: +SKIP

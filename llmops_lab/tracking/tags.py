@@ -12,6 +12,7 @@ BATCH = "batch"  # one batch() (or one compare variant)
 COMPARE = "compare"  # a comparison's parent run
 PROBE = "probe"  # a counterfactual probe's parent run (written like a compare parent)
 OPTIMIZE = "optimize"  # a prompt search's parent run (written like a compare parent)
+AGREEMENT = "agreement"  # a judge checked against human ratings (written like a compare parent, no children)
 JOB = "job"  # one job execution
 ERASURE = "erasure"  # the audit run of a forget or gc (tracking/erasure.py)
 
