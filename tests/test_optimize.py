@@ -211,6 +211,10 @@ def test_bad_input_is_one_line(fake):
     with pytest.raises(ConfigError, match="needs column .nope."):
         opt.optimize("{{ nope }}", rows(12), scorers=["exact:expected"], progress=False)
     assert fake.request_count == 0  # all refused before any call
+    import llmops_lab
+
+    with pytest.raises(ConfigError, match="proposer= is an optimize option"):
+        llmops_lab.batch("{{ text }}", rows(2), proposer="fake:proposer")
 
 
 def test_optimize_magic(shell, fake, capsys):

@@ -29,11 +29,11 @@ import time
 from typing import Any, Mapping, Sequence
 
 from llmops_lab.evaluation import proposer as P
+from llmops_lab.evaluation.probe import PASS_AT  # a train row scoring below it is a failure the proposer sees
 from llmops_lab.exceptions import BudgetError, ConfigError
 
 __all__ = ["Optimization", "optimize", "PASS_AT"]
 
-PASS_AT = 0.5  # a train row whose score is below this is a failure the proposer sees
 PROPOSER_DEFAULTS = {"temperature": 0.8, "max_tokens": 300}
 SHARED_OPTIONS = ("concurrency", "cache", "refresh", "force")  # batch options the proposer's batches share
 COLUMNS = ["id", "round", "parent", "source", "status", "train_score", "validation_score", "text", "version"]
@@ -109,7 +109,7 @@ class Optimization:
             lines.append(self.note)
         v0 = self._rows[0]["validation_score"]
         if self.best_id == 0:
-            lines.append(f"No significant gain on the test split: no candidate beat the original on validation "
+            lines.append(f"No significant gain on the test split: no candidate beat the original's validation score "
                          f"({_f(v0)}), so the original stays. Nothing was promoted.")
             return "\n".join(lines)
         best = self._rows[self.best_id]
@@ -276,8 +276,7 @@ def optimize(template: str, data: Any, *, scorers: Sequence[Any] | str | None = 
         scores = _scores(results, scorer_name(results))
         row["train_score"] = _mean([scores[i] for i in train_pos])
         row["validation_score"] = _mean([scores[i] for i in val_pos])
-        if row["id"]:
-            _tag_status(prompt_name, row, settings)
+        _tag_status(prompt_name, row, settings)
 
     primary: list[str] = []
 
