@@ -229,3 +229,21 @@ def test_optimize_magic(shell, fake, capsys):
     bad = shell.run_cell('%llm optimize "{{ text }}" --dataset rows --scorer exact:expected --candidates many')
     err = capsys.readouterr().err
     assert not bad.success and "'many' is not a whole number" in err and "Traceback" not in err
+
+
+def test_few_shot_rows_reach_the_registry_masked(fake):
+    import secrets
+
+    key = f"sk-proj-{secrets.token_hex(16)}"
+    fake.responder = useless
+    data = [{"text": f"item {i} {key}", "expected": f"echo: item {i} {key}"} for i in range(12)]
+    o = opt.optimize("{{ text }}", data, scorers=["exact:expected"], proposer="fake:proposer", candidates=1,
+                     rounds=1, name="opt-secret", progress=False)
+    shots = o.candidates.loc[o.candidates["source"] == "few-shot"].iloc[0]
+    assert key in shots["text"]  # the kernel keeps the real text
+    from llmops_lab.tracking.clients import kernel_client
+
+    client = kernel_client()
+    stored = [client.get_prompt_version("opt-secret", v).template for v in o.candidates["version"]]
+    assert stored and not any(key in t for t in stored)
+    assert len(client.search_prompt_versions("opt-secret", max_results=100)) == len(set(o.candidates["version"]))

@@ -143,7 +143,9 @@ class Optimization:
             raise ConfigError(f"not promoted: {why}; o.promote(alias={alias!r}, force=True) promotes it anyway")
         why = reason or ("optimize: " + (f"test p = {_f(self.test['p_value'])}" if self.test else "forced")
                          + ("" if self.significant else " (forced)"))
-        version = registry.promote_prompt(self.name, self.best, model=self.model, params=self.params, alias=alias,
+        from llmops_lab.trust.redaction import mask_text
+
+        version = registry.promote_prompt(self.name, mask_text(self.best) or "", model=self.model, params=self.params, alias=alias,
                                           reason=why, user=user, source=self.run_id or "")
         if self.run_id:
             from llmops_lab.tracking import context, writer
@@ -354,7 +356,11 @@ def _register(name: str, text: str, round_: int, parent: int | None, status: str
     from llmops_lab.tracking import registry
     from llmops_lab.tracking import tags as T
 
-    version = int(registry.register_version(name, text, commit_message=f"optimize round {round_}").version)
+    from llmops_lab.trust.redaction import mask_text
+
+    # masked as the batch's own record is (few-shot rows are data), so its run links to this same version
+    version = int(registry.register_version(name, mask_text(text, settings) or "",
+                                            commit_message=f"optimize round {round_}").version)
     parent_version = rows[parent]["version"] if parent is not None else None
     registry.tag_version(name, version, {T.OPTIMIZE_ROUND: round_, T.OPTIMIZE_STATUS: status,
                                          T.OPTIMIZE_PARENT: f"{name}@{parent_version}" if parent_version else ""})
