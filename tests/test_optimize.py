@@ -226,6 +226,13 @@ def test_optimize_magic(shell, fake, capsys):
     o = shell.user_ns["o"]
     assert o is res.result and o.significant is False and len(o.candidates) == 4  # original + 2 + few-shot
     assert "No significant gain on the test split" in capsys.readouterr().out
+    from llmops_lab.tracking import registry
+
+    registry.register_version("screen-opt", "{{ text }}")
+    ref = shell.run_cell("%llm optimize screen-opt@1 --dataset rows --scorer exact:expected --model fake:test-model "
+                         "--proposer fake:proposer --candidates 1 --rounds 1 --few-shot 0")
+    assert ref.success and ref.result.name == "screen-opt"  # a registry prompt's candidates are its own versions
+    assert ref.result.candidates["version"].iat[0] == 1
     bad = shell.run_cell('%llm optimize "{{ text }}" --dataset rows --scorer exact:expected --candidates many')
     err = capsys.readouterr().err
     assert not bad.success and "'many' is not a whole number" in err and "Traceback" not in err
