@@ -7,6 +7,8 @@
 >>> chat = llmops_lab.Conversation("support", system="Be brief."); chat.send("Hi").text  # doctest: +SKIP
 >>> results = llmops_lab.batch("Classify: {{ text }}", reviews_df, scorers=["exact:label"])  # doctest: +SKIP
 >>> p = llmops_lab.probe("Reply to: {{ text }}", data=df, swaps="gender", scorers=["exact:label"])  # doctest: +SKIP
+>>> o = llmops_lab.optimize("Label: {{ text }}", data=df, scorers=["exact:label"], label="label")  # doctest: +SKIP
+>>> o.significant, o.report()          # judged on a held-out test split; o.promote() only if significant  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ if TYPE_CHECKING:  # what the lazy attributes below are, for IDEs and type check
     from llmops_lab.analysis.monitoring import stats as stats
     from llmops_lab.evaluation import compare as compare
     from llmops_lab.evaluation.probe import probe as probe
+    from llmops_lab.evaluation.optimize import optimize as optimize
     from llmops_lab.evaluation import datasets as data
     from llmops_lab.evaluation import scoring as scoring
     from llmops_lab import exceptions as errors
@@ -54,6 +57,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Conversation": ("llmops_lab.core.conversation", "Conversation"),  # a chat across calls: .send(text)
     "compare": ("llmops_lab.evaluation.compare", None),  # a callable module: llmops_lab.compare(...)
     "probe": ("llmops_lab.evaluation.probe", "probe"),  # counterfactual probe: llmops_lab.probe(t, data=df, swaps=...)
+    "optimize": ("llmops_lab.evaluation.optimize", "optimize"),  # prompt search, judged on a held-out test split
     "data": ("llmops_lab.evaluation.datasets", None),  # llmops_lab.data.prepare(df), .fingerprint, .diff
     "scoring": ("llmops_lab.evaluation.scoring", None),  # llmops_lab.scoring.to_mlflow_scorer(s)
     "monitoring": ("llmops_lab.analysis.monitoring", None),  # load_calls, summarize, plot_stats
@@ -66,7 +70,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "gc": ("llmops_lab.jobs.retention", "gc"),  # applies [tool.llmops-lab.retention]
 }
 
-__all__ = ["run", "Conversation", "batch", "batch_run_id", "compare", "probe", "record", "load_prompt", "stats", "data", "scoring",
+__all__ = ["run", "Conversation", "batch", "batch_run_id", "compare", "probe", "optimize", "record", "load_prompt", "stats", "data", "scoring",
            "monitoring", "audit", "registry", "redact", "configure", "get_settings", "flush", "recent_runs",
            "LLMResult", "LlmopsError", "ConfigError", "TemplateError", "ProviderError", "MissingApiKeyError",
            "BudgetError", "RedactionError", "JobError", "StreamInterrupted", "StreamBroken", "SchemaError", "errors", "forget",

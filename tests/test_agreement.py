@@ -42,6 +42,12 @@ def test_agreement_against_hand_computed_values(fake):
     assert a.accuracy == pytest.approx(0.8) and a.kappa == pytest.approx(0.28 / 0.48)
     assert sorted(a.disagreements()["question"]) == ["q5", "q6"]
     assert a.metrics() == {"judge.accuracy": pytest.approx(0.8), "judge.kappa": pytest.approx(0.28 / 0.48)}
+    from llmops_lab.tracking.clients import kernel_client
+
+    run = kernel_client().get_run(a.run_id)  # a run of its own, beside the judge version's tags
+    assert run.data.tags["llmops.kind"] == "agreement" and run.data.metrics["rated"] == 10
+    assert run.data.metrics["accuracy"] == pytest.approx(0.8) and run.data.metrics["kappa"] == pytest.approx(0.28 / 0.48)
+    assert "agreement.json" in [f.path for f in kernel_client().list_artifacts(a.run_id)]
     asked = fake.request_count
     with pytest.raises(ConfigError, match="nothing to calibrate"):
         agreement(RUBRIC, [r for i, r in enumerate(RATINGS) if i not in (5, 6)]).calibrate()

@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO
 
 SHARED = ["01_quickstart.ipynb", "02_batch_eval.ipynb", "03_compare_prompts.ipynb", "04_nightly_eval.ipynb"]
-NOTEBOOKS = [*SHARED, "05_prompt_design.ipynb"]
+NOTEBOOKS = [*SHARED, "05_prompt_design.ipynb", "06_probe_and_optimize.ipynb"]
 FAST = {"03_compare_prompts.ipynb": {"max_tokens": 8}}  # the slowest example, kept short in tests
 MACHINE_PATHS = re.compile(r"(/tmp/|/work/|/root/|/home/|[A-Z]:\\\\Users)")
 
@@ -79,6 +79,54 @@ def test_prompt_design_notebook_streams_chats_and_validates(tmp_path, monkeypatc
     assert "schema.json" in [a.path for a in client.list_artifacts(single.info.run_id)]
     batch = next(r for r in runs if r.info.run_name == "extract-person")
     assert batch.data.metrics["schema_valid_rate"] >= 2 / 3
+
+
+@pytest.mark.slow
+def test_probe_and_optimize_notebook_logs_its_parent_runs(tmp_path, monkeypatch):
+    """06 on the embedded model: the probe is a run kind=probe with the original and the swapped batch as
+    children; the search is a run kind=optimize whose children are its batches, with the split recorded; the
+    re-run of the search asks the model nothing (every row of its batches cached); nothing was promoted."""
+    from mlflow import MlflowClient
+
+    from llmops_lab.config import reset_settings
+    from llmops_lab.jobs.notebooks import execute_notebook
+
+    root = make_project(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("LLMOPS_HOME", raising=False)
+    monkeypatch.chdir(root)
+    try:
+        out = execute_notebook(root / "notebooks" / "06_probe_and_optimize.ipynb", tmp_path / "out.ipynb",
+                               reset_settings(root))
+    finally:
+        reset_settings(REPO)
+    nb = nbformat.read(out, as_version=4)
+    assert not errors(nb)
+    uri = f"sqlite:///{root / '.llmops' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.get_experiment_by_name("notebooks/06_probe_and_optimize")
+    runs = client.search_runs([exp.experiment_id], max_results=500)
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+    def children(parent):
+        return [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+
+    probe = [r for r in runs if r.data.tags["llmops.kind"] == "probe"]
+    assert len(probe) == 1 and "probe.gender.contains_label.flip_rate" in probe[0].data.metrics
+    assert sorted(r.data.tags["llmops.compare.variant"] for r in children(probe[0])) == ["gender", "original"]
+    searches = sorted((r for r in runs if r.data.tags["llmops.kind"] == "optimize"), key=lambda r: r.info.start_time)
+    assert len(searches) == 2
+    for search in searches:
+        kids = children(search)
+        labels = {r.data.tags["llmops.compare.variant"] for r in kids}
+        assert {"c0 original", "proposer r1"} <= labels and len(kids) >= 3  # the few-shot candidate at least
+        assert search.data.params["split.label"] == "label" and search.data.metrics["optimize.significant"] == 0
+        assert "split.json" in [a.path for a in client.list_artifacts(search.info.run_id)]
+    rerun = children(searches[1])
+    assert all(r.data.metrics["requests"] == 0 and r.data.metrics["cache_hits"] == r.data.metrics["rows"]
+               for r in rerun)
+    versions = client.search_prompt_versions("review-sentiment", max_results=100)
+    assert versions and not any(client.get_prompt_version("review-sentiment", v.version).aliases for v in versions)
 
 
 @pytest.mark.slow

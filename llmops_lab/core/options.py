@@ -6,7 +6,8 @@ Shared by all three, under the same names: ``model``, ``name``, ``system``, the 
 ``top_logprobs``, ``schema`` (structured output) and ``variables``. ``batch`` and ``compare`` share the row options (``scorers``, ``concurrency``,
 ``cache``, ``refresh``, ``judge_model``, ``progress``, ``trace_sample``, ``dataset_name``); only ``compare`` has
 the variant options (``models``, ``params`` as a grid, ``baseline``, ``primary``); only ``probe`` has ``swaps``
-(its other keywords are ``batch``'s).
+(its other keywords are ``batch``'s); only ``optimize`` has ``proposer``, ``candidates``, ``rounds``, ``few_shot``
+and ``proposer_params``.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ ROW_OPTIONS = ("data", "scorers", "concurrency", "cache", "refresh", "judge_mode
                "dataset_name")
 VARIANT_OPTIONS = ("prompts", "models", "params", "baseline", "primary")
 PROBE_OPTIONS = ("swaps",)  # only probe swaps words; its other keywords are batch's
+OPTIMIZE_OPTIONS = ("proposer", "candidates", "rounds", "few_shot", "proposer_params")  # only optimize searches
 
 
 def refuse_options(where: str, given: Mapping[str, Any]) -> None:
@@ -35,6 +37,9 @@ def refuse_options(where: str, given: Mapping[str, Any]) -> None:
         if key in PROBE_OPTIONS:
             raise ConfigError(f"{where}(): {key}= is a probe option; use llmops_lab.probe(template, data=..., "
                               f"{key}=..., scorers=[...])")
+        if key in OPTIMIZE_OPTIONS:
+            raise ConfigError(f"{where}(): {key}= is an optimize option; use llmops_lab.optimize(template, data=..., "
+                              f"scorers=[...], {key}=...)")
         if key in VARIANT_OPTIONS:
             raise ConfigError(f"{where}() runs one prompt with one model: {key}= is a compare option; use "
                               f"llmops_lab.compare(prompts, models, data=..., {key}=...)")

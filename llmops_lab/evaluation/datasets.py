@@ -1,4 +1,4 @@
-"""Datasets for batch evaluation: load, check against a template, fingerprint, diff and clean.
+"""Datasets for batch evaluation: load, check against a template, fingerprint, diff, clean and split.
 
 >>> df = load_rows("data/news.jsonl")                          # doctest: +SKIP
 >>> check_columns(df, PromptTemplate("Summarize {{ text }}").variables)      # doctest: +SKIP
@@ -451,3 +451,48 @@ def prepare_report(df: "pd.DataFrame") -> dict[str, Any]:
     import copy
 
     return copy.deepcopy(df.attrs.get(PREPARE_ATTR, {}))
+
+
+# -- splitting ------------------------------------------------------------------------------------
+
+SPLITS = ("train", "validation", "test")
+
+
+def split(df: "pd.DataFrame", fractions: tuple[float, float, float] = (0.5, 0.25, 0.25), *,
+          label: str | None = None, seed: int = 0) -> "pd.Series":
+    """Each row's split (``train``, ``validation`` or ``test``), seeded; stratified by ``label`` when given
+    (each label's rows are shuffled and cut in the same proportions, so every split keeps the label mix).
+
+    >>> import pandas as pd
+    >>> s = split(pd.DataFrame({"y": ["a"] * 8 + ["b"] * 4}), label="y", seed=0)
+    >>> s.value_counts().to_dict(), s[:8].value_counts().to_dict()
+    ({'train': 6, 'validation': 3, 'test': 3}, {'train': 4, 'validation': 2, 'test': 2})
+    """
+    import random
+
+    import pandas as pd
+
+    if len(fractions) != 3 or any(not isinstance(f, (int, float)) or f <= 0 for f in fractions):
+        raise ConfigError(f"split fractions {fractions!r}: give three positive numbers (train, validation, test)")
+    total = float(sum(fractions))
+    cuts = (fractions[0] / total, (fractions[0] + fractions[1]) / total)
+    if label is not None and label not in df.columns:
+        raise ConfigError(f"label column {label!r} is not in the data (columns: {_names(df.columns)})")
+    groups: dict[str, list[int]] = {}
+    keys = df[label].astype(str).tolist() if label is not None else [""] * len(df)
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    out = [""] * len(df)
+    rng = random.Random(seed)
+    for key in sorted(groups):  # sorted: the same seed gives the same split whatever the row order of labels
+        rows = groups[key]
+        rng.shuffle(rows)
+        n_train, n_val = round(len(rows) * cuts[0]), round(len(rows) * cuts[1])
+        for k, i in enumerate(rows):
+            out[i] = SPLITS[0] if k < n_train else SPLITS[1] if k < n_val else SPLITS[2]
+    result = pd.Series(out, index=df.index, name="split")
+    empty = [s for s in SPLITS if not (result == s).any()]
+    if empty:
+        raise ConfigError(f"{len(df)} rows are too few to split into train, validation and test ({', '.join(empty)} "
+                          f"would be empty): give more rows or other fractions")
+    return result

@@ -43,6 +43,23 @@ def probe_from_magic_args(prompt: str, *, dataset: Any, swaps: str = "gender",
                  scorers=scorers, **{**variant.params, **options})
 
 
+def optimize_from_magic_args(prompt: str, *, dataset: Any, scorers: Sequence[Any] | str | None = None,
+                             **options: Any) -> Any:
+    """For ``%llm optimize classify@1 --dataset df --scorer exact:label --proposer local:smollm2-135m``:
+    ``prompt`` is a registry reference (its template, model and name: the candidates become its versions) or an
+    inline template."""
+    from llmops_lab.evaluation.compare import resolve_variants
+    from llmops_lab.evaluation.optimize import optimize
+
+    variant = resolve_variants([prompt])[0]
+    if isinstance(scorers, str):
+        scorers = [scorers]
+    options["model"] = options.get("model") or variant.model
+    if variant.prompt_version is not None:
+        options["name"] = options.get("name") or variant.prompt_name
+    return optimize(variant.template, dataset, scorers=scorers, **{**variant.params, **options})
+
+
 def prompts_from_magic_args(name: str | None = None, diff: Any = None) -> Any:
     """``%llm prompts`` -> :func:`~llmops_lab.tracking.registry.list_prompts` (a DataFrame); ``%llm prompts NAME``
     -> its row; ``%llm prompts NAME --diff 1 2`` (``diff=("1", "2")``; versions or aliases) -> a ``PromptDiff``."""

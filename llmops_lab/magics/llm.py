@@ -12,7 +12,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 
 from llmops_lab.exceptions import ConfigError, LlmopsError, SchemaError, StreamInterrupted
 from llmops_lab.magics.display import LiveAnswer, display_path, show, show_frame
-from llmops_lab.magics.parsing import (chat_parser, compare_parser, dataset_value, parse_cell_line, probe_parser,
+from llmops_lab.magics.parsing import (chat_parser, compare_parser, dataset_value, optimize_parser, parse_cell_line, probe_parser,
                                        prompts_parser, refuse_secrets, schema_value, stats_parser, streams)
 
 HELP = """\
@@ -50,6 +50,9 @@ HELP = """\
 %llm probe PROMPT --dataset DF [--swaps gender,names] --scorer S [--model M] [--out VAR]
                          counterfactual probe: each row as is and with names/pronouns swapped (inputs and
                          references alike); flip rate and McNemar p per attribute x scorer; p.examples()
+%llm optimize PROMPT --dataset DF --scorer S [--proposer M] [--candidates 8] [--rounds 3] [--label COL] [--out VAR]
+                         prompt search on train/validation rows; the best is tested against the original on
+                         held-out test rows (paired test); o.report(), o.promote() only when significant
 %llm chat [NAME] [--reset | --fork NEW | --resume]   conversations of this kernel: the list, NAME's
                          transcript; clear it, copy it as NEW, or rebuild it from MLflow after a restart
 %llm prompts [NAME] [--diff A B]   the prompt registry: versions, aliases, model config; diff two versions
@@ -142,11 +145,11 @@ class LlmMagics(Magics):
         handler = {"": self._help, "help": self._help, "models": self._models, "config": self._config,
                    "experiment": self._experiment, "runs": self._runs, "flush": self._flush,
                    "last": self._last, "trace": self._trace, "redact-preview": self._redact_preview,
-                   "stats": self._stats, "compare": self._compare, "probe": self._probe, "prompts": self._prompts,
+                   "stats": self._stats, "compare": self._compare, "probe": self._probe, "optimize": self._optimize, "prompts": self._prompts,
                    "chat": self._chat}.get(command)
         if handler is None:
             raise ConfigError(f"%llm: unknown command {command!r}: use help, models, config, experiment, runs, "
-                              "flush, last, trace, stats, compare, probe, prompts, chat or redact-preview (a prompt goes in "
+                              "flush, last, trace, stats, compare, probe, optimize, prompts, chat or redact-preview (a prompt goes in "
                               "a %%llm cell)")
         return handler(rest)
 
@@ -229,6 +232,23 @@ class LlmMagics(Magics):
                                        swaps=args.swaps, scorers=args.scorer, model=args.model, name=args.name,
                                        concurrency=args.concurrency, system=args.system, max_cost=args.max_cost,
                                        force=args.force, **params)
+        if args.out:
+            self.shell.user_ns[args.out] = result
+        return result
+
+    def _optimize(self, rest: str) -> Any:
+        from llmops_lab.magics.adapters import optimize_from_magic_args
+
+        args, unknown = optimize_parser().parse_known_args(shlex.split(rest))
+        if unknown:
+            raise ConfigError(f"%llm optimize: unknown option {' '.join(unknown)} (see %llm help)")
+        params: dict[str, Any] = {k: v for k, v in (("temperature", args.temperature),
+                                                    ("max_tokens", args.max_tokens)) if v}
+        result = optimize_from_magic_args(
+            args.prompt, dataset=dataset_value(args.dataset, self.shell.user_ns), scorers=args.scorer,
+            model=args.model, proposer=args.proposer, candidates=args.candidates, rounds=args.rounds, seed=args.seed,
+            label=args.label, few_shot=args.few_shot, name=args.name, concurrency=args.concurrency,
+            max_cost=args.max_cost, **params)
         if args.out:
             self.shell.user_ns[args.out] = result
         return result

@@ -176,6 +176,29 @@ def probe_parser() -> argparse.ArgumentParser:
 
 
 @functools.lru_cache(maxsize=1)
+def optimize_parser() -> argparse.ArgumentParser:
+    """``%llm optimize PROMPT --dataset DF --scorer S [--proposer P] [--candidates 8] [--rounds 3] …``."""
+    parser = _Parser(prog="%llm optimize", add_help=False, allow_abbrev=False)
+    parser.add_argument("prompt")
+    parser.add_argument("--dataset", "-d", required=True)
+    parser.add_argument("--scorer", "-s", action="append", default=[])
+    parser.add_argument("--model", "-m")
+    parser.add_argument("--proposer")
+    parser.add_argument("--candidates", type=_whole_number, default=8)
+    parser.add_argument("--rounds", type=_whole_number, default=3)
+    parser.add_argument("--seed", type=_whole_number, default=0)
+    parser.add_argument("--label")
+    parser.add_argument("--few-shot", dest="few_shot", type=_whole_number, default=2)
+    parser.add_argument("--name", "-n")
+    parser.add_argument("--concurrency", "-c", type=_whole_number, default=8)
+    parser.add_argument("--temperature", "-t")
+    parser.add_argument("--max-tokens", dest="max_tokens")
+    parser.add_argument("--max-cost", type=_amount)
+    parser.add_argument("--out", "-o")
+    return parser
+
+
+@functools.lru_cache(maxsize=1)
 def chat_parser() -> argparse.ArgumentParser:
     """``%llm chat [NAME] [--reset | --fork NEW | --resume]``."""
     parser = _Parser(prog="%llm chat", add_help=False, allow_abbrev=False)

@@ -61,7 +61,7 @@ class MlflowSink:
         if kind == "batch_rows":
             self._stage_rows(record)
             return "", None
-        if kind in (T.COMPARE, T.PROBE):  # a comparison's or a probe's parent run: tracking/writer.py writes it
+        if kind in (T.COMPARE, T.PROBE, T.OPTIMIZE, T.AGREEMENT):  # runs of no call: tracking/writer.py writes them
             from llmops_lab.tracking.writer import write_compare
 
             return write_compare(record, self._settings(), replay, self._experiments), None

@@ -117,18 +117,22 @@ def table_payload(frame: Any) -> dict[str, list]:
 def compare_record(*, record_id: str, experiment: str, notebook: str | None, user: str, name: str,
                    started_ms: int, baseline: str, children: Iterable[tuple[str | None, str | None, str]],
                    metrics: Mapping[str, float], params: Mapping[str, str], table: Any,
-                   kind: str = T.COMPARE) -> dict[str, Any]:
+                   kind: str = T.COMPARE, table_file: str | None = None,
+                   tables: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The spool record (kind ``compare``, or ``probe`` for a counterfactual probe) of a comparison's parent run. ``children``: (batch record id, run id
     if known, variant label) per variant. Ids, numbers and params travel in ``summary`` (kept as they are by
-    redaction); the name, labels and the summary table are content (masked by ``redact_record``)."""
+    redaction); the name, labels and the summary table are content (masked by ``redact_record``).
+    ``tables``: more tables to log, by file name (an optimize run's ``split.json``); content too."""
     children = list(children)
+    table_file = table_file or ("comparison.json" if kind == T.COMPARE else f"{kind}.json")
     return {"id": record_id, "v": 1, "kind": kind, "experiment": experiment, "notebook": notebook,
             "user": user, "start_ns": started_ms * 1_000_000, "end_ns": time.time_ns(),
             "summary": {"children": [{"record_id": rid, "run_id": run_id} for rid, run_id, _ in children],
                         "metrics": {k: float(v) for k, v in metrics.items()}, "params": dict(params),
-                        "table_file": "comparison.json" if kind == T.COMPARE else f"{kind}.json"},
+                        "table_file": table_file},
             "name": name, "baseline": baseline, "labels": [label for _, _, label in children],
-            "table": table_payload(table)}
+            "table": table_payload(table),
+            **({"tables": {k: table_payload(v) for k, v in tables.items()}} if tables else {})}
 
 
 def _runs_of_record(client: Any, exp_id: str, record_id: str) -> list:
@@ -178,6 +182,9 @@ def write_compare(record: dict[str, Any], settings: "Settings", replay: bool = F
                      params=[Param(k, str(v)) for k, v in params.items()])
     table = pd.DataFrame(record["table"]["data"], columns=record["table"]["columns"]).astype(object)
     client.log_table(parent, table.where(table.notna(), None), info.get("table_file", "comparison.json"))
+    for file, payload in (record.get("tables") or {}).items():
+        extra = pd.DataFrame(payload["data"], columns=payload["columns"]).astype(object)
+        client.log_table(parent, extra.where(extra.notna(), None), file)
     client.set_terminated(parent, status="FINISHED")
     return parent
 

@@ -153,6 +153,7 @@ class Agreement:
     judge: Judge
     scorer: str
     table: Any
+    run_id: str | None = None  # the run kind=agreement that logged it (tracking on)
 
     @property
     def n(self) -> int:
@@ -250,4 +251,34 @@ def agreement(judge: Any, ratings: Any, *, judge_model: str | None = None, concu
     table = _rated_rows(ratings)
     table["judge"] = _judge_labels(spec, table, concurrency=concurrency, cache=cache)
     table["agree"] = table["judge"] == table["human"]
-    return Agreement(spec, scorer, table)
+    result = Agreement(spec, scorer, table)
+    from llmops_lab.config import get_settings
+
+    settings = get_settings()
+    if settings.tracking:
+        result.run_id = _track(result, settings)
+    return result
+
+
+def _track(a: Agreement, settings: Any, timeout: float = 30.0) -> str | None:
+    """A run of its own (kind=agreement): metrics ``accuracy``, ``kappa`` (NaN left out), ``rated``,
+    ``disagreements``; the rated rows as ``agreement.json``. One spool record, written like a compare parent
+    with no children; waits for its run id."""
+    import time
+    import uuid
+
+    from llmops_lab.tracking import context, submit, writer
+    from llmops_lab.tracking import tags as T
+    from llmops_lab.trust.redaction import redact_record
+
+    notebook = context.notebook_path()
+    s = a.summary()
+    metrics = {k: float(s[k]) for k in ("accuracy", "kappa", "rated", "disagreements") if not math.isnan(float(s[k]))}
+    table = a.table.astype(object)
+    record = writer.compare_record(
+        record_id=uuid.uuid4().hex, experiment=context.experiment_name(settings, notebook), notebook=notebook,
+        user=context.user(), name=f"agreement {a.judge.name or a.scorer}", started_ms=int(time.time() * 1000),
+        baseline="human", children=[], metrics=metrics,
+        params={"scorer": a.scorer, "judge": a.judge.name or "", "judge_model": str(a.judge.model or "")},
+        table=table.where(table.notna(), None), kind=T.AGREEMENT)
+    return submit(redact_record(record, settings), settings).wait(timeout)
