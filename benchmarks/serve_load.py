@@ -141,16 +141,18 @@ def main() -> None:
             serve.send_signal(signal.SIGTERM)
             print(f"serve exit code after SIGTERM: {serve.wait(120)}")
             upstream.terminate()
-        subprocess.run([sys.executable, "-m", "llmops_lab.cli", "flush"], cwd=project, env=_env(),
-                       capture_output=True, timeout=600)
+        flushed = subprocess.run([sys.executable, "-m", "llmops_lab.cli", "flush", "--timeout", "600"], cwd=project,
+                                 env=_env(), capture_output=True, text=True, timeout=900)
+        print(f"flush: {flushed.stdout.strip()} {flushed.stderr.strip()[-300:]}")
         count = ("import llmops_lab\nfrom mlflow import MlflowClient\nc = MlflowClient(llmops_lab.get_settings()"
                  ".resolved_tracking_uri())\nexps = [e.experiment_id for e in c.search_experiments()]\n"
-                 "print(len(c.search_runs(exps, \"tags.`llmops.kind` = 'serve'\", max_results=50000)))\n")
+                 "runs = c.search_runs(exps, \"tags.`llmops.kind` = 'serve'\", max_results=50000)\n"
+                 "print(len(runs), int(sum(r.data.metrics.get('rows', 0) for r in runs)))\n")
         runs = subprocess.run([sys.executable, "-c", count], cwd=project, env=_env(), capture_output=True,
                               text=True).stdout.split()
         expected = answered[0] + 20
-        print(f"records: {runs[-1] if runs else '?'} serve runs in MLflow for {expected} answered requests "
-              "(warm-up included)")
+        print(f"records: {runs[-1] if runs else '?'} rows in {runs[-2] if runs else '?'} serve runs in MLflow for "
+              f"{expected} answered requests (warm-up included)")
         print(json.dumps({"load_average_after": os.getloadavg()[0]}))
 
 

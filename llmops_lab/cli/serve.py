@@ -25,7 +25,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError("--workers must be 1 or more")
     if args.max_body_kb < 1:
         raise ConfigError("--max-body-kb must be 1 or more")
+    if args.window_s <= 0:
+        raise ConfigError("--window-s must be more than 0 (seconds of requests per MLflow run)")
     os.environ["LLMOPS_SERVE_MAX_BODY"] = str(args.max_body_kb * 1000)  # read by every worker's factory
+    os.environ["LLMOPS_SERVE_WINDOW_S"] = str(args.window_s)
     print(f"llmops-lab serve: http://{args.host}:{args.port}/v1 ({args.workers} worker(s)); "
           "keys: llmops-lab serve key create NAME", flush=True)
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again: exit 0 then, through atexit, so
@@ -73,6 +76,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, default=8400)
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--max-body-kb", type=int, default=1000, help="larger request bodies get 413")
+    serve.add_argument("--window-s", type=float, default=10.0,
+                       help="requests of one prompt and key are one MLflow run per this many seconds")
     serve.add_argument("--log-level", default="warning")
     serve.set_defaults(func=_cmd_serve)
     keys = serve.add_subparsers(dest="serve_command").add_parser("key", help="API keys of the endpoint")

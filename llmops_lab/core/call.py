@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from llmops_lab.config import Settings, get_settings
 from llmops_lab.core import records
@@ -27,6 +27,8 @@ from llmops_lab.core.plan import (  # noqa: F401
 from llmops_lab.core.results import LLMResult
 from llmops_lab.exceptions import ConfigError, ProviderError, SchemaError, StreamInterrupted
 from llmops_lab.providers.base import Completion, OnText, Usage
+
+RecordTo = Callable[[dict[str, Any], Settings], Any]  # takes a call's record (the spool's submit by default)
 
 
 def build_record(call: PromptCall, settings: Settings, *, kind: str, start_ns: int, end_ns: int,
@@ -56,14 +58,16 @@ class Conformed:
     rejected: dict[str, Any] | None = None
 
 
-def execute(call: PromptCall, settings: Settings, *, kind: str = "single",
-            on_text: OnText | None = None) -> tuple[Completion, dict[str, Any], Conformed | None]:
+def execute(call: PromptCall, settings: Settings, *, kind: str = "single", on_text: OnText | None = None,
+            record_to: RecordTo | None = None) -> tuple[Completion, dict[str, Any], Conformed | None]:
     """Send the call (streamed to ``on_text`` when given); a provider failure is logged as a failed run, then
     raised. An interrupted stream returns normally: ``completion.interrupted`` says so. A call with a schema
     is validated, and asked once more if it does not match (:func:`conform`); the completion returned then
-    covers both requests."""
+    covers both requests. ``record_to(record, settings)`` takes the records instead of the spool's ``submit``
+    (a served request's row goes to its window: gateway/windows.py)."""
     from llmops_lab.tracking import submit
 
+    record_to = record_to or submit
     start_ns = time.time_ns()
     conformed = None
     try:
@@ -78,8 +82,8 @@ def execute(call: PromptCall, settings: Settings, *, kind: str = "single",
             completion, conformed = conform(call, completion)
     except ProviderError as err:
         if settings.tracking:  # a stream that broke mid-way: its partial answer is the failed run's output
-            submit(build_record(call, settings, kind=kind, start_ns=start_ns, end_ns=time.time_ns(),
-                                completion=getattr(err, "completion", None), error=str(err)), settings)
+            record_to(build_record(call, settings, kind=kind, start_ns=start_ns, end_ns=time.time_ns(),
+                                   completion=getattr(err, "completion", None), error=str(err)), settings)
         raise
     record = build_record(call, settings, kind=kind, start_ns=start_ns, end_ns=time.time_ns(),
                           completion=completion, error=conformed.error if conformed else None, conformed=conformed)
@@ -188,7 +192,8 @@ def stream_target(stream: bool, on_text: OnText | None) -> OnText | None:
 
 
 def complete(call: PromptCall, settings: Settings, *, max_cost: float | None, force: bool,
-             on_text: OnText | None, started: float, kind: str = "single") -> LLMResult:
+             on_text: OnText | None, started: float, kind: str = "single",
+             record_to: RecordTo | None = None) -> LLMResult:
     """A prepared call from the budget check on: send, record, spool, result. ``run`` and a conversation's
     ``send`` both end here, so a chat turn is a call like any other; so does a served request (``kind``
     ``serve``: gateway/app.py)."""
@@ -199,9 +204,9 @@ def complete(call: PromptCall, settings: Settings, *, max_cost: float | None, fo
     budget.check(call.model_id, lambda: _estimate(call, settings), settings, max_cost=max_cost, force=force,
                  what="call")
     checked = time.perf_counter()
-    completion, record, conformed = execute(call, settings, kind=kind, on_text=on_text)
+    completion, record, conformed = execute(call, settings, kind=kind, on_text=on_text, record_to=record_to)
     answered = time.perf_counter()
-    ticket = submit(record, settings) if settings.tracking else None
+    ticket = (record_to or submit)(record, settings) if settings.tracking else None
     spooled = time.perf_counter()
     budget.note_spend(record["cost_usd"])
     debug.remember(record, completion, ticket, {

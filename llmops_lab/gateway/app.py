@@ -26,6 +26,7 @@ from llmops_lab.tracking import tags as T
 from llmops_lab.gateway.keys import KeyInfo, KeyStore
 from llmops_lab.gateway.limits import Limits, seconds_to_midnight_utc
 from llmops_lab.gateway.resolver import PromptResolver, RegistryUnavailable
+from llmops_lab.gateway.windows import WINDOW_S, Windows
 from llmops_lab.exceptions import BudgetError, ConfigError, LlmopsError, ProviderError, TemplateError
 
 MAX_BODY_BYTES = 1_000_000
@@ -58,7 +59,7 @@ class CallSpec:
     version: str | None = None  # NAME@VERSION of a served prompt
 
 
-def create_app(max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
+def create_app(max_body_bytes: int = MAX_BODY_BYTES, window_s: float = WINDOW_S) -> Starlette:
     """The ASGI app for the project in the current directory (uvicorn's factory)."""
     from llmops_lab.config import get_settings
 
@@ -70,20 +71,22 @@ def create_app(max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     settings = get_settings()
     state = _State(KeyStore(settings.home), Limits(settings.home / "serve_keys.db"),
-                   PromptResolver(settings.home, settings.resolved_tracking_uri()), max_body_bytes)
+                   PromptResolver(settings.home, settings.resolved_tracking_uri()), max_body_bytes,
+                   Windows(window_s=window_s))
     routes = [Route("/v1/chat/completions", state.chat, methods=["POST"]),
               Route("/v1/models", state.models, methods=["GET"]),
               Route("/healthz", state.health, methods=["GET"])]
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        # Import the registry's client and the providers before the first request, not during it: uvicorn
+        # accepts connections only after this, so no caller waits seconds for a worker's imports.
+        await asyncio.to_thread(_warm)
+        state.windows.start()
+        yield
+        state.windows.close_all()  # after the last response: every row's window becomes its run
+
     return Starlette(routes=routes, exception_handlers={HTTPProblem: _problem, Exception: _unexpected},
-                     lifespan=_lifespan)
-
-
-@contextlib.asynccontextmanager
-async def _lifespan(app: Starlette):
-    # Import the registry's client and the providers before the first request, not during it: uvicorn accepts
-    # connections only after this, so no caller waits seconds for a worker's imports.
-    await asyncio.to_thread(_warm)
-    yield
+                     lifespan=lifespan)
 
 
 def _warm() -> None:
@@ -110,8 +113,10 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 class _State:
-    def __init__(self, keys: KeyStore, limits: Limits, resolver: PromptResolver, max_body_bytes: int):
+    def __init__(self, keys: KeyStore, limits: Limits, resolver: PromptResolver, max_body_bytes: int,
+                 windows: Windows):
         self.keys, self.limits, self.resolver, self.max_body_bytes = keys, limits, resolver, max_body_bytes
+        self.windows = windows
 
     # -- routes -----------------------------------------------------------------------------------------
     async def chat(self, request: Request) -> Response:
@@ -130,7 +135,7 @@ class _State:
                 raise first[1] if isinstance(first[1], HTTPProblem) else HTTPProblem(500, _client_message(first[1]))
             return StreamingResponse(self._events(first, pieces, key, completion_id, model_label, include_usage),
                                      media_type="text/event-stream", headers=headers)
-        result = await asyncio.to_thread(_run, spec, key.name)
+        result = await asyncio.to_thread(_run, spec, key.name, self.windows)
         return JSONResponse(shapes.completion(completion_id, model_label, result.text, result.finish_reason,
                                               result.usage), headers=headers,
                             background=BackgroundTask(self.limits.add_spend, key.name, result.cost_usd))
@@ -240,7 +245,7 @@ class _State:
 
         def call() -> None:
             try:
-                outcome = ("done", _run(spec, key.name, on_text))
+                outcome = ("done", _run(spec, key.name, self.windows, on_text))
             except BaseException as err:  # noqa: BLE001 - reported to the client as the stream's last event
                 outcome = ("error", err)
             loop.call_soon_threadsafe(pieces.put_nowait, outcome)
@@ -266,8 +271,8 @@ class _State:
         await asyncio.to_thread(self.limits.add_spend, key.name, value.cost_usd)
 
 
-def _run(spec: CallSpec, key_name: str, on_text: Any = None) -> Any:
-    """One served call through the call core (in a worker thread), recorded as ``serve`` for the key."""
+def _run(spec: CallSpec, key_name: str, windows: Windows, on_text: Any = None) -> Any:
+    """One served call through the call core (in a worker thread), recorded as a row of the key's window."""
     from llmops_lab.config import get_settings
     from llmops_lab.core.call import complete, prepare
     from llmops_lab.tracking.context import acting_as
@@ -281,7 +286,7 @@ def _run(spec: CallSpec, key_name: str, on_text: Any = None) -> Any:
             if spec.extra:
                 call = replace(call, messages=call.messages + _masked(call, spec.extra))
             return complete(call, settings, max_cost=None, force=False, on_text=on_text, started=started,
-                            kind=T.SERVE)
+                            kind=T.SERVE, record_to=windows.recorder(call.plan))
     except BudgetError as err:
         raise HTTPProblem(429, str(err), {"Retry-After": str(seconds_to_midnight_utc())}) from None
     except (ConfigError, TemplateError) as err:
@@ -356,4 +361,5 @@ def app_from_env() -> Starlette:
     """uvicorn's factory in each worker process: the settings ``llmops-lab serve`` put in the environment."""
     import os
 
-    return create_app(int(os.environ.get("LLMOPS_SERVE_MAX_BODY") or MAX_BODY_BYTES))
+    return create_app(int(os.environ.get("LLMOPS_SERVE_MAX_BODY") or MAX_BODY_BYTES),
+                      float(os.environ.get("LLMOPS_SERVE_WINDOW_S") or WINDOW_S))

@@ -192,7 +192,7 @@ def run_detail(store: Store, run_id: str, client: Any = None) -> dict[str, Any]:
             "params": facts["params"], "metrics": {k: _number(v) for k, v in facts["metrics"].items()},
             "tags": tags, "prompt_text": _text(client, run, "prompt.txt"),
             "output_text": _text(client, run, "output.md"), "spans": _spans(client, run),
-            "results": batch_rows(client, run) if tags.get(T.KIND) == T.BATCH else None,
+            "results": batch_rows(client, run) if tags.get(T.KIND) in (T.BATCH, T.SERVE) else None,
             "conversation": conversations.of_run(client, run)}
 
 

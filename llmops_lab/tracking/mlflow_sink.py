@@ -204,7 +204,7 @@ class MlflowSink:
     def _tags(self, record: dict[str, Any], settings: Settings, version: Any) -> dict[str, str]:
         tags = {
             T.RECORD_ID: record["id"],
-            T.KIND: record["kind"],
+            T.KIND: record.get("run_kind") or record["kind"],  # run_kind: a served window is batch-shaped
             T.USER: record.get("user") or "unknown",
             T.MLFLOW_USER: record.get("user") or "unknown",
             T.MODEL: record["model"],

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 # this package first imports MLflow, whichever module that is (as tracking/mlflow_sink.py always did).
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
 
-BATCH_KINDS = (T.BATCH,)  # runs whose calls are the rows of their results.csv
-SINGLE_KINDS = (T.SINGLE, T.SERVE)  # runs that are one call each: a notebook call, or a served request
+BATCH_KINDS = (T.BATCH, T.SERVE)  # runs whose calls are the rows of their results.csv (serve: a window of requests)
+SINGLE_KINDS = (T.SINGLE,)  # runs that are one call each
 CALL_KINDS = (*SINGLE_KINDS, *BATCH_KINDS)  # run kinds made of model calls (job runs hold notebook metrics, not calls)
 CALL_COLUMNS = ["ts", "run_id", "kind", "experiment", "notebook", "model", "prompt", "latency_ms",
                 "prompt_tokens", "completion_tokens", "cost_usd", "error", "cached", "output_chars", "retries",
@@ -570,7 +570,7 @@ def _highlights(run: Any) -> dict[str, Any]:
                    duration_s=number(metrics.get("duration_s")))
     elif kind == T.COMPARE:
         out.update(variants=count(params.get("variants")), rows=count(params.get("rows")))
-    elif kind == T.BATCH:
+    elif kind in BATCH_KINDS:
         out.update(rows=count(metrics.get("rows")))
     return out
 
