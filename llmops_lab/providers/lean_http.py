@@ -111,13 +111,13 @@ def status_detail(status: int, data: bytes) -> str:
 def completion(provider: "OpenAICompatProvider", answer: dict[str, Any], model: str, start: float, attempt: int,
                want_logprobs: bool) -> Completion:
     """The parsed JSON as the SDK path's Completion; ``extra["raw"]`` is the dict (without token logprobs)."""
-    from llmops_lab.providers.openai_compat import parse_logprobs
-
     choices = answer.get("choices")
     choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
     usage = answer.get("usage")
     tokens = None
     if choice is not None and want_logprobs:
+        from llmops_lab.providers.openai_compat import parse_logprobs
+
         tokens = parse_logprobs(choice.get("logprobs"))
         if tokens is not None:  # as the SDK path: a secret split over tokens must not sit in the raw copy
             choice["logprobs"] = None
