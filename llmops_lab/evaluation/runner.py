@@ -108,12 +108,13 @@ LOOKUP_ROWS = 256  # rows looked up in the cache per query: one thread hop and o
 
 
 def run_rows(plan: "CallPlan", rows: Iterable[RowCall], *, concurrency: int, cache: Any | None, refresh: bool,
-             on_result: Callable[[RowResult], None]) -> dict[str, int]:
+             on_result: Callable[[RowResult], None], idle: Callable[[], None] | None = None) -> dict[str, int]:
     """Run every row of ``plan`` (rendered once, by the caller); blocks the caller until done (Ctrl-C cancels
     what is in flight). Used for a batch's rows and for its judge calls (each with its own plan).
 
     The cache is read in batches before rows are scheduled (``get_many``) and written in batches
     (``put_many``, a group commit a row waits for), both in a worker thread: no sqlite call blocks the loop.
+    ``idle`` is called in the caller's thread every 50 ms while it waits (work that can overlap the requests).
     Returns counters: requests sent, cache hits, shared (deduplicated) rows, limit cuts.
     """
     provider, model, params = plan.provider, plan.model_id.model, plan.params
@@ -257,8 +258,10 @@ def run_rows(plan: "CallPlan", rows: Iterable[RowCall], *, concurrency: int, cac
     thread.start()
     try:
         while thread.is_alive():
-            thread.join(0.2)
-    except KeyboardInterrupt:  # the kernel's interrupt: cancel in-flight requests, keep what finished
+            thread.join(0.2 if idle is None else 0.05)
+            if idle is not None:
+                idle()
+    except BaseException:  # the kernel's interrupt (or idle failed): cancel in-flight requests, keep what finished
         if main_task:
             loop.call_soon_threadsafe(main_task[0].cancel)
         thread.join(10)
