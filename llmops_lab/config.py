@@ -53,6 +53,8 @@ class Settings:
     # Credentials (MLflow, provider keys) over plain http:// to a non-loopback host are refused unless this is
     # set (trust/transport.py).
     allow_insecure_transport: bool = False
+    # Batch rows to OpenAI-compatible endpoints: "lean" (providers/lean_http.py, aiohttp) or "sdk" (AsyncOpenAI).
+    batch_transport: str = "lean"
     retention: dict[str, str] = field(default_factory=dict)  # [tool.llmops-lab.retention]: see core/retention.py
     project_root: Path = field(default_factory=Path.cwd)
 
@@ -84,7 +86,7 @@ _SCALARS: dict[str, type] = {
     "model": str, "temperature": float, "max_tokens": int, "top_p": float, "seed": int,
     "tracking_uri": str, "experiment": str, "timeout": float, "max_retries": int, "tracking": bool,
     "max_cost": float, "max_cost_day": float, "max_prompt_chars": int, "allow_insecure_transport": bool,
-    "stream": bool, "chat_max_chars": int,
+    "stream": bool, "chat_max_chars": int, "batch_transport": str,
 }
 # Names that look like credentials: refused as settings (keys come from the environment, never a notebook).
 _SECRET_WORDS = ("key", "token", "secret", "password", "passwd", "credential")
@@ -151,6 +153,8 @@ def _check_range(key: str, value: Any) -> None:
     if key == "tracking_uri" and _has_password(value):
         raise ConfigError("tracking_uri refused: it contains a password; set MLFLOW_TRACKING_USERNAME and "
                           "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the environment instead")
+    if key == "batch_transport" and value not in ("lean", "sdk"):
+        raise ConfigError(f"batch_transport={value!r}: use lean (the fast default) or sdk (the openai SDK)")
     if key == "model" and ":" not in value:
         raise ConfigError(f"model {value!r} is not provider:model (for example {DEFAULT_MODEL} or openai:gpt-4o-mini)")
 

@@ -32,6 +32,9 @@ import zlib
 from typing import Any, Callable, Iterable
 
 FAULT_KINDS = ("429", "500", "503", "timeout", "reset")
+# Faults only fail_next() injects (never picked at random by fault_rate); counted in faults_served once served.
+# "malformed": HTTP 200 whose body is cut off mid-JSON, as from a proxy that dropped the end.
+EXTRA_FAULTS = ("malformed",)
 MODELS = ("gpt-4o-mini", "gpt-4o", "fake-model")
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
             429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
@@ -134,6 +137,7 @@ class FakeOpenAI:
             self.connections_opened = 0
             self.faults_served: dict[str, int] = {k: 0 for k in FAULT_KINDS}
             self.last_headers: dict[str, str] = {}
+            self.headers_seen: list[dict[str, str]] = []  # every chat request's headers (names lower-case)
             self.chunks_sent = 0  # streamed content chunks written
             self.streams_abandoned = 0  # streams whose client went away before [DONE]
             self._queue.clear()
@@ -141,8 +145,8 @@ class FakeOpenAI:
 
     def fail_next(self, kind: str, count: int = 1, retry_after: float | None = None) -> None:
         """Make the next ``count`` chat completion requests fail with ``kind``."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
+        if kind not in FAULT_KINDS + EXTRA_FAULTS:
+            raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS + EXTRA_FAULTS}")
         with self._lock:
             self._queue.extend([(kind, retry_after)] * count)
 
@@ -326,6 +330,7 @@ class FakeOpenAI:
         with self._lock:
             self.request_count += 1
             self.last_headers = dict(headers)
+            self.headers_seen.append(self.last_headers)
             if isinstance(req, dict):
                 self._requests.append(req)
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
@@ -337,7 +342,9 @@ class FakeOpenAI:
         if fault is not None:
             kind, retry_after = fault
             with self._lock:
-                self.faults_served[kind] += 1
+                self.faults_served[kind] = self.faults_served.get(kind, 0) + 1
+            if kind == "malformed":
+                return 200, {}, b'{"id": "chatcmpl-cut", "object": "chat.completion", "choices": [{"index'
             if kind == "timeout":
                 await asyncio.sleep(self.hang_s)
                 return None

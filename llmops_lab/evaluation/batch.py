@@ -21,7 +21,10 @@ from llmops_lab.exceptions import ConfigError
 if TYPE_CHECKING:
     from llmops_lab.evaluation.runner import RowCall, RowResult
 
-CHUNK_ROWS = 1000  # rows per spool record: bounded records, flat memory in the writer
+CHUNK_ROWS = 1000  # rows per spool record at most: bounded records, flat memory in the writer
+# Rows are masked while the batch runs when nothing changes them after (evaluation/early_rows.py), up to this
+# many: those records wait in memory until the run ends (larger batches mask chunk by chunk after it).
+EARLY_ROWS_MAX = 20_000
 _tickets: dict[str, Any] = {}
 
 
@@ -140,11 +143,19 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
                 continue
             yield RowCall(index, messages, steps.key(plan, messages) if response_cache is not None else None)
 
+    from llmops_lab.core import records
+    from llmops_lab.evaluation.early_rows import EarlyRows
+
+    batch_id = records.new_id()
+    # Nothing after the run changes a row (no scores, judges or schema): its logged record is masked meanwhile.
+    early = (EarlyRows(collector, frame, settings, batch_id, CHUNK_ROWS) if settings.tracking and not scorer_list
+             and plan.schema is None and len(frame) <= EARLY_ROWS_MAX else None)
+    collector.answered = early.answered if early is not None else None
     started_ns = time.time_ns()
     try:
         try:
             stats = run_rows(plan, rows(), concurrency=concurrency, cache=response_cache, refresh=refresh,
-                             on_result=collector.add)
+                             on_result=collector.add, idle=early.step if early is not None else None)
         finally:
             collector.close()
         judged = _run_judges(judges, frame, collector, settings, concurrency=concurrency, cache=response_cache,
@@ -173,7 +184,8 @@ def batch(template: str, data: Any, *, model: str | None = None, name: str | Non
         if judges:
             batch_params["judge_model"] = ",".join(sorted({str(jp.model_id) for _, jp in judges}))
         record_id = _track(results, frame, plan, settings, summary, collector, traced, started_ns, ended_ns,
-                           batch_params, dataset_name or (data if isinstance(data, str) else None))
+                           batch_params, dataset_name or (data if isinstance(data, str) else None), batch_id,
+                           early.finish() if early is not None else None)
         results.attrs["llmops"]["record_id"] = record_id
     return results
 
@@ -206,6 +218,7 @@ class _Collector:
         self.spent = 0.0
         self._bar = None
         self._handle = None
+        self.answered: bytearray | None = None  # EarlyRows: which rows have their final values
         if progress:
             from tqdm.auto import tqdm
 
@@ -237,6 +250,8 @@ class _Collector:
             self.spent += self.cost[i] or 0.0
         else:
             self.errors += 1
+        if self.answered is not None:
+            self.answered[i] = 1
         if self._bar is not None:
             self._bar.update(1)
             if self._bar.n % 50 == 0 or self._bar.n == self.n:
@@ -250,19 +265,20 @@ class _Collector:
             if self._handle is not None:
                 self._handle.update(_FinalBar(final))
 
-    def frame(self, inputs: Any) -> Any:
+    def frame(self, inputs: Any, rows: slice = slice(None)) -> Any:
+        """The results of ``rows`` (all by default) beside ``inputs`` (those rows of the input frame)."""
         results = inputs.reset_index(drop=True).copy()
-        results["output"] = self.output
-        results["latency_ms"] = self.latency
-        results["prompt_tokens"] = self.prompt_tokens
-        results["completion_tokens"] = self.completion_tokens
+        results["output"] = self.output[rows]
+        results["latency_ms"] = self.latency[rows]
+        results["prompt_tokens"] = self.prompt_tokens[rows]
+        results["completion_tokens"] = self.completion_tokens[rows]
         results["total_tokens"] = results["prompt_tokens"] + results["completion_tokens"]
-        results["cost_usd"] = self.cost
-        results["cached"] = self.cached
-        results["retries"] = self.retries
-        results["error"] = self.error
+        results["cost_usd"] = self.cost[rows]
+        results["cached"] = self.cached[rows]
+        results["retries"] = self.retries[rows]
+        results["error"] = self.error[rows]
         if self.tokens is not None:
-            results[TOKENS_COLUMN] = self.tokens
+            results[TOKENS_COLUMN] = self.tokens[rows]
         return results
 
     def validate(self, schema: Any, results: Any) -> None:
@@ -465,20 +481,20 @@ def format_summary(summary: Mapping[str, Any]) -> str:
 
 def _track(results: Any, inputs: Any, plan: CallPlan, settings: Settings, summary: dict[str, Any],
            collector: _Collector, traced: dict[int, tuple[Any, dict[str, str]]], started_ns: int, ended_ns: int,
-           batch_params: dict[str, Any], source: str | None) -> str:
-    """Stream the rows to the spool in chunks, then the batch record that makes them one MLflow run."""
+           batch_params: dict[str, Any], source: str | None, batch_id: str, chunks: list[Any] | None) -> str:
+    """Stream the rows to the spool in chunks (``chunks``: already built, masked, while the batch ran), then the
+    batch record that makes them one MLflow run."""
     from llmops_lab.core import records
     from llmops_lab.evaluation import datasets as data_mod
+    from llmops_lab.evaluation.early_rows import logged_rows
     from llmops_lab.tracking import submit
 
-    batch_id = records.new_id()
-    # Token logprobs are output text split into pieces: kept in memory for display, never logged.
-    logged = results.drop(columns=TOKENS_COLUMN) if TOKENS_COLUMN in results.columns else results
-    json_rows = logged.astype(object).where(logged.notna(), None)
+    if chunks is None:  # one chunk at a time: 100,000 rows never sit in memory as dicts at once
+        chunks = (records.batch_rows(batch_id, i, logged_rows(results.iloc[start:start + CHUNK_ROWS]), settings)
+                  for i, start in enumerate(range(0, len(results), CHUNK_ROWS)))
     n_chunks = 0
-    for start in range(0, len(json_rows), CHUNK_ROWS):
-        chunk = json_rows.iloc[start:start + CHUNK_ROWS].to_dict("records")
-        submit(records.batch_rows(batch_id, n_chunks, chunk, settings), settings)
+    for chunk in chunks:
+        submit(chunk, settings)
         n_chunks += 1
     trace_rows = [records.trace_row(i, messages, variables, output=collector.output[i], error=collector.error[i],
                                     prompt_tokens=collector.prompt_tokens[i],

@@ -7,6 +7,7 @@ Pure orchestration: rows in, :class:`RowResult` out (through ``on_result``, in c
 from __future__ import annotations
 
 import asyncio
+import collections
 import threading
 import time
 from dataclasses import dataclass
@@ -46,7 +47,11 @@ class RowResult:
 
 
 class AdaptiveLimit:
-    """A concurrency limit that halves on rate limiting (at most once a second) and creeps back up."""
+    """A concurrency limit that halves on rate limiting (at most once a second) and creeps back up.
+
+    Taken without a lock while a slot is free (one loop, no thread: nothing can interleave); a full limit
+    queues the request, and a freed slot is handed to the oldest one (first come, first served).
+    """
 
     def __init__(self, maximum: int, recover_after: int = 20):
         self.maximum = maximum
@@ -55,19 +60,33 @@ class AdaptiveLimit:
         self.recover_after = recover_after
         self._successes = 0
         self._last_cut = 0.0
-        self._cond = asyncio.Condition()
+        self._waiters: collections.deque[asyncio.Future] = collections.deque()
         self.cuts = 0
 
     async def __aenter__(self) -> None:
-        async with self._cond:
-            await self._cond.wait_for(lambda: self.in_flight < self.limit)
+        if self.in_flight < self.limit and not self._waiters:
             self.in_flight += 1
+            return
+        slot = asyncio.get_running_loop().create_future()
+        self._waiters.append(slot)
+        try:
+            await slot  # resolved by _wake, which counted this request in
+        except asyncio.CancelledError:
+            if slot.done() and not slot.cancelled():  # the slot came just as we were cancelled: give it back
+                self.in_flight -= 1
+                self._wake()
+            raise
 
     async def __aexit__(self, *exc: Any) -> None:
-        async with self._cond:
-            self.in_flight -= 1
-            # One slot freed: wake one waiter (plus one per slot a recovery added), not all of them.
-            self._cond.notify(max(1, self.limit - self.in_flight))
+        self.in_flight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.in_flight < self.limit:
+            slot = self._waiters.popleft()
+            if not slot.done():  # a cancelled waiter is skipped
+                self.in_flight += 1
+                slot.set_result(None)
 
     def rate_limited(self) -> None:
         now = time.monotonic()
@@ -82,18 +101,20 @@ class AdaptiveLimit:
         if self.limit < self.maximum and self._successes >= self.recover_after:
             self.limit += 1
             self._successes = 0
+            self._wake()
 
 
 LOOKUP_ROWS = 256  # rows looked up in the cache per query: one thread hop and one sqlite query for all of them
 
 
 def run_rows(plan: "CallPlan", rows: Iterable[RowCall], *, concurrency: int, cache: Any | None, refresh: bool,
-             on_result: Callable[[RowResult], None]) -> dict[str, int]:
+             on_result: Callable[[RowResult], None], idle: Callable[[], None] | None = None) -> dict[str, int]:
     """Run every row of ``plan`` (rendered once, by the caller); blocks the caller until done (Ctrl-C cancels
     what is in flight). Used for a batch's rows and for its judge calls (each with its own plan).
 
     The cache is read in batches before rows are scheduled (``get_many``) and written in batches
     (``put_many``, a group commit a row waits for), both in a worker thread: no sqlite call blocks the loop.
+    ``idle`` is called in the caller's thread every 50 ms while it waits (work that can overlap the requests).
     Returns counters: requests sent, cache hits, shared (deduplicated) rows, limit cuts.
     """
     provider, model, params = plan.provider, plan.model_id.model, plan.params
@@ -178,12 +199,16 @@ def run_rows(plan: "CallPlan", rows: Iterable[RowCall], *, concurrency: int, cac
                         stored[0].add(row.cache_key)
             return completion, None
 
-        async def drain(below: int) -> None:
-            while len(pending) > below:
-                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                pending.difference_update(done)
-                for task in done:
-                    task.result()
+        # Bound the tasks alive at once so 100k rows do not become 100k coroutines. A semaphore, not
+        # asyncio.wait per row (which hooks and unhooks every pending task each time: O(window) per row).
+        window = asyncio.Semaphore(concurrency * 4)
+        crashed: list[BaseException] = []
+
+        def finished(task: asyncio.Task) -> None:
+            pending.discard(task)
+            window.release()
+            if not task.cancelled() and task.exception() is not None and not crashed:
+                crashed.append(task.exception())  # a bug or a cache failure: the batch stops
 
         try:
             source = iter(rows)
@@ -195,14 +220,20 @@ def run_rows(plan: "CallPlan", rows: Iterable[RowCall], *, concurrency: int, cac
                     if keys:
                         hits = await asyncio.to_thread(cache.get_many, keys)
                 for row in chunk:
-                    # Bound the tasks alive at once so 100k rows do not become 100k coroutines.
-                    await drain(concurrency * 4 - 1)
+                    await window.acquire()
+                    if crashed:
+                        raise crashed[0]
                     hit = hits.get(row.cache_key) if row.cache_key is not None else None  # duplicates too
-                    pending.add(asyncio.create_task(one(row, hit)))
+                    task = asyncio.create_task(one(row, hit))
+                    pending.add(task)
+                    task.add_done_callback(finished)
                 del chunk, hits
-            await drain(0)
+            while pending and not crashed:
+                await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+            if crashed:
+                raise crashed[0]
         finally:
-            for task in pending:
+            for task in list(pending):
                 task.cancel()
             if client is not None and hasattr(client, "close"):
                 await client.close()
@@ -227,8 +258,10 @@ def run_rows(plan: "CallPlan", rows: Iterable[RowCall], *, concurrency: int, cac
     thread.start()
     try:
         while thread.is_alive():
-            thread.join(0.2)
-    except KeyboardInterrupt:  # the kernel's interrupt: cancel in-flight requests, keep what finished
+            thread.join(0.2 if idle is None else 0.05)
+            if idle is not None:
+                idle()
+    except BaseException:  # the kernel's interrupt (or idle failed): cancel in-flight requests, keep what finished
         if main_task:
             loop.call_soon_threadsafe(main_task[0].cancel)
         thread.join(10)

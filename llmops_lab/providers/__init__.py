@@ -52,14 +52,14 @@ def resolve(model_id: ModelId, settings: Settings) -> Provider:
         check_transport(spec.get("base_url"), f"the API key of endpoint {model_id.provider!r} ({key_env})",
                         allow_insecure=settings.allow_insecure_transport)
     cache_key = (model_id.provider, spec.get("base_url"), key_env, hash(api_key), settings.timeout,
-                 settings.max_retries)
+                 settings.max_retries, settings.batch_transport)
     with _lock:
         if cache_key not in _clients:
             from llmops_lab.providers.openai_compat import OpenAICompatProvider
 
             _clients[cache_key] = OpenAICompatProvider(
                 model_id.provider, spec.get("base_url"), api_key or "not-needed", settings.timeout,
-                settings.max_retries, key_source=key_env or "the request")
+                settings.max_retries, key_source=key_env or "the request", transport=settings.batch_transport)
         return _clients[cache_key]
 
 

@@ -9,6 +9,7 @@ tokens and cost are the endpoint's own, not an estimate).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any, Callable
 from urllib.parse import urlparse
@@ -24,7 +25,7 @@ class OpenAICompatProvider:
     """Chat completions through the ``openai`` SDK against ``base_url``."""
 
     def __init__(self, name: str, base_url: str | None, api_key: str, timeout: float, max_retries: int,
-                 key_source: str = "the API key"):
+                 key_source: str = "the API key", transport: str = "lean"):
         import openai
 
         self.name = name
@@ -35,6 +36,10 @@ class OpenAICompatProvider:
         self._client_args = {"base_url": base_url, "api_key": api_key, "timeout": timeout, "max_retries": 0}
         self._client = openai.OpenAI(**self._client_args)
         self._openai = openai
+        # Batch rows go over providers/lean_http.py unless told otherwise, or unless the base URL has a query
+        # string (Azure-style ?api-version=): the SDK's URL handling stays the reference there.
+        self.transport = "sdk" if transport == "sdk" or urlparse(str(self._client.base_url)).query else "lean"
+        self._timeout = timeout
 
     # -- the two call loops ---------------------------------------------------------------------------
     def complete(self, model: str, messages: list[Message], params: dict[str, Any]) -> Completion:
@@ -46,6 +51,8 @@ class OpenAICompatProvider:
                 return self._completion(response, model, start, attempt, bool(params.get("logprobs")))
             except self._openai.OpenAIError as err:
                 delay = self._retry_delay(err, model, attempt)
+            except json.JSONDecodeError:  # the SDK lets it through: a 2xx whose body is not JSON
+                raise ProviderError(self.malformed_message(model)) from None
             time.sleep(delay)
             attempt += 1
 
@@ -80,11 +87,29 @@ class OpenAICompatProvider:
             return self._streamed(answer.estimate_usage(messages), model, attempt, interrupted=True)
 
     def async_client(self) -> Any:
-        """A new ``AsyncOpenAI`` for one event loop (httpx connections belong to the loop that made them)."""
-        return self._openai.AsyncOpenAI(**self._client_args)
+        """A client for one event loop (connections belong to the loop that made them): the lean transport's
+        ``LeanClient`` (providers/lean_http.py), or an ``AsyncOpenAI`` with ``transport="sdk"``."""
+        if self.transport == "sdk":
+            return self._openai.AsyncOpenAI(**self._client_args)
+        from llmops_lab.providers.lean_http import LeanClient
+
+        sdk = self._client  # its resolved URL and headers: the lean path sends what the SDK would
+        headers = {"Content-Type": "application/json", "Accept": "application/json",
+                   "User-Agent": f"llmops-lab (lean; {sdk.user_agent})"}
+        if sdk.api_key:
+            headers["Authorization"] = f"Bearer {sdk.api_key}"
+        if sdk.organization is not None:
+            headers["OpenAI-Organization"] = sdk.organization
+        if sdk.project is not None:
+            headers["OpenAI-Project"] = sdk.project
+        return LeanClient(f"{sdk.base_url}chat/completions", headers, self._timeout)
 
     async def acomplete(self, client: Any, model: str, messages: list[Message], params: dict[str, Any],
                         on_rate_limit: Callable[[], None] | None = None) -> Completion:
+        if not isinstance(client, self._openai.AsyncOpenAI):  # the lean client of async_client()
+            from llmops_lab.providers import lean_http
+
+            return await lean_http.acomplete(self, client, model, messages, _sdk_params(params), on_rate_limit)
         request = {"model": model, "messages": messages, **_sdk_params(params)}
         attempt, start = 0, time.perf_counter()
         while True:
@@ -95,6 +120,8 @@ class OpenAICompatProvider:
                 delay = self._retry_delay(err, model, attempt)
                 if on_rate_limit is not None and getattr(err, "status_code", None) == 429:
                     on_rate_limit()
+            except json.JSONDecodeError:
+                raise ProviderError(self.malformed_message(model)) from None
             await asyncio.sleep(delay)
             attempt += 1
 
@@ -103,16 +130,27 @@ class OpenAICompatProvider:
         """Seconds to wait before the next try, or raise the final one-line ProviderError."""
         openai = self._openai
         if isinstance(err, openai.APIStatusError):
-            if err.status_code in RETRY_STATUS and attempt < self.policy.max_retries:
-                return self.policy.delay(attempt, parse_retry_after(err.response.headers))
-            raise ProviderError(self._status_message(model, err, attempt)) from None
+            return self._status_delay(err.status_code, err.response.headers, _error_detail(err), model, attempt)
         if isinstance(err, openai.APIConnectionError):  # includes APITimeoutError
-            if attempt < self.policy.max_retries:
-                return self.policy.delay(attempt)
-            what = "timed out" if isinstance(err, openai.APITimeoutError) else "could not connect"
-            raise ProviderError(f"{self.name}:{model} {what} ({self.endpoint_host}) after {attempt + 1} "
-                                f"tries: check the endpoint is up, or raise timeout= / max_retries=") from None
+            return self._connection_delay(model, attempt, isinstance(err, openai.APITimeoutError))
         raise ProviderError(f"{self.name}:{model} failed: {type(err).__name__}: {err}") from None
+
+    # Both transports decide through these two, so they retry, wait and fail alike.
+    def _status_delay(self, status: int, headers: Any, detail: str, model: str, attempt: int) -> float:
+        if status in RETRY_STATUS and attempt < self.policy.max_retries:
+            return self.policy.delay(attempt, parse_retry_after(headers))
+        raise ProviderError(self._status_message(model, status, " ".join(detail.split())[:300], attempt)) from None
+
+    def _connection_delay(self, model: str, attempt: int, timed_out: bool) -> float:
+        if attempt < self.policy.max_retries:
+            return self.policy.delay(attempt)
+        what = "timed out" if timed_out else "could not connect"
+        raise ProviderError(f"{self.name}:{model} {what} ({self.endpoint_host}) after {attempt + 1} "
+                            f"tries: check the endpoint is up, or raise timeout= / max_retries=") from None
+
+    def malformed_message(self, model: str) -> str:
+        return (f"{self.name}:{model} ({self.endpoint_host}) answered with a body that is not a JSON object: "
+                "check that base_url points at an OpenAI-compatible API")
 
     def _completion(self, response: Any, model: str, start: float, attempt: int,
                     want_logprobs: bool = False) -> Completion:
@@ -145,9 +183,7 @@ class OpenAICompatProvider:
             extra={"raw": answer.last_chunk, "chunks": answer.chunks}, ttft_ms=answer.ttft_ms,
             interrupted=interrupted, usage_estimated=answer.usage_estimated)
 
-    def _status_message(self, model: str, err: Any, attempt: int) -> str:
-        status = err.status_code
-        detail = _error_detail(err)
+    def _status_message(self, model: str, status: int, detail: str, attempt: int) -> str:
         where = f"{self.name}:{model} ({self.endpoint_host})"
         if status == 401:
             return f"{where} rejected {self._key_source} (401 unauthorized): check the key"
