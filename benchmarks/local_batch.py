@@ -61,7 +61,7 @@ def cpu_s(pid: int) -> float | None:
 def run(rows: pd.DataFrame, concurrency: int, cap: int, threads: int | None,
         max_tokens: int) -> tuple[float, list, dict[int, tuple[float, float]], float]:
     os.environ["LLMOPS_LOCAL_WORKERS"] = str(cap)
-    local.THREADS_PER_WORKER = threads
+    os.environ["LLMOPS_LOCAL_THREADS"] = str(threads or "")
     provider = local.provider()
     peak: dict[int, tuple[float, float]] = {}
     first = {pid: cpu_s(pid) or 0.0 for pid in provider.worker_pids}

@@ -66,6 +66,7 @@ def batch(rows: pd.DataFrame, concurrency: int, **params) -> pd.DataFrame:
 @pytest.fixture
 def local_model(project, monkeypatch):
     monkeypatch.delenv("LLMOPS_LOCAL_WORKERS", raising=False)
+    monkeypatch.delenv("LLMOPS_LOCAL_THREADS", raising=False)
     llmops_lab.configure(model="local:smollm2-135m", tracking=False)
     provider = local.provider()
     yield provider
@@ -143,3 +144,27 @@ def test_shutdown_stops_every_worker(local_model):
     provider.shutdown()  # what atexit does when the process ends
     assert provider.worker_pids == []
     assert [pid for pid in seen if alive(pid)] == []
+
+
+def test_thread_shares(monkeypatch):
+    """A batch row runs on cores // the worker cap (also at concurrency 1); other calls on cores // workers."""
+    monkeypatch.delenv("LLMOPS_LOCAL_WORKERS", raising=False)
+    monkeypatch.delenv("LLMOPS_LOCAL_THREADS", raising=False)
+    cores = local.cpu_cores()
+    provider = local.LocalProvider()  # no worker starts: only slots are handed out
+    primary = provider._slots[0]
+    assert provider._threads(primary) == cores
+    batch_handle = provider.async_client()
+    row = provider._checkout(batch_handle)
+    assert row is primary and provider._threads(row) == max(1, cores // local.max_workers()) == 1
+    provider._checkin(row)
+    assert provider._threads(primary) == cores
+    monkeypatch.setenv("LLMOPS_LOCAL_WORKERS", "1")  # the design before: one worker on every core
+    row = provider._checkout(provider.async_client())
+    assert provider._threads(row) == cores
+    provider._checkin(row)
+    monkeypatch.setenv("LLMOPS_LOCAL_THREADS", "3")
+    assert provider._threads(primary) == 3
+    monkeypatch.setenv("LLMOPS_LOCAL_THREADS", "0")
+    with pytest.raises(LocalModelError, match=r"LLMOPS_LOCAL_THREADS='0': use a whole number from 1 up"):
+        provider._threads(primary)

@@ -4,8 +4,10 @@ llama.cpp never runs in the kernel. A build for another CPU (pip's default ``-ma
 SIGSEGV/SIGILL in native code; in the worker (:mod:`llmops_lab.providers.local_worker`) that fails one call
 with a one-line error naming the fix, while the kernel, its variables and every record survive, and the
 next call starts a fresh worker. The worker starts lazily, is reused for every call of the process, and
-exits with it (its socket closes). Calls go one at a time (a llama.cpp context is not thread-safe); the
-round trip costs well under a millisecond (``benchmarks/local_worker.py``).
+exits with it (its socket closes). Calls go one at a time per worker (a llama.cpp context is not
+thread-safe); the round trip costs well under a millisecond (``benchmarks/local_worker.py``). A batch may
+start more workers, one per core, each on its share of the cores: llama-cpp-python's high-level API has no
+parallel slots, and one thread per process beat two threads in one (``benchmarks/local_batch.py``).
 
 Logprobs (``params["logprobs"]``): llama.cpp only returns them from a model loaded with
 ``logits_all=True``, which keeps a row of n_vocab floats (49,152 for SmolLM2, ~192 KB) per evaluated token
@@ -54,7 +56,6 @@ REINSTALL_HINT = (f'reinstall it portable: CMAKE_ARGS="{PORTABLE_CMAKE_ARGS}" pi
                   "--no-cache-dir --no-deps llama-cpp-python==0.3.36")
 WORKER = Path(__file__).with_name("local_worker.py")
 CANCEL_WAIT_S = 2.0  # a cancelled stream ends after the token in progress; longer than this: the worker is killed
-THREADS_PER_WORKER: int | None = None  # None: cores // workers (benchmarks/local_batch.py sets it to compare)
 CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGILL, signal.SIGBUS, signal.SIGFPE, signal.SIGABRT}
 
 
@@ -199,6 +200,7 @@ class _Slot:
         self.lock = threading.Lock()
         self.busy = False  # checked out by a batch row (single calls wait on the lock instead)
         self.retired = False  # an extra worker's batch ended: no new worker starts here
+        self.threads: int | None = None  # a batch row's share of the cores, while it holds the slot
 
     @property
     def pid(self) -> int | None:
@@ -214,14 +216,23 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
+def _env_count(name: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise LocalModelError(f"{name}={value!r}: use a whole number from 1 up")
+    return int(value)
+
+
 def max_workers() -> int:
     """Worker processes a batch may use: ``LLMOPS_LOCAL_WORKERS``, else one per core (``benchmarks/README.md``)."""
-    value = os.environ.get("LLMOPS_LOCAL_WORKERS", "").strip()
-    if value:
-        if not value.isdigit() or int(value) < 1:
-            raise LocalModelError(f"LLMOPS_LOCAL_WORKERS={value!r}: use a whole number from 1 up")
-        return int(value)
-    return cpu_cores()
+    return _env_count("LLMOPS_LOCAL_WORKERS") or cpu_cores()
+
+
+def threads_per_worker() -> int | None:
+    """``LLMOPS_LOCAL_THREADS``: the threads of every worker for every call; None: the shares below."""
+    return _env_count("LLMOPS_LOCAL_THREADS")
 
 
 class _Batch:
@@ -243,8 +254,9 @@ class LocalProvider:
 
     Single calls, streams, token counts and ``info`` use the primary worker (slot 0). A batch row takes a
     free worker; when all are busy and fewer than ``max_workers()`` run, it starts another. Each request
-    carries its thread count, cores // workers, so two workers on 2 cores run one thread each and a lone
-    worker runs on every core. Extra workers exit when the last open batch closes.
+    carries its thread count: a batch row cores // ``max_workers()`` (one thread by default, measured faster
+    even for a lone worker at concurrency 1), any other call cores // workers running (every core when the
+    primary is alone). Extra workers exit when the last open batch closes.
     """
 
     name = "local"
@@ -273,8 +285,10 @@ class LocalProvider:
         with self._pool:
             return [pid for slot in self._slots if (pid := slot.pid) is not None]
 
-    def _threads(self) -> int:
-        return THREADS_PER_WORKER or max(1, cpu_cores() // len(self._slots))
+    def _threads(self, slot: _Slot) -> int:
+        """A batch row runs on its batch's share (cores // the worker cap: one thread with the default cap,
+        also at concurrency 1); other calls on cores // the workers running now."""
+        return threads_per_worker() or slot.threads or max(1, cpu_cores() // len(self._slots))
 
     def _request(self, request: dict[str, Any], doing: str, epoch: int | None = None,
                  on_piece: OnText | None = None, slot: _Slot | None = None) -> dict[str, Any]:
@@ -296,7 +310,7 @@ class LocalProvider:
                 self._drop(slot)
                 slot.worker = _Worker()
             worker = slot.worker
-            request = {**request, "threads": self._threads()}
+            request = {**request, "threads": self._threads(slot)}
             try:
                 answer = worker.call(request, doing) if on_piece is None else worker.stream(request, on_piece, doing)
             except LocalModelError:
@@ -328,22 +342,21 @@ class LocalProvider:
         """A free worker slot for a batch row: the first free one, a new one if all are busy and the batch
         may start more, else wait for one."""
         limit = batch.limit if batch is not None and not batch.closed else 1
+        threads = max(1, cpu_cores() // limit)
         with self._pool:
             while True:
-                for slot in self._slots:
-                    if not slot.busy:
-                        slot.busy = True
-                        return slot
-                if len(self._slots) < limit:
-                    slot = _Slot()
-                    slot.busy = True
-                    self._slots.append(slot)
-                    return slot
+                free = next((slot for slot in self._slots if not slot.busy), None)
+                if free is None and len(self._slots) < limit:
+                    free = _Slot()
+                    self._slots.append(free)
+                if free is not None:
+                    free.busy, free.threads = True, threads
+                    return free
                 self._pool.wait()
 
     def _checkin(self, slot: _Slot) -> None:
         with self._pool:
-            slot.busy = False
+            slot.busy, slot.threads = False, None
             self._pool.notify()
 
     def _end_batch(self) -> None:
