@@ -1,9 +1,10 @@
-"""Rows/s of a 50-row batch on the embedded model at concurrency 1, 2 and 4, by how many workers it may use.
+"""Rows/s of a 50-row batch on the embedded model at concurrency 1, 2 and 4, by worker layout.
 
-Variants, alternated within each repeat (medians of ``--repeats``): the batch's worker cap
-(``LLMOPS_LOCAL_WORKERS``) 1 (one worker on every core: the design before), 2 and 4; at concurrency 1 a
-batch only ever uses one worker. Each worker runs cores // workers threads. The baseline, measured in the
-same run, is concurrency 1. Same rows (demo-like: one-word sentiment, 50 distinct reviews), temperature 0,
+Layouts, alternated within each repeat (medians of ``--repeats``), set by the batch's worker cap
+(``LLMOPS_LOCAL_WORKERS``) and optionally ``LLMOPS_LOCAL_THREADS``: cap 1 is one worker on every core (the
+design before); cap 2 (the default on 2 cores: one per core) and 4 give min(concurrency, cap) workers on
+cores // cap threads (at least 1). The baseline, measured in the same run, is the design before at
+concurrency 1. Same rows (demo-like: one-word sentiment, 50 distinct reviews), temperature 0,
 ``max_tokens`` 5, cache and tracking off. The primary worker is warm; extra workers start inside the timed
 batch, as a user's would. Prints the load average (the machine may be shared), the answers' agreement with
 the baseline, and each worker's RSS.
@@ -29,9 +30,9 @@ REVIEWS = ["I loved this film, the acting was wonderful.", "Terrible service, I 
            "Absolutely delightful evening, thank you!", "Cold food and a rude waiter.",
            "Best purchase I made this year.", "It broke the first time I used it.",
            "Friendly staff and a lovely view.", "The parcel arrived late and damaged."]
-# (concurrency, worker cap, threads per worker; None: cores // workers). At concurrency 1 a batch uses one
-# worker whatever the cap; (1, 1, 1) is one worker held to one thread.
-VARIANTS = [(1, 1, None), (1, 1, 1), (2, 1, None), (2, 2, None), (4, 1, None), (4, 2, None), (4, 4, None)]
+# (concurrency, worker cap, LLMOPS_LOCAL_THREADS or None). At concurrency 1 a batch uses one worker whatever
+# the cap; with cap 2 that worker runs one thread.
+VARIANTS = [(1, 1, None), (1, 2, None), (2, 1, None), (2, 2, None), (4, 1, None), (4, 2, None), (4, 4, None)]
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -93,7 +94,9 @@ def run(rows: pd.DataFrame, concurrency: int, cap: int, threads: int | None,
 
 def label(variant: tuple) -> str:
     concurrency, cap, threads = variant
-    return f"c={concurrency} workers<={cap}" + (f" threads={threads}" if threads else "")
+    workers, threads = min(concurrency, cap), threads or max(1, local.cpu_cores() // cap)
+    default = " (default)" if cap == local.cpu_cores() and variant[2] is None else ""
+    return f"c={concurrency}: {workers} worker(s) x {threads} thread(s){default}"
 
 
 def main() -> None:
