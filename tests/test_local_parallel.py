@@ -6,6 +6,7 @@ outside (``provider.worker_pids``) and one is killed with a real SIGKILL mid-bat
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import threading
@@ -168,3 +169,23 @@ def test_thread_shares(monkeypatch):
     monkeypatch.setenv("LLMOPS_LOCAL_THREADS", "0")
     with pytest.raises(LocalModelError, match=r"LLMOPS_LOCAL_THREADS='0': use a whole number from 1 up"):
         provider._threads(primary)
+
+
+def test_logprobs_and_schema_batches_on_two_workers(local_model):
+    """Each worker loads its own logprobs instance and compiles the schema grammar: the same as one worker."""
+    provider = local_model
+    rows = REVIEWS.head(2)
+    with watching(provider) as serial:
+        one = batch(rows, 1, logprobs=True, top_logprobs=2, max_tokens=4)
+    with watching(provider) as parallel:
+        two = batch(rows, 2, logprobs=True, top_logprobs=2, max_tokens=4)
+    assert len(serial) == 1 and len(parallel) == 2
+    assert list(two["output"]) == list(one["output"])
+    assert list(two["token_logprobs"]) == list(one["token_logprobs"]) and one["token_logprobs"][0]
+    schema = {"type": "object", "properties": {"label": {"type": "string", "enum": ["positive", "negative"]}},
+              "required": ["label"]}
+    with watching(provider) as parallel:
+        structured = batch(rows, 2, schema=schema, max_tokens=16)
+    assert len(parallel) == 2
+    assert structured["error"].isna().all(), structured["error"].tolist()
+    assert set(structured["output"].map(lambda text: json.loads(text)["label"])) <= {"positive", "negative"}
