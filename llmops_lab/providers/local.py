@@ -4,8 +4,10 @@ llama.cpp never runs in the kernel. A build for another CPU (pip's default ``-ma
 SIGSEGV/SIGILL in native code; in the worker (:mod:`llmops_lab.providers.local_worker`) that fails one call
 with a one-line error naming the fix, while the kernel, its variables and every record survive, and the
 next call starts a fresh worker. The worker starts lazily, is reused for every call of the process, and
-exits with it (its socket closes). Calls go one at a time (a llama.cpp context is not thread-safe); the
-round trip costs well under a millisecond (``benchmarks/local_worker.py``).
+exits with it (its socket closes). Calls go one at a time per worker (a llama.cpp context is not
+thread-safe); the round trip costs well under a millisecond (``benchmarks/local_worker.py``). A batch may
+start more workers, one per core, each on its share of the cores: llama-cpp-python's high-level API has no
+parallel slots, and one thread per process beat two threads in one (``benchmarks/local_batch.py``).
 
 Logprobs (``params["logprobs"]``): llama.cpp only returns them from a model loaded with
 ``logits_all=True``, which keeps a row of n_vocab floats (49,152 for SmolLM2, ~192 KB) per evaluated token
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import importlib.util
+import os
 import signal
 import socket
 import subprocess
@@ -189,48 +192,135 @@ class _Worker:
         self.log.close()
 
 
+class _Slot:
+    """One worker process and the lock that serialises its requests (a llama.cpp context is not thread-safe)."""
+
+    def __init__(self) -> None:
+        self.worker: _Worker | None = None
+        self.lock = threading.Lock()
+        self.busy = False  # checked out by a batch row (single calls wait on the lock instead)
+        self.retired = False  # an extra worker's batch ended: no new worker starts here
+        self.threads: int | None = None  # a batch row's share of the cores, while it holds the slot
+
+    @property
+    def pid(self) -> int | None:
+        worker = self.worker
+        return worker.pid if worker is not None and worker.proc.poll() is None else None
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (its affinity, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _env_count(name: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise LocalModelError(f"{name}={value!r}: use a whole number from 1 up")
+    return int(value)
+
+
+def max_workers() -> int:
+    """Worker processes a batch may use: ``LLMOPS_LOCAL_WORKERS``, else one per core (``benchmarks/README.md``)."""
+    return _env_count("LLMOPS_LOCAL_WORKERS") or cpu_cores()
+
+
+def threads_per_worker() -> int | None:
+    """``LLMOPS_LOCAL_THREADS``: the threads of every worker for every call; None: the shares below."""
+    return _env_count("LLMOPS_LOCAL_THREADS")
+
+
+class _Batch:
+    """What ``async_client`` hands a batch: while one is open, rows may start workers beyond the first."""
+
+    def __init__(self, provider: "LocalProvider") -> None:
+        self.provider = provider
+        self.limit = max_workers()
+        self.closed = False
+
+    async def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            await asyncio.to_thread(self.provider._end_batch)
+
+
 class LocalProvider:
+    """The kernel side of the embedded model: a primary worker, plus more while a batch runs.
+
+    Single calls, streams, token counts and ``info`` use the primary worker (slot 0). A batch row takes a
+    free worker; when all are busy and fewer than ``max_workers()`` run, it starts another. Each request
+    carries its thread count: a batch row cores // ``max_workers()`` (one thread by default, measured faster
+    even for a lone worker at concurrency 1), any other call cores // workers running (every core when the
+    primary is alone). Extra workers exit when the last open batch closes.
+    """
+
     name = "local"
     endpoint_host = None
 
     def __init__(self) -> None:
-        self._worker: _Worker | None = None
-        self.loaded: set[str] = set()  # models the current worker has loaded
-        self._lock = threading.Lock()
+        self._slots: list[_Slot] = [_Slot()]
+        self._pool = threading.Condition()  # guards _slots, busy flags and _batches
+        self._batches = 0  # batches open (async_client handed out, not yet closed)
+        self.loaded: set[str] = set()  # models the primary worker has loaded
+        self._lock = self._slots[0].lock  # the primary worker's lock
         self._epoch = 0  # bumped by abort(): requests queued before it are dropped, not sent
 
     @property
+    def _worker(self) -> _Worker | None:
+        return self._slots[0].worker
+
+    @property
     def worker_pid(self) -> int | None:
-        """The worker's pid while one runs (tests and `local-model status`)."""
-        worker = self._worker
-        return worker.pid if worker is not None and worker.proc.poll() is None else None
+        """The primary worker's pid while one runs (tests and `local-model status`)."""
+        return self._slots[0].pid
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """Every live worker's pid, the primary's first."""
+        with self._pool:
+            return [pid for slot in self._slots if (pid := slot.pid) is not None]
+
+    def _threads(self, slot: _Slot) -> int:
+        """A batch row runs on its batch's share (cores // the worker cap: one thread with the default cap,
+        also at concurrency 1); other calls on cores // the workers running now."""
+        return threads_per_worker() or slot.threads or max(1, cpu_cores() // len(self._slots))
 
     def _request(self, request: dict[str, Any], doing: str, epoch: int | None = None,
-                 on_piece: OnText | None = None) -> dict[str, Any]:
-        """Send one request to the worker (started on first use), under the lock; with ``on_piece``, streamed.
+                 on_piece: OnText | None = None, slot: _Slot | None = None) -> dict[str, Any]:
+        """Send one request to a worker (the primary unless ``slot``; started on first use), under its lock;
+        with ``on_piece``, streamed.
 
         A dead worker is dropped, so the next call starts a new one. A kernel interrupt while waiting
         stops the generation by ending the worker: llama.cpp has no way to cancel one from outside. A stream
         is cancelled instead (the worker checks between tokens) and answers ``interrupted``; it is killed
         only if it does not stop in time.
         """
-        with self._lock:
+        slot = slot or self._slots[0]
+        with slot.lock:
             if epoch is not None and epoch != self._epoch:
                 raise LocalModelError("the batch was cancelled before this request was sent")
-            if self._worker is None or self._worker.proc.poll() is not None:
-                self._drop()
-                self._worker = _Worker()
-            worker = self._worker
+            if slot.retired:
+                raise LocalModelError("the batch ended before this request was sent")
+            if slot.worker is None or slot.worker.proc.poll() is not None:
+                self._drop(slot)
+                slot.worker = _Worker()
+            worker = slot.worker
+            request = {**request, "threads": self._threads(slot)}
             try:
                 answer = worker.call(request, doing) if on_piece is None else worker.stream(request, on_piece, doing)
             except LocalModelError:
-                self._drop()
+                self._drop(slot)
                 raise
             except KeyboardInterrupt:
                 answer = worker.cancel(on_piece) if on_piece is not None else None
                 if answer is None:
                     worker.kill()
-                    self._drop()
+                    self._drop(slot)
                     if on_piece is None:
                         raise
                     answer = {"ok": True, "usage": {}, "finish_reason": "interrupted"}
@@ -240,23 +330,64 @@ class LocalProvider:
             raise LocalModelError(f"the local model failed while {doing}: {answer.get('error')}")
         return answer
 
-    def _drop(self) -> None:
-        if self._worker is not None:
-            self._worker.close()
-        self._worker = None
-        self.loaded.clear()
+    def _drop(self, slot: _Slot | None = None) -> None:
+        slot = slot or self._slots[0]
+        if slot.worker is not None:
+            slot.worker.close()
+        slot.worker = None
+        if slot is self._slots[0]:
+            self.loaded.clear()
+
+    def _checkout(self, batch: _Batch | None) -> _Slot:
+        """A free worker slot for a batch row: the first free one, a new one if all are busy and the batch
+        may start more, else wait for one."""
+        limit = batch.limit if batch is not None and not batch.closed else 1
+        threads = max(1, cpu_cores() // limit)
+        with self._pool:
+            while True:
+                free = next((slot for slot in self._slots if not slot.busy), None)
+                if free is None and len(self._slots) < limit:
+                    free = _Slot()
+                    self._slots.append(free)
+                if free is not None:
+                    free.busy, free.threads = True, threads
+                    return free
+                self._pool.wait()
+
+    def _checkin(self, slot: _Slot) -> None:
+        with self._pool:
+            slot.busy, slot.threads = False, None
+            self._pool.notify()
+
+    def _end_batch(self) -> None:
+        """The last open batch closed: stop the workers beyond the primary (after their request in progress)."""
+        with self._pool:
+            self._batches -= 1
+            if self._batches > 0:
+                return
+            extra, self._slots[1:] = self._slots[1:], []
+            self._pool.notify_all()  # rows still waiting (a cancelled batch) take the primary
+        for slot in extra:
+            with slot.lock:
+                slot.retired = True
+                self._drop(slot)
 
     def abort(self) -> None:
-        """Stop the generation in progress and drop queued batch requests (a cancelled batch)."""
+        """Stop the generations in progress and drop queued batch requests (a cancelled batch)."""
         self._epoch += 1
-        worker = self._worker
-        if worker is not None:
+        with self._pool:
+            workers = [slot.worker for slot in self._slots if slot.worker is not None]
+        for worker in workers:
             worker.kill()  # the waiting thread gets EOF and drops the worker; no lock needed
 
     def shutdown(self) -> None:
-        """Stop the worker (it starts again on the next call)."""
-        with self._lock:
-            self._drop()
+        """Stop every worker (the primary starts again on the next call)."""
+        with self._pool:
+            extra, self._slots[1:] = self._slots[1:], []
+        for slot in [self._slots[0], *extra]:
+            with slot.lock:
+                slot.retired = slot is not self._slots[0]
+                self._drop(slot)
 
     def _model_request(self, model: str, logprobs: bool = False) -> dict[str, Any]:
         size = ({"n_ctx": LOGPROBS_CONTEXT_TOKENS, "n_batch": LOGPROBS_BATCH} if logprobs
@@ -275,7 +406,7 @@ class LocalProvider:
         return self._request({"op": "info"}, "reporting its build")
 
     def complete(self, model: str, messages: list[Message], params: dict[str, Any],
-                 _epoch: int | None = None) -> Completion:
+                 _epoch: int | None = None, _slot: _Slot | None = None) -> Completion:
         kwargs = _generation_kwargs(params)
         logprobs = bool(params.get("logprobs"))
         if logprobs:
@@ -283,7 +414,7 @@ class LocalProvider:
             kwargs.update(logprobs=True, top_logprobs=int(params.get("top_logprobs") or 0))
         start = time.perf_counter()
         answer = self._request({"op": "complete", **self._model_request(model, logprobs), "messages": messages,
-                                "kwargs": kwargs}, "generating", _epoch)
+                                "kwargs": kwargs}, "generating", _epoch, slot=_slot)
         if not answer["ok"]:
             hint = (f" (with logprobs the local model takes up to {LOGPROBS_CONTEXT_TOKENS} tokens of prompt "
                     "and answer: shorten the prompt or drop logprobs)" if logprobs else "")
@@ -333,22 +464,35 @@ class LocalProvider:
             response_model=model, extra={"raw": {k: v for k, v in answer.items() if k != "ok"}},
             ttft_ms=first[0] if first else None, interrupted=bool(answer.get("interrupted")))
 
-    def async_client(self) -> None:
-        return None
+    def async_client(self) -> _Batch:
+        """The batch's handle: while it is open its rows may start more workers; ``close`` stops them."""
+        batch = _Batch(self)  # reads the worker cap first: a bad LLMOPS_LOCAL_WORKERS opens nothing
+        with self._pool:
+            self._batches += 1
+        return batch
 
     async def acomplete(self, client: Any, model: str, messages: list[Message], params: dict[str, Any],
                         on_rate_limit: Any = None) -> Completion:
-        """Batches: each request waits in a thread (the worker answers one at a time).
+        """Batches: each request waits in a thread for a free worker (each answers one at a time).
 
-        A cancelled batch (kernel interrupt) ends the generation in progress and drops the queued ones,
+        A cancelled batch (kernel interrupt) ends the generations in progress and drops the queued ones,
         so the next cell finds the model free instead of behind a queue of abandoned answers.
         """
         epoch = self._epoch
+        batch = client if isinstance(client, _Batch) else None
         try:
-            return await asyncio.to_thread(self.complete, model, messages, params, epoch)
+            return await asyncio.to_thread(self._batch_row, batch, model, messages, params, epoch)
         except asyncio.CancelledError:
             self.abort()
             raise
+
+    def _batch_row(self, batch: _Batch | None, model: str, messages: list[Message], params: dict[str, Any],
+                   epoch: int) -> Completion:
+        slot = self._checkout(batch)
+        try:
+            return self.complete(model, messages, params, epoch, slot)
+        finally:
+            self._checkin(slot)
 
 
 def _generation_kwargs(params: dict[str, Any]) -> dict[str, Any]:

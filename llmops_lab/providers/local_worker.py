@@ -9,10 +9,12 @@ the time Python and llama_cpp take to import.
 
 Requests: ``{"op": "complete", "model", "path", "messages", "kwargs", "logprobs", "size"}``,
 ``{"op": "stream", ...}`` (the same fields), ``{"op": "tokenize", "model", "path", "texts"}``, ``{"op": "info"}``,
-``{"op": "exit"}``. Answers: ``{"ok": True, ...}`` or ``{"ok": False, "error": "one line"}``. A ``stream``
-request is answered by ``{"piece": text}`` messages, one per piece llama.cpp yields, then its answer; a
-``{"op": "cancel"}`` received meanwhile stops the generation after the current token (the model stays
-loaded). A cancel that arrives after the answer is ignored.
+``{"op": "exit"}``. Each may carry ``"threads"``: the cores this worker may use now (the kernel runs
+one worker per core during a batch, one worker on every core otherwise). Answers: ``{"ok": True, ...}``
+or ``{"ok": False, "error": "one line"}``. A ``stream`` request is answered by ``{"piece": text}``
+messages, one per piece llama.cpp yields, then its answer; a ``{"op": "cancel"}`` received meanwhile
+stops the generation after the current token (the model stays loaded). A cancel that arrives after the
+answer is ignored.
 """
 from __future__ import annotations
 
@@ -33,10 +35,15 @@ def _load(request: dict[str, Any]) -> Any:
 
     logprobs = bool(request.get("logprobs"))
     key = (request["path"], logprobs)
+    threads = int(request.get("threads") or os.cpu_count() or 1)
     if key not in _models:
-        _models[key] = llama_cpp.Llama(model_path=request["path"], n_threads=os.cpu_count() or 1, verbose=False,
-                                       logits_all=logprobs, **request.get("size", {}))
-    return _models[key]
+        _models[key] = llama_cpp.Llama(model_path=request["path"], n_threads=threads, n_threads_batch=threads,
+                                       verbose=False, logits_all=logprobs, **request.get("size", {}))
+    llm = _models[key]
+    if llm.n_threads != threads:  # the kernel runs more (or fewer) workers now: share the cores anew
+        llm._ctx.set_n_threads(threads, threads)
+        llm.n_threads = llm.n_threads_batch = threads
+    return llm
 
 
 def _plain(value: Any) -> Any:
