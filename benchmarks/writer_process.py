@@ -222,6 +222,7 @@ def backlog(url: str, n: int) -> None:
 
 
 def main() -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # figures appear as they are measured
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--kernels", type=int, default=3)

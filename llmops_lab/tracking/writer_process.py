@@ -88,6 +88,12 @@ class FileState:
         self.first_read = False
         return True
 
+    def replaced(self) -> bool:
+        try:
+            return self.path.stat().st_ino != self.ino
+        except FileNotFoundError:
+            return True
+
     def ack(self, record_id: str, run_id: str | None, prompt_uri: str | None) -> None:
         # Opened per ack: spool_purge may have replaced the sidecar of a dead file meanwhile.
         with open(self.path.with_name(self.path.name + spool_mod.ACKED), "a", encoding="utf-8") as handle:
@@ -178,6 +184,8 @@ class Writer:
                 self.sink = MlflowSink(get_settings)
             for state in list(self.files.values()):
                 while state.pending and not self.stop.is_set():
+                    if state.replaced():  # spool_purge rewrote it (an erasure): never write what it dropped
+                        break
                     record, replay = state.pending[0]
                     run_id, prompt_uri = self.sink.write(record, replay=replay)
                     state.ack(record["id"], run_id, prompt_uri)
