@@ -52,7 +52,9 @@ def _child(code: str, project: Path, **kw) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300, **kw)
 
 
-def test_record_is_spooled_before_return_then_logged_by_the_writer_process(proc_project):
+def test_record_is_spooled_before_return_then_logged_by_the_writer_process(proc_project, monkeypatch):
+    secret = "tok-Secret-4711-abcdef"
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", secret)  # unused by sqlite; it must travel like real credentials
     r = llmops_lab.run("hello {{ x }}", {"x": 1}, name="proc")
     tracker = tracking.get_tracker()
     assert type(tracker).__name__ == "WriterClient"
@@ -62,6 +64,11 @@ def test_record_is_spooled_before_return_then_logged_by_the_writer_process(proc_
     assert tracking.flush(30) == 0
     pid = writer_pid(tracker.paths)
     assert pid and pid != os.getpid()
+    # The credentials reach the writer through its environment only: not its command line, not a file.
+    assert secret.encode() in Path(f"/proc/{pid}/environ").read_bytes()
+    assert secret.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    home = proc_project / ".llmops"
+    assert not [p for p in home.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
     ack = tracker.spool.path.with_name(tracker.spool.path.name + ".acked").read_text()
     assert ack.startswith(f"{r.record_id}\t{r.run_id}\tprompts:/proc/1")
     assert _singles() == Counter({r.record_id: 1})
