@@ -33,6 +33,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 STARTUP_TARGET_S, MEMORY_TARGET_MB, BACKLOG_TARGET_MS = 1.0, 40.0, 1.0
+WRITERS = ["thread", "process"]
 
 BARE_SCRIPT = """
 import openai
@@ -167,7 +168,7 @@ def _runs_in_store(folder: Path) -> int:
 
 def startup(url: str, runs: int) -> None:
     print(f"\n## Start-up: a whole 1-row tracked script vs a bare SDK script ({runs} runs each, alternated)")
-    for writer in ("thread", "process"):
+    for writer in WRITERS:
         folder = _project(url, writer)
         try:
             _py(RUN_SCRIPT.format() + "llmops_lab.flush(300)\n", folder)  # warm-up: the store exists
@@ -198,14 +199,14 @@ def startup(url: str, runs: int) -> None:
 def memory(url: str, kernels: int) -> None:
     print(f"\n## Memory: kernel RSS after %load_ext + 20 tracked calls + flush vs one bare openai call "
           f"({kernels} kernels each)")
-    for writer in ("thread", "process"):
+    for writer in WRITERS:
         folder = _project(url, writer)
         try:
             _py(RUN_SCRIPT.format() + "llmops_lab.flush(300)\n", folder)  # the store exists before
             bare, tracked = [], []
             for _ in range(kernels):
-                bare.append(json.loads(_py(KERNEL.format(tracked=False, url=url), folder)[1])["rss_mb"])
-                out = json.loads(_py(KERNEL.format(tracked=True, url=url), folder)[1])
+                bare.append(json.loads(_py(KERNEL.format(tracked=False, url=url), folder)[1].strip().splitlines()[-1])["rss_mb"])
+                out = json.loads(_py(KERNEL.format(tracked=True, url=url), folder)[1].strip().splitlines()[-1])
                 assert out["left"] == 0, out
                 tracked.append(out["rss_mb"])
                 mlflow_loaded = out["mlflow"]
@@ -219,10 +220,10 @@ def memory(url: str, kernels: int) -> None:
 
 def backlog(url: str, n: int) -> None:
     print(f"\n## Backlog: a bare SDK call's latency while {n} tracked records drain vs idle (same kernel)")
-    for writer in ("thread", "process"):
+    for writer in WRITERS:
         folder = _project(url, writer)
         try:
-            out = json.loads(_py(BACKLOG.format(url=url, n=n), folder)[1])
+            out = json.loads(_py(BACKLOG.format(url=url, n=n), folder)[1].strip().splitlines()[-1])
             added = out["during_ms"] - out["idle_ms"]
             print(f"{writer:>8} writer: idle {out['idle_ms']:.2f} ms, during the drain {out['during_ms']:.2f} ms "
                   f"({out['calls_during']} calls over {out['drain_s']:.1f} s), added {added:+.2f} ms (target within "
@@ -238,8 +239,10 @@ def main() -> int:
     parser.add_argument("--kernels", type=int, default=3)
     parser.add_argument("--backlog", type=int, default=500)
     parser.add_argument("--only", default="startup,memory,backlog")
+    parser.add_argument("--writers", default="thread,process", help="which writers to measure")
     args = parser.parse_args()
     only = set(args.only.split(","))
+    WRITERS[:] = args.writers.split(",")
     with Fake() as fake:
         print(f"fake server {fake.url}; python {sys.version.split()[0]}; {os.cpu_count()} cores")
         if "startup" in only:

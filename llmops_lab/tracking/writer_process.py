@@ -287,6 +287,10 @@ def main() -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s writer[%(process)d] %(levelname)s %(message)s",
                         stream=sys.stderr)
+    try:
+        os.nice(10)  # background work: on a loaded machine the kernels' calls go first
+    except OSError:
+        pass
     settings = get_settings()
     paths = WriterPaths(settings.home, os.environ[ID_ENV])
     handle = _acquire(paths.lock)
