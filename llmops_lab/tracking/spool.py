@@ -66,6 +66,19 @@ def read_acked(path: Path) -> set[str]:
     return {parse_ack(line)[0] for line in _read_lines(path.with_name(path.name + ACKED)) if line.endswith("\n")}
 
 
+def _lock_new_file(handle) -> None:
+    """Lock our new file; a process testing whether it is dead holds the lock for microseconds, so retry."""
+    import time
+
+    for _ in range(200):
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            time.sleep(0.005)
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 class Spool:
     """This process's spool file in ``folder``; created on the first append."""
 
@@ -85,7 +98,7 @@ class Spool:
             if self._handle is None:
                 self.folder.mkdir(parents=True, exist_ok=True)
                 self._handle = open(self.path, "a", encoding="utf-8")
-                fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _lock_new_file(self._handle)
             # One write + flush: the line reaches the OS before the call returns (survives SIGKILL).
             self._handle.write(line)
             self._handle.flush()

@@ -115,6 +115,7 @@ class Writer:
                        "undecryptable": {}}
         self._status_dirty = True
         self._errors: dict[str, int] = {}  # error -> repeats since its line
+        self._legacy_checked: dict[Path, float] = {}  # a live thread writer's file: tested once a second
 
     def _wake_mtime(self) -> float:
         try:
@@ -133,7 +134,10 @@ class Writer:
                 continue
             state = self.files.get(path)
             if state is None:
+                if legacy and (now - self._legacy_checked.get(path, -LOCK_CHECK_S) < LOCK_CHECK_S):
+                    continue
                 if legacy and not lock_is_free(path):  # a live thread writer's file is its own
+                    self._legacy_checked[path] = now
                     continue
                 state = self.files[path] = FileState(path)
             seen.add(path)
@@ -154,6 +158,12 @@ class Writer:
             if state.pending or state.undecryptable or now - state.checked < LOCK_CHECK_S:
                 continue
             state.checked = now
+            try:
+                st = state.path.stat()
+            except FileNotFoundError:
+                continue
+            if st.st_size == 0 and time.time() - st.st_mtime < 60:
+                continue  # just created: its process opens, then locks, then writes; never delete it in between
             try:
                 handle = open(state.path, "a")
             except FileNotFoundError:
