@@ -134,9 +134,12 @@ def test_sigkill_of_the_kernel_before_any_writer_ran_loses_nothing(proc_project)
 
 def test_a_script_exits_at_once_and_the_writer_outlives_it(proc_project):
     started = time.monotonic()
-    proc = _child(KILLED.format(patch="").replace("os.kill(os.getpid(), signal.SIGKILL)", ""), proc_project)
+    heavy = ('print("HEAVY", sorted({m.split(".")[0] for m in sys.modules} & '
+             '{"mlflow", "papermill", "matplotlib", "pandas"}), file=sys.stderr)')
+    proc = _child(KILLED.format(patch="").replace("os.kill(os.getpid(), signal.SIGKILL)", heavy), proc_project)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert time.monotonic() - started < 30  # it did not wait for MLflow (the writer imports it, not the script)
+    assert "HEAVY []" in proc.stderr  # none of them on a 1-row script's path
     ids = proc.stdout.split()
     paths = WriterPaths(proc_project / ".llmops", next(p for p in spool_files(proc_project)).name.split("-w")[1][:12])
     deadline = time.monotonic() + 90
