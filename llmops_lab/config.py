@@ -45,6 +45,10 @@ class Settings:
     max_cost_day: float | None = None  # USD per UTC day, over every run in the store
     tracking: bool = True
     stream: bool = True  # %%llm shows text and markdown answers as they arrive (--no-stream for one cell)
+    # Who writes the spool to MLflow: "thread" (a thread in this process, imports MLflow here) or "process"
+    # (the project's writer process, tracking/writer_process.py; it exits after writer_idle_s s with nothing to do).
+    writer: str = "thread"
+    writer_idle_s: float = 120.0
     endpoints: dict[str, dict[str, str]] = field(default_factory=dict)
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
     redaction: dict[str, Any] = field(default_factory=dict)  # [tool.llmops-lab.redaction]: see trust/policy.py
@@ -86,7 +90,7 @@ _SCALARS: dict[str, type] = {
     "model": str, "temperature": float, "max_tokens": int, "top_p": float, "seed": int,
     "tracking_uri": str, "experiment": str, "timeout": float, "max_retries": int, "tracking": bool,
     "max_cost": float, "max_cost_day": float, "max_prompt_chars": int, "allow_insecure_transport": bool,
-    "stream": bool, "chat_max_chars": int, "batch_transport": str,
+    "stream": bool, "chat_max_chars": int, "batch_transport": str, "writer": str, "writer_idle_s": float,
 }
 # Names that look like credentials: refused as settings (keys come from the environment, never a notebook).
 _SECRET_WORDS = ("key", "token", "secret", "password", "passwd", "credential")
@@ -118,7 +122,7 @@ def parse_value(key: str, value: Any) -> Any:
         raise ConfigError(f"unknown setting {key!r}: use one of {', '.join(sorted(_SCALARS))}")
     kind = _SCALARS[key]
     if value is None or (isinstance(value, str) and value.lower() in ("none", "")):
-        if key in ("model", "timeout", "max_retries", "tracking", "stream"):
+        if key in ("model", "timeout", "max_retries", "tracking", "stream", "writer", "writer_idle_s"):
             raise ConfigError(f"{key} needs a value")
         return None
     try:
@@ -155,6 +159,10 @@ def _check_range(key: str, value: Any) -> None:
                           "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the environment instead")
     if key == "batch_transport" and value not in ("lean", "sdk"):
         raise ConfigError(f"batch_transport={value!r}: use lean (the fast default) or sdk (the openai SDK)")
+    if key == "writer" and value not in ("thread", "process"):
+        raise ConfigError(f"writer={value!r}: use thread (in this process) or process (the project's writer process)")
+    if key == "writer_idle_s" and value <= 0:
+        raise ConfigError(f"writer_idle_s={value} must be positive (seconds)")
     if key == "model" and ":" not in value:
         raise ConfigError(f"model {value!r} is not provider:model (for example {DEFAULT_MODEL} or openai:gpt-4o-mini)")
 

@@ -22,10 +22,16 @@ _lock = threading.Lock()
 
 
 def get_tracker(settings: Settings | None = None) -> Tracker:
+    """This process's tracker: the thread writer, or with ``writer = "process"`` the writer process's client."""
     global _tracker
     with _lock:
         if _tracker is None:
             settings = settings or get_settings()
+            if settings.writer == "process":
+                from llmops_lab.tracking.writer_client import WriterClient
+
+                _tracker = WriterClient(settings)  # type: ignore[assignment]  # Tracker's interface
+                return _tracker
 
             def sink_factory():
                 from llmops_lab.tracking.mlflow_sink import MlflowSink

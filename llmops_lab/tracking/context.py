@@ -16,6 +16,10 @@ DEFAULT_EXPERIMENT = "llmops-lab"
 
 
 def _shell():
+    import sys
+
+    if "IPython" not in sys.modules:  # a plain script: no shell, and no 0.1-0.3 s import to find that out
+        return None
     try:
         from IPython import get_ipython
     except ImportError:

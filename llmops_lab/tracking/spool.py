@@ -3,7 +3,10 @@ MLflow accepted it.
 
 Each process appends to its own file and holds an ``flock`` on it for its lifetime, so a file whose
 lock can be taken belongs to a process that is gone (exit, crash or SIGKILL) and is safe to replay.
-Acknowledged record ids go to a sidecar ``.acked`` file; a fully acknowledged file is deleted.
+Acknowledged record ids go to a sidecar ``.acked`` file; a fully acknowledged file is deleted. An ack line
+is ``id`` or, written by the writer process (tracking/writer_process.py), ``id<TAB>run_id<TAB>prompt_uri``:
+the kernel reads its run ids there. With the process writer the file name carries the writer's identity
+(``spool-<pid>-<rand>-w<id>.jsonl``), and only the writer appends to ``.acked``, live files included.
 
 With ``LLMOPS_DATA_KEY`` set, each line is encrypted (:mod:`llmops_lab.trust.at_rest`); lines written before
 are read as they are. A file that cannot be decrypted (no key, another key) raises a one-line DataKeyError
@@ -48,16 +51,41 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def ack_line(record_id: str, run_id: str | None = None, prompt_uri: str | None = None) -> str:
+    return f"{record_id}\t{run_id or ''}\t{prompt_uri or ''}\n" if run_id is not None else f"{record_id}\n"
+
+
+def parse_ack(line: str) -> tuple[str, str | None, str | None]:
+    """(record id, run id, prompt uri) of one complete ack line; the ids-only form gives (id, None, None)."""
+    parts = line.rstrip("\n").split("\t")
+    return parts[0].strip(), (parts[1] or None) if len(parts) > 1 else None, \
+        (parts[2] or None) if len(parts) > 2 else None
+
+
 def read_acked(path: Path) -> set[str]:
-    return {line.strip() for line in _read_lines(path.with_name(path.name + ACKED)) if line.endswith("\n")}
+    return {parse_ack(line)[0] for line in _read_lines(path.with_name(path.name + ACKED)) if line.endswith("\n")}
+
+
+def _lock_new_file(handle) -> None:
+    """Lock our new file; a process testing whether it is dead holds the lock for microseconds, so retry."""
+    import time
+
+    for _ in range(200):
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            time.sleep(0.005)
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 class Spool:
     """This process's spool file in ``folder``; created on the first append."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, writer_id: str | None = None):
         self.folder = Path(folder)
-        self.path = self.folder / f"spool-{os.getpid()}-{uuid.uuid4().hex[:8]}{SUFFIX}"
+        tag = f"-w{writer_id}" if writer_id else ""  # which writer process owns it (None: the thread writer)
+        self.path = self.folder / f"spool-{os.getpid()}-{uuid.uuid4().hex[:8]}{tag}{SUFFIX}"
         self._handle = None
         self._acks = None
         self._lock = threading.Lock()
@@ -70,7 +98,7 @@ class Spool:
             if self._handle is None:
                 self.folder.mkdir(parents=True, exist_ok=True)
                 self._handle = open(self.path, "a", encoding="utf-8")
-                fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _lock_new_file(self._handle)
             # One write + flush: the line reaches the OS before the call returns (survives SIGKILL).
             self._handle.write(line)
             self._handle.flush()
