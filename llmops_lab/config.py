@@ -122,7 +122,7 @@ def parse_value(key: str, value: Any) -> Any:
         raise ConfigError(f"unknown setting {key!r}: use one of {', '.join(sorted(_SCALARS))}")
     kind = _SCALARS[key]
     if value is None or (isinstance(value, str) and value.lower() in ("none", "")):
-        if key in ("model", "timeout", "max_retries", "tracking", "stream", "writer", "writer_idle_s"):
+        if key in ("model", "timeout", "max_retries", "tracking", "stream", "writer", "writer_idle_s", "batch_transport"):
             raise ConfigError(f"{key} needs a value")
         return None
     try:
