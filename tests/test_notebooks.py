@@ -3,6 +3,7 @@ its calls land in MLflow, and the committed (executed) notebooks read well where
 import json
 import re
 import shutil
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -40,13 +41,8 @@ def make_project(tmp_path):
     return root
 
 
-@pytest.mark.slow
-def test_prompt_design_notebook_streams_chats_and_validates(tmp_path, monkeypatch):
-    """05 on the embedded model: a streamed call logs ttft_ms; the two --chat turns share their conversation
-    (turns 1 and 2); the --schema call logs schema.json; the schema batch logs
-    schema_valid_rate; a streamed answer is saved as one output, not a line per piece."""
-    from mlflow import MlflowClient
-
+def _execute_in_project(name: str, tmp_path: Path, monkeypatch) -> tuple[Path, "nbformat.NotebookNode"]:
+    """Example notebook ``name`` executed in a fresh project of its own (papermill): (project root, output)."""
     from llmops_lab.config import reset_settings
     from llmops_lab.jobs.notebooks import execute_notebook
 
@@ -55,11 +51,20 @@ def test_prompt_design_notebook_streams_chats_and_validates(tmp_path, monkeypatc
     monkeypatch.delenv("LLMOPS_HOME", raising=False)
     monkeypatch.chdir(root)
     try:
-        out = execute_notebook(root / "notebooks" / "05_prompt_design.ipynb", tmp_path / "out.ipynb",
-                               reset_settings(root))
+        out = execute_notebook(root / "notebooks" / f"{name}.ipynb", tmp_path / "out.ipynb", reset_settings(root))
     finally:
         reset_settings(REPO)
-    nb = nbformat.read(out, as_version=4)
+    return root, nbformat.read(out, as_version=4)
+
+
+@pytest.mark.slow
+def test_prompt_design_notebook_streams_chats_and_validates(tmp_path, monkeypatch):
+    """05 on the embedded model: a streamed call logs ttft_ms; the two --chat turns share their conversation
+    (turns 1 and 2); the --schema call logs schema.json; the schema batch logs
+    schema_valid_rate; a streamed answer is saved as one output, not a line per piece."""
+    from mlflow import MlflowClient
+
+    root, nb = _execute_in_project("05_prompt_design", tmp_path, monkeypatch)
     assert not errors(nb)
     streamed = next(c for c in nb.cells if c.cell_type == "code" and "stream=True" in c.source)
     assert [o.output_type for o in streamed.outputs] == ["stream"] and "first token after" in streamed.outputs[0].text
@@ -88,19 +93,7 @@ def test_probe_and_optimize_notebook_logs_its_parent_runs(tmp_path, monkeypatch)
     re-run of the search asks the model nothing (every row of its batches cached); nothing was promoted."""
     from mlflow import MlflowClient
 
-    from llmops_lab.config import reset_settings
-    from llmops_lab.jobs.notebooks import execute_notebook
-
-    root = make_project(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("LLMOPS_HOME", raising=False)
-    monkeypatch.chdir(root)
-    try:
-        out = execute_notebook(root / "notebooks" / "06_probe_and_optimize.ipynb", tmp_path / "out.ipynb",
-                               reset_settings(root))
-    finally:
-        reset_settings(REPO)
-    nb = nbformat.read(out, as_version=4)
+    root, nb = _execute_in_project("06_probe_and_optimize", tmp_path, monkeypatch)
     assert not errors(nb)
     uri = f"sqlite:///{root / '.llmops' / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
