@@ -216,3 +216,18 @@ def test_batch_transport_setting_is_checked():
 
     with pytest.raises(ConfigError, match="use lean .* or sdk"):
         llmops_lab.configure(batch_transport="curl")
+
+
+def test_proxy_from_the_environment_is_used_and_no_proxy_bypasses_it(transport, fake, monkeypatch):
+    from teamserver import free_port
+
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    err, _, _ = call(transport, max_retries=0)
+    assert isinstance(err, ProviderError) and "could not connect" in str(err), err
+    assert fake.requests == []  # it went to the proxy, not to the endpoint
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    providers._clients.clear()
+    c, _, _ = call(transport, max_retries=0)
+    assert not isinstance(c, ProviderError) and c.text == "echo: hello there friend"

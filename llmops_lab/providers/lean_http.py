@@ -38,6 +38,14 @@ class LeanClient:
 
         self._aiohttp = aiohttp
         self.url = yarl.URL(url, encoded=False)
+        # HTTP(S)_PROXY / NO_PROXY as the SDK's httpx reads them, looked up once per batch, not per request
+        # (aiohttp's trust_env would look them up, and netrc, on every request).
+        from aiohttp.helpers import get_env_proxy_for_url
+
+        try:
+            self.proxy, self.proxy_auth = get_env_proxy_for_url(self.url)
+        except LookupError:  # no proxy for this URL, or NO_PROXY covers its host
+            self.proxy, self.proxy_auth = None, None
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30),
             # As the SDK's httpx timeout: per connect and per read, not for the whole call.
@@ -46,7 +54,8 @@ class LeanClient:
 
     async def post(self, body: bytes) -> tuple[int, Any, bytes]:
         """(status, headers, body bytes); raises TimeoutError or aiohttp.ClientError."""
-        async with self.session.post(self.url, data=body, allow_redirects=False) as response:
+        async with self.session.post(self.url, data=body, allow_redirects=False, proxy=self.proxy,
+                                     proxy_auth=self.proxy_auth) as response:
             return response.status, response.headers, await response.read()
 
     async def close(self) -> None:
