@@ -409,7 +409,8 @@ def _score(results: Any, inputs: Any, scorers: list, collector: _Collector, judg
     return names
 
 
-def _percentile(values: list[float], q: float) -> float | None:
+def percentile(values: list[float], q: float) -> float | None:
+    """Linear interpolation over the values that are not NaN (``q`` in 0..1); None when there are none."""
     values = sorted(v for v in values if not math.isnan(v))
     if not values:
         return None
@@ -430,8 +431,8 @@ def _summary(results: Any, score_columns: list[str], stats: dict[str, int], wall
         "shared": int(stats.get("shared", 0)),
         "limit_cuts": int(stats.get("limit_cuts", 0)),
         "retries": int(results["retries"].sum()),
-        "latency_p50_ms": _percentile(list(called["latency_ms"]), 0.5),
-        "latency_p95_ms": _percentile(list(called["latency_ms"]), 0.95),
+        "latency_p50_ms": percentile(list(called["latency_ms"]), 0.5),
+        "latency_p95_ms": percentile(list(called["latency_ms"]), 0.95),
         "rows_per_s": len(results) / wall_s if wall_s > 0 else None,
         "wall_s": wall_s,
         "prompt_tokens": int(results["prompt_tokens"].sum()),

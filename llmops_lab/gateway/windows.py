@@ -117,6 +117,7 @@ class Windows:
     def _close(self, window: _Window, settings: "Settings | None" = None) -> None:
         from llmops_lab.config import get_settings
         from llmops_lab.core import records
+        from llmops_lab.evaluation.batch import percentile  # the batch's own latency figures
         from llmops_lab.tracking import submit
         from llmops_lab.tracking.context import acting_as
 
@@ -124,8 +125,8 @@ class Windows:
         wall_s = max((window.ended_ns - window.started_ns) / 1e9, 1e-3)
         summary = {"rows": window.chunks, "errors": window.errors, "cache_hits": 0, "requests": window.chunks,
                    "shared": 0, "limit_cuts": 0, "retries": window.retries,
-                   "latency_p50_ms": _percentile(window.latencies, 0.5),
-                   "latency_p95_ms": _percentile(window.latencies, 0.95),
+                   "latency_p50_ms": percentile(window.latencies, 0.5),
+                   "latency_p95_ms": percentile(window.latencies, 0.95),
                    "rows_per_s": window.chunks / wall_s, "wall_s": wall_s,
                    "prompt_tokens": window.prompt_tokens, "completion_tokens": window.completion_tokens,
                    "cost_usd": sum(window.costs) if window.costs else None, "scores": {}}
@@ -165,11 +166,3 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
             "cached": False, "retries": int(record.get("retries") or 0), "error": record.get("error"),
             "ttft_ms": record.get("ttft_ms")}
 
-
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
